@@ -1,0 +1,90 @@
+"""The job spec: everything a node needs to run one row, with every interpolation resolved.
+
+Plan builds it from the composed config, prepare fills in the checkout, and it travels to the node
+as `spec.json` in the run directory, so the node never needs Hydra or the config files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .result import atomic_write_json
+
+SPEC_FILE = "spec.json"
+
+
+@dataclass
+class JobSpec:
+    # the row
+    impl: str
+    label: str
+    title: str
+    framework: str
+    command: str
+    images_per_iter: int
+    window: list[int]  # [start, end]: completed iterations, 1-based
+    log_format: str
+    log_path: str | None = None  # relative to the work dir; None = the captured output (train.log)
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str = "."  # relative to the prepared checkout (or to the run dir when there is no repo)
+    repo: str | None = None
+    commit: str | None = None  # as configured (tag, abbreviated or full hash)
+    commit_note: str = ""
+    patches: list[dict[str, Any]] = field(default_factory=list)
+    setup: list[str] = field(default_factory=list)
+    build: list[str] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+    reference: float | None = None
+    reference_hardware: str | None = None
+    tolerance: float = 0.05
+    stop_when_covered: bool = True
+    # where and how
+    hardware: str = "local"
+    gpu_model: str = ""
+    gpus: int = 0
+    cpus: int = 1
+    mem_gb: int = 0
+    nodes: int = 1
+    time_limit_min: int = 60
+    backend: str = "local"
+    backend_config: dict[str, Any] = field(default_factory=dict)
+    scale: str = "full"  # full | smoke
+    seed: int = 0
+    data_root: str = ""
+    run_dir: str = ""
+    sweep_dir: str | None = None
+    # filled by prepare (submit host)
+    checkout_dir: str | None = None
+    commit_full: str | None = None
+    recipe_hash: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "JobSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @property
+    def exec_dir(self) -> Path:
+        """Where the command runs: the prepared checkout's work dir, or the run dir for repo-less rows."""
+        base = Path(self.checkout_dir) if self.checkout_dir else Path(self.run_dir)
+        return (base / self.workdir).resolve()
+
+    def save(self, run_dir: str | Path | None = None) -> Path:
+        path = Path(run_dir or self.run_dir) / SPEC_FILE
+        atomic_write_json(path, self.to_dict())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "JobSpec":
+        path = Path(path)
+        if path.is_dir():
+            path = path / SPEC_FILE
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
