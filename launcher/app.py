@@ -125,7 +125,7 @@ def task(cfg: DictConfig) -> int:
     run_dir = Path(hc.runtime.output_dir)
     sweep_dir = Path(hc.sweep.dir).resolve() if multirun else None
     try:
-        spec = plan(cfg, run_dir, sweep_dir)
+        spec = plan(cfg, run_dir, sweep_dir, list(hc.overrides.task))
     except ConfigError as e:
         return _fail(str(e))
     problems = runnable_problems(spec)

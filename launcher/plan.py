@@ -42,8 +42,13 @@ def choose_scale(cfg: DictConfig) -> str:
     return cfg.scale
 
 
-def apply_smoke(cfg: DictConfig) -> DictConfig:
-    """A copy of `cfg` with the row's smoke overrides (dotted keys) applied."""
+def override_keys(overrides: list[str]) -> set[str]:
+    """Keys a user set on the command line (`a.b=1`, `+a.b=1`, `~a.b`), which smoke scale must not clobber."""
+    return {o.lstrip("+~").split("=", 1)[0] for o in overrides}
+
+
+def apply_smoke(cfg: DictConfig, keep: set[str] = frozenset()) -> DictConfig:
+    """A copy of `cfg` with the row's smoke overrides (dotted keys) applied, except keys in `keep`."""
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))  # detached, still interpolating
     OmegaConf.set_struct(cfg, False)
     if not cfg.impl.smoke:
@@ -51,18 +56,23 @@ def apply_smoke(cfg: DictConfig) -> DictConfig:
     for key, value in cfg.impl.smoke.items():
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
             raise ConfigError(f"impl.smoke of {cfg.impl.name!r} overrides {key!r}, which is not a config key")
-        OmegaConf.update(cfg, key, value, merge=False)
+        if key not in keep:
+            OmegaConf.update(cfg, key, value, merge=False)
     return cfg
 
 
-def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = None) -> JobSpec:
-    """Resolve `cfg` into the JobSpec of one row (nothing is written or touched)."""
+def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = None,
+         overrides: list[str] | None = None) -> JobSpec:
+    """Resolve `cfg` into the JobSpec of one row (nothing is written or touched).
+
+    `overrides` are the user's command-line overrides: at smoke scale they still win."""
     try:
-        _validate(cfg)
+        if cfg.scale not in SCALES:
+            raise ConfigError(f"scale={cfg.scale!r} is not one of {', '.join(SCALES)}")
         scale = choose_scale(cfg)
         if scale == "smoke":
-            cfg = apply_smoke(cfg)
-            _validate(cfg)
+            cfg = apply_smoke(cfg, override_keys(overrides or []))
+        _validate(cfg)
         c: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[assignment]
     except OmegaConfBaseException as e:
         raise ConfigError(f"cannot resolve the config: {e}") from e

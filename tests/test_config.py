@@ -83,7 +83,9 @@ def test_type_errors_name_the_key(compose, override, key):
 
 def test_window_order_is_checked(compose, tmp_path):
     with pytest.raises(ConfigError, match=r"window.start=600 must be less than window.end=500"):
-        plan(compose("window.start=600"), tmp_path)
+        plan(compose("window.start=600"), tmp_path, overrides=["window.start=600"])
+    with pytest.raises(ConfigError, match=r"window.start=600 must be less than window.end=500"):
+        plan(compose("window.start=600", "hardware=v100x8"), tmp_path)
 
 
 def test_unknown_impl_lists_the_options(tmp_path):
@@ -113,3 +115,9 @@ def test_dry_run_prints_the_seed_command_and_touches_nothing(row, tmp_path):
     assert p.returncode == 0, p.stderr
     assert SEED_COMMANDS[row] in p.stdout
     assert list(tmp_path.iterdir()) == []  # no outputs/, no checkout
+
+
+def test_user_overrides_win_over_smoke_scale(compose, tmp_path):
+    over = ["impl=torchvision", "hardware.gpus=0", "window.end=5", "impl.options.min_size=200"]
+    spec = plan(compose(*over), tmp_path, overrides=over)
+    assert spec.scale == "smoke" and spec.window[1] == 5 and "--min-size 200 " in spec.command
