@@ -217,7 +217,10 @@ def test_interrupted_tree_and_corrupt_clone_are_recovered(upstream, tmp_path, jo
     # an interrupted prepare: the tree is there but its completion marker is not
     (t / ".git" / "launcher-prepared.json").unlink()
     (t / "train.py").write_text("half\n")
+    killed = t.with_name(f".tmp-{t.name}-99999")  # what a prepare killed mid-way leaves
+    (killed / "pkg").mkdir(parents=True)
     out = prepare(spec, cache, jobs_dir=jobs)
+    assert not killed.exists()
     assert (Path(out.checkout_dir) / "train.py").read_text() == "mask = x.to(torch.bool)  # v2\n"
     mirror = next((cache / "repos").glob("*.git"))
     # a clone whose objects are gone (refs still there): detected by fsck, cloned again

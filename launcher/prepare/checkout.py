@@ -78,8 +78,10 @@ def _build_tree(spec: JobSpec, mirror: Path, tree: Path, jobs_dir: str | Path | 
                 log: Callable[[str], None]) -> None:
     """Check out and patch SPEC's recipe into a temporary directory, then rename it to TREE."""
     tmp = tree.with_name(f".tmp-{tree.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
+    # leftovers of a killed prepare of this recipe: stale, since builders of one repo hold its lock
+    for stale in tmp.parent.glob(f".tmp-{tree.name}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         git(["clone", "--quiet", "--shared", "--no-checkout", str(mirror), str(tmp)])
         git(["checkout", "--quiet", "--detach", spec.commit_full], cwd=tmp)

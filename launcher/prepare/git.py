@@ -112,7 +112,8 @@ def ensure_mirror(repo: str, cache_dir: Path, log=None, timeout: float | None = 
     path.parent.mkdir(parents=True, exist_ok=True)
     source = normalize_repo(repo)
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    for stale in path.parent.glob(f".tmp-{path.name}-*"):  # a killed clone's leftovers (we hold the lock)
+        shutil.rmtree(stale, ignore_errors=True)
     if log:
         log(f"cloning {source} into {path}")
     try:
