@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .base import (LogParser, Progress, build_measurement, check_window, clean_lines, dedupe, require_records,
+from .base import (LogParser, ParseError, Progress, build_measurement, check_window, clean_lines, dedupe, require_records,
                    span_from_intervals)
 
 EPOCH_RE = re.compile(r"^\s*Epoch (?P<epoch>\d+)/(?P<epochs>\d+)\s*$")
@@ -64,7 +64,6 @@ class MatterportParser(LogParser):
         by_epoch = dedupe(self.name, [(r.epoch, (r.steps, r.secs)) for r in recs])
         steps = {s for s, _ in by_epoch.values()}
         if len(steps) != 1:
-            from .base import ParseError
             raise ParseError(f"matterport log has epochs of different lengths {sorted(steps)}; cannot map steps")
         spe = steps.pop()
         last = max(by_epoch) * spe
@@ -82,10 +81,8 @@ class MatterportParser(LogParser):
         if mid is None:
             return None
         e, step, target = mid
-        rate = None
-        if finals and finals[-1].secs > 0:
-            rate = None  # img/s needs images per step; give steps/s in extra instead
         extra = {"epoch": e, "step_in_epoch": step}
         if finals and finals[-1].secs > 0:
             extra["steps_per_s_last_epoch"] = finals[-1].steps / finals[-1].secs
-        return Progress(last_iter=(e - 1) * target + step, rate=rate, extra=extra)
+        # img/s needs the images per step, which the log does not print: steps/s go in extra
+        return Progress(last_iter=(e - 1) * target + step, rate=None, extra=extra)
