@@ -179,3 +179,16 @@ def test_plot_is_a_png_written_by_matplotlib(tmp_path):
     assert b"Matplotlib" in data[:400]  # the Software text chunk matplotlib writes
     assert main([str(tmp_path / "s"), "--no-record", "--plot", str(tmp_path / "cli.png")]) == 0
     assert open(tmp_path / "cli.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_scale_bench_runs_and_reports(tmp_path):
+    """The bench script itself works (a small tree here; 10,000 runs is `python bench/gather_scale.py`)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "gather_scale.py"
+    p = subprocess.run([sys.executable, str(script), "--runs", "300", "--target", "60"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "PASS" in p.stdout and "for 300 runs" in p.stdout

@@ -13,6 +13,7 @@ dicts, and leaves building the DataFrame to the caller, once.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -40,12 +41,16 @@ class Problem:
         return f"{self.path}: {self.message}"
 
 
-def find_run_dirs(paths: Iterable[str | os.PathLike]) -> tuple[list[str], list[str], list[Problem]]:
-    """Run dirs (spec.json or result.json inside) and manifest-bearing dirs under `paths`.
+def find_run_dirs(paths: Iterable[str | os.PathLike]
+                  ) -> tuple[list[tuple[str, frozenset]], list[str], list[Problem]]:
+    """Run dirs (spec.json or result.json inside, with the names of their files) and manifest-bearing
+    dirs under `paths`.
 
-    A run dir is not descended into. Hidden dirs (`.hydra`, `.git`) are skipped.
+    A run dir is not descended into. Hidden dirs (`.hydra`, `.git`) are skipped. Only symlinked
+    directories are resolved (to avoid visiting one twice or looping): resolving every path costs
+    more than reading the files.
     """
-    runs: list[str] = []
+    runs: list[tuple[str, frozenset]] = []
     manifests: list[str] = []
     problems: list[Problem] = []
     seen: set[str] = set()
@@ -55,13 +60,14 @@ def find_run_dirs(paths: Iterable[str | os.PathLike]) -> tuple[list[str], list[s
         if not os.path.isdir(p):
             problems.append(Problem(p, "not a directory (give sweep or run directories)"))
             continue
-        stack.append(p)
+        stack.append((p, True))
     while stack:
-        d = stack.pop()
-        real = os.path.realpath(d)
-        if real in seen:
-            continue
-        seen.add(real)
+        d, resolve = stack.pop()
+        if resolve:
+            real = os.path.realpath(d)
+            if real in seen:
+                continue
+            seen.add(real)
         subdirs, files = [], set()
         try:
             with os.scandir(d) as it:
@@ -70,7 +76,7 @@ def find_run_dirs(paths: Iterable[str | os.PathLike]) -> tuple[list[str], list[s
                     try:
                         if e.is_dir():
                             if not name.startswith("."):
-                                subdirs.append(e.path)
+                                subdirs.append((e.path, e.is_symlink()))
                         else:
                             files.add(name)
                     except OSError:
@@ -81,7 +87,7 @@ def find_run_dirs(paths: Iterable[str | os.PathLike]) -> tuple[list[str], list[s
         if MANIFEST_FILE in files:
             manifests.append(d)
         if RESULT_FILE in files or SPEC_FILE in files:
-            runs.append(d)
+            runs.append((d, frozenset(files)))
             continue  # a run dir: what is below it is the run's own (checkout, logs)
         stack.extend(sorted(subdirs, reverse=True))
     runs.sort()
@@ -157,16 +163,23 @@ def _backend_state(entry: dict | None, run_dir: str, job_state: Callable | None)
     return _marker_state(run_dir)
 
 
-def read_run(run_dir: str, job_state: Callable | None) -> tuple[dict | None, Problem | None]:
-    """One run dir -> one record (or a problem). The record is result.json's fields, plus `source`."""
+_RESULT_FIELDS = frozenset(f.name for f in dataclasses.fields(Result))
+
+
+def read_run(run_dir: str, job_state: Callable | None, files: frozenset | None = None
+             ) -> tuple[dict | None, Problem | None]:
+    """One run dir -> one record (or a problem). The record is result.json's fields, plus `source`.
+
+    `files`: the names in the run dir when the caller listed it already (saves a stat per file).
+    """
     rpath = os.path.join(run_dir, RESULT_FILE)
     entry = None
-    if os.path.exists(rpath):
+    if (RESULT_FILE in files) if files is not None else os.path.exists(rpath):
         try:
             data = _load_json(rpath)
             if not isinstance(data, dict):
                 raise ValueError(f"expected a JSON object, found {type(data).__name__}")
-            Result.from_dict(data)  # the schema's own checks (status, throughput)
+            Result(**{k: v for k, v in data.items() if k in _RESULT_FIELDS})  # the schema's own checks
         except (OSError, ValueError, TypeError) as e:
             problem = Problem(rpath, f"corrupt or half-written result, skipped ({e}); "
                                      "re-run the row or delete the file")
@@ -186,7 +199,8 @@ def read_run(run_dir: str, job_state: Callable | None) -> tuple[dict | None, Pro
         rec["result_run_dir"] = data.get("run_dir")  # where it was written: part of the run's identity
         rec["run_dir"] = run_dir  # where it is now
         rec.setdefault("reason", rec.get("error"))
-        entry = _last_manifest_entry(run_dir)
+        if rec.get("status") != "ok" and (files is None or MANIFEST_FILE in files):
+            entry = _last_manifest_entry(run_dir)
         # resubmitted after this result was written (rerun=failed): the live job is the row now
         if entry and rec.get("status") != "ok" and entry.get("submitted_at") and rec.get("finished_at") \
                 and str(entry["submitted_at"]) > str(rec["finished_at"]):
@@ -225,31 +239,38 @@ def collect(paths: Iterable[str | os.PathLike], job_state: Callable | None | boo
         job_state = None
     run_dirs, manifest_dirs, problems = find_run_dirs(paths)
     records: list[dict] = []
-    for d in run_dirs:
-        rec, problem = read_run(d, job_state)
+    for d, files in run_dirs:
+        rec, problem = read_run(d, job_state, files)
         if rec is not None:
             records.append(rec)
         if problem is not None:
             problems.append(problem)
-    # manifest lines whose run dir is gone: still a row (the backend may know what became of it)
-    found = {os.path.realpath(d) for d in run_dirs}
+    # manifest lines whose run dir was not found: still a row (the backend may know what became of it)
+    found = {d for d, _ in run_dirs}
+    found_real: set[str] | None = None
     for m in manifest_dirs:
-        if os.path.realpath(m) in found:
+        if m in found:
             continue
         for line in _manifest_lines(m):
             rd = line.get("run_dir")
             if not rd:
                 continue
-            real = os.path.realpath(rd if os.path.isabs(rd) else os.path.join(m, rd))
-            if real in found:
+            cand = os.path.normpath(rd if os.path.isabs(rd) else os.path.join(m, rd))
+            # the same dir by path, or by name under this sweep (a sweep moved after submission)
+            if cand in found or os.path.join(m, os.path.basename(cand)) in found:
                 continue
-            found.add(real)
-            if os.path.isdir(real):
-                rec, problem = read_run(real, job_state)
+            if os.path.isdir(cand):
+                if found_real is None:  # only now pay for resolving every path (symlinked trees)
+                    found_real = {os.path.realpath(d) for d in found}
+                if os.path.realpath(cand) in found_real:
+                    continue
+                found.add(cand)
+                rec, problem = read_run(cand, job_state)
             else:
+                found.add(cand)
                 rec = {k: line.get(k) for k in ("impl", "hardware", "backend", "job_id", "submitted_at")}
-                rec.update(run_dir=real, source="manifest")
-                state, reason = _backend_state(line, real, job_state) if job_state else ("unknown", None)
+                rec.update(run_dir=cand, source="manifest")
+                state, reason = _backend_state(line, cand, job_state) if job_state else ("unknown", None)
                 rec["status"] = state
                 rec["reason"] = (reason + "; " if reason else "") + "run directory missing"
                 problem = None

@@ -68,20 +68,30 @@ def _val(v):
 
 
 def append(db: str | os.PathLike, records: Iterable[dict]) -> int:
-    """Add the final results among `records`; returns how many were new."""
-    rows = []
-    for rec in records:
-        if rec.get("source") != "result" or rec.get("status") not in FINAL:
-            continue
-        original = {k: _val(v) for k, v in rec.items()
-                    if k not in ("source", "gpu_model", "driver", "reason", "result_run_dir")}
-        original["run_dir"] = rec.get("result_run_dir") or rec.get("run_dir")
-        vals = [_val(rec.get(c)) for c in _COLS]
-        rows.append((run_key(original), *vals, json.dumps(original, default=str, sort_keys=True)))
-    if not rows:
+    """Add the final results among `records`; returns how many were new.
+
+    Keys already stored are skipped before any serialising, so re-gathering a big tree stays cheap;
+    INSERT OR IGNORE still guards against a concurrent writer.
+    """
+    final = [rec for rec in records if rec.get("source") == "result" and rec.get("status") in FINAL]
+    if not final:
         return 0
     con = connect(db)
     try:
+        have = {k for (k,) in con.execute("SELECT key FROM results")}
+        rows = []
+        for rec in final:
+            original = {k: _val(v) for k, v in rec.items()
+                        if k not in ("source", "gpu_model", "driver", "reason", "result_run_dir")}
+            original["run_dir"] = rec.get("result_run_dir") or rec.get("run_dir")
+            key = run_key(original)
+            if key in have:
+                continue
+            have.add(key)
+            vals = [_val(rec.get(c)) for c in _COLS]
+            rows.append((key, *vals, json.dumps(original, default=str, sort_keys=True)))
+        if not rows:
+            return 0
         with con:
             before = con.total_changes
             con.executemany(

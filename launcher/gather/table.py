@@ -8,6 +8,7 @@ row with its short reason; each of the seven published rows appears even when no
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Iterable
 
 import pandas as pd
@@ -56,6 +57,10 @@ def runs_frame(records: Iterable[dict]) -> pd.DataFrame:
     return df
 
 
+def _isna(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
 def _first(values: Iterable[Any]) -> Any:
     for v in values:
         if v is not None and not (isinstance(v, float) and pd.isna(v)):
@@ -86,16 +91,13 @@ def short_reason(text: Any, limit: int = 80) -> str | None:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _row_base(impl: str, rows: dict[str, RowInfo], group: pd.DataFrame | None) -> dict:
+def _row_base(impl: str, rows: dict[str, RowInfo], group: list[dict]) -> dict:
+    """The row's identity and reference: the config's (conf/impl) first, else what its runs recorded."""
     info = rows.get(impl)
-    g = group if group is not None else pd.DataFrame()
 
     def pick(col: str, default: Any) -> Any:
-        if col in g.columns:
-            v = _first(g[col])
-            if v is not None:
-                return v
-        return default
+        v = _first(r.get(col) for r in group)
+        return default if v is None else v
 
     return {
         "impl": impl,
@@ -120,6 +122,7 @@ def _finish(row: dict) -> dict:
     return row
 
 
+@lru_cache(maxsize=64)
 def _gpus_of(hardware: str | None) -> int | None:
     """GPUs of a named hardware config (v100x8 -> 8), read from conf/hardware when it is there."""
     if not hardware:
@@ -139,41 +142,45 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
     """The table's rows, in the seed's order, every published row present."""
     rows = load_rows() if rows is None else rows
     out: list[dict] = []
-    if len(runs):
-        ok = runs[runs["status"] == "ok"]
-        rest = runs[runs["status"] != "ok"]
-        key = list(GROUP_KEY)
-        ok = ok.assign(**{k: ok[k].where(ok[k].notna(), None).astype(object) for k in key})
-        for gk, g in ok.groupby(key, dropna=False, sort=False):
-            impl = gk[0]
-            s = stats.summarize(g["throughput"].tolist(), g["error_bound"].tolist())
-            row = _row_base(impl, rows, g)
-            row.update(s)
-            row.update(
-                hardware=gk[1], recipe_hash=gk[2], scale=gk[3], status="ok", reason=None,
-                gpus=_first(g["gpus"]), gpu_model=_joined(g["gpu_model"]), driver=_joined(g["driver"]),
-                commit=_joined(g["commit"]), data=_joined(g["data"]), method=_joined(g["method"]),
-                finished_at=max((str(x) for x in g["finished_at"] if x is not None), default=None),
-                run_dirs=list(g["run_dir"]),
-            )
-            if row["unstable"]:
-                row["status"] = "ok, unstable"
-            out.append(_finish(row))
-        for rec in rest.to_dict("records"):
-            row = _row_base(rec.get("impl") or "?", rows, pd.DataFrame([rec]))
-            row.update(stats.summarize([]))
-            row.update(
-                hardware=rec.get("hardware"), recipe_hash=rec.get("recipe_hash"), scale=rec.get("scale"),
-                status=rec.get("status") or "unknown", reason=short_reason(rec.get("reason")),
-                gpus=rec.get("gpus"), gpu_model=rec.get("gpu_model"), driver=rec.get("driver"),
-                commit=rec.get("commit"), data=rec.get("data"), method=None,
-                finished_at=rec.get("finished_at"), run_dirs=[rec.get("run_dir")], count=0,
-            )
-            out.append(_finish(row))
+    groups: dict[tuple, list[dict]] = {}
+    rest: list[dict] = []
+    for rec in runs.to_dict("records"):  # plain dicts: one pass, no per-group pandas objects
+        rec = {k: (None if _isna(v) else v) for k, v in rec.items()}
+        if rec.get("status") == "ok":
+            groups.setdefault(tuple(rec.get(k) for k in GROUP_KEY), []).append(rec)
+        else:
+            rest.append(rec)
+    for gk, g in groups.items():
+        impl = gk[0]
+        s = stats.summarize([float(r["throughput"]) for r in g], [r.get("error_bound") for r in g])
+        row = _row_base(impl, rows, g)
+        row.update(s)
+        row.update(
+            hardware=gk[1], recipe_hash=gk[2], scale=gk[3], status="ok", reason=None,
+            gpus=_first(r.get("gpus") for r in g), gpu_model=_joined(r.get("gpu_model") for r in g),
+            driver=_joined(r.get("driver") for r in g), commit=_joined(r.get("commit") for r in g),
+            data=_joined(r.get("data") for r in g), method=_joined(r.get("method") for r in g),
+            finished_at=max((str(r["finished_at"]) for r in g if r.get("finished_at")), default=None),
+            run_dirs=[r.get("run_dir") for r in g],
+        )
+        if row["unstable"]:
+            row["status"] = "ok, unstable"
+        out.append(_finish(row))
+    for rec in rest:
+        row = _row_base(rec.get("impl") or "?", rows, [rec])
+        row.update(stats.summarize([]))
+        row.update(
+            hardware=rec.get("hardware"), recipe_hash=rec.get("recipe_hash"), scale=rec.get("scale"),
+            status=rec.get("status") or "unknown", reason=short_reason(rec.get("reason")),
+            gpus=rec.get("gpus"), gpu_model=rec.get("gpu_model"), driver=rec.get("driver"),
+            commit=rec.get("commit"), data=rec.get("data"), method=None,
+            finished_at=rec.get("finished_at"), run_dirs=[rec.get("run_dir")], count=0,
+        )
+        out.append(_finish(row))
     present = {r["impl"] for r in out}
     for impl, info in rows.items():
         if info.reference is not None and impl not in present:
-            row = _row_base(impl, rows, None)
+            row = _row_base(impl, rows, [])
             row.update(stats.summarize([]))
             row.update(hardware=None, recipe_hash=None, scale=None, status="not run", reason=None, gpus=None,
                        gpu_model=None, driver=None, commit=None, data=None, method=None, finished_at=None,
