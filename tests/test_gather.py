@@ -243,3 +243,16 @@ def test_other_hardware_shows_per_gpu(tmp_path):
     assert a100["Per GPU (img/s)"] == "15.00 vs 7.75"  # 120/8 against the published 62/8 (62 +-0.5 -> 7.75 +-0.06)
     local = next(r for r in rows if r["Hardware"] == "local")
     assert local["Per GPU (img/s)"].startswith("20.0")
+
+
+def test_moved_sweep_does_not_invent_missing_rows(tmp_path):
+    sweep = tmp_path / "sweep"
+    submitted(sweep / "0_detectron2", "detectron2", sweep_dir=sweep)
+    result(sweep / "0_detectron2", "detectron2", "ok", 61.0)
+    submitted(sweep / "1_mmdetection", "mmdetection", sweep_dir=sweep)
+    moved = tmp_path / "archive" / "sweep"
+    moved.parent.mkdir()
+    sweep.rename(moved)  # manifest lines still name the old paths
+    runs, problems = gather([moved], job_state=False)
+    assert problems == [] and sorted(runs["impl"]) == ["detectron2", "mmdetection"]
+    assert "missing" not in " ".join(str(r) for r in runs["reason"])
