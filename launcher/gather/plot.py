@@ -45,8 +45,8 @@ def plot(table: pd.DataFrame, path: str | os.PathLike, history: pd.DataFrame | N
         errs.append(float(s) if s is not None and not pd.isna(s) else 0.0)
         ref = r.get("reference")
         refs.append(float(ref) if ref is not None and not pd.isna(ref) else None)
-        hatches.append("//" if isinstance(hw, str) and r.get("reference_hardware") and hw != r["reference_hardware"]
-                       else "")
+        ref_hw = r.get("reference_hardware")
+        hatches.append("//" if isinstance(hw, str) and isinstance(ref_hw, str) and hw != ref_hw else "")
     x = list(range(len(labels)))
     bars = ax.bar(x, measured, yerr=errs, capsize=4, color="tab:blue", alpha=0.8, label="measured (img/s)")
     for b, h in zip(bars, hatches):
@@ -58,7 +58,7 @@ def plot(table: pd.DataFrame, path: str | os.PathLike, history: pd.DataFrame | N
     ax.set_xticks(x)
     ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("throughput (img/s)")
-    ax.set_title("Mask R-CNN R-50-FPN training throughput: measured vs published (hatched: other hardware)")
+    ax.set_title("Mask R-CNN R-50-FPN training throughput: measured vs published (hatched: not the published hardware)")
     ax.legend(loc="upper right", fontsize=8)
     if with_hist:
         ax2 = axes[1][0]
