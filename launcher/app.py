@@ -207,7 +207,7 @@ def report(directory: Path, specs: list[JobSpec], sweep: bool = False) -> int:
     """Print the comparison table for `directory` (and record it in the history store; a sweep also
     gets table.rst / table.md / results.csv beside it); non-zero when a row did not end ok."""
     from .gather import report as gather_report
-    text, problems = gather_report([directory], out_dir=directory if sweep else None)
+    text, problems = gather_report([directory], out_dir=directory if sweep else None, fmt="console")
     print()
     print(text)
     bad = [f"unreadable result ({p})" for p in problems]

@@ -30,7 +30,11 @@ CSV_COLUMNS = ("implementation", "impl", "label", "throughput", "aggregate", "co
                "status", "reason", "scale", "data", "method", "gpu_model", "driver", "commit", "recipe_hash",
                "finished_at", "run_dirs")
 
-FORMATS = ("rst", "md", "csv", "json")
+FORMATS = ("rst", "md", "csv", "json", "console")
+
+#: the terminal view after a run: the seed's two columns first, then only the columns that say something
+CONSOLE_COLUMNS = (COL_IMPL, COL_THROUGHPUT, "Published (img/s)", "Ratio", "Verdict", "Hardware", "Per GPU (img/s)",
+                   "Status", "GPU", "Commit")
 
 
 def _isnull(v: Any) -> bool:
@@ -175,6 +179,13 @@ def render_md(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_console(table: pd.DataFrame) -> str:
+    """A compact grid table for the terminal: plain titles, no RST footer, empty columns left out."""
+    cells = display_rows(table, label_col="title")
+    cols = [k for i, k in enumerate(CONSOLE_COLUMNS) if i < 2 or any(c[k] for c in cells)]
+    return grid_table(cols, [[c[k] for k in cols] for c in cells])
+
+
 def render_csv(table: pd.DataFrame) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -199,7 +210,7 @@ def render(runs: pd.DataFrame, fmt: str = "rst", table: pd.DataFrame | None = No
     if fmt == "json":
         return render_json(runs, table)
     table = summary(runs) if table is None else table
-    return {"rst": render_rst, "md": render_md, "csv": render_csv}[fmt](table)
+    return {"rst": render_rst, "md": render_md, "csv": render_csv, "console": render_console}[fmt](table)
 
 
 HISTORY_COLUMNS = (COL_IMPL, "Hardware", "Runs", "First", "Last", "Latest (img/s)", "Before (img/s)", "Change",

@@ -42,6 +42,9 @@ def runs_frame(records: Iterable[dict]) -> pd.DataFrame:
     for rec in records:
         r = dict(rec)
         r["gpu_model"] = _prov(rec, "accelerator_model_name")
+        if not r["gpu_model"] and isinstance(rec.get("provenance"), dict) and rec["provenance"]:
+            cpu = _prov(rec, "host_processor_model_name")  # a CPU-only run says what it ran on instead
+            r["gpu_model"] = f"none (CPU: {cpu})" if cpu else "none"
         r["driver"] = _prov(rec, "cuda_driver_version")
         if not r.get("reason") and r.get("status") != "ok":
             r["reason"] = r.get("error")
