@@ -136,6 +136,8 @@ def test_coco_reader_follows_detectron(tmp_path):
         assert (x1, y1) == (10, 10) and 40 <= x2 <= 41 and 30 <= y2 <= 31  # the polygon, rasterised
         labels.append(int(t["labels"][0]))
     assert labels == [1, 2, 3], "COCO ids 1, 18, 90 map to contiguous labels"
+    assert data.polygons_to_mask([[1, 2, 3, 4]], 5, 6).shape == (5, 6), "degenerate polygons give empty masks"
+    assert data.polygons_to_mask([[1, 2, 3, 4]], 5, 6).sum() == 0
     flipped, tf = data.hflip(*ds[0])
     w = ds[0][0].shape[2]
     assert tf["boxes"].tolist() == [[w - 40.0, 10.0, w - 10.0, 30.0]]

@@ -18,7 +18,7 @@ Log contract (read by launcher/parse/torchvision.py; rank 0 only, every line flu
     tvbench data=<coco|synthetic>                      the node records whether the data was real COCO
     tvbench dataset: ...                               where the data came from and why
     tvbench device=<cpu|cuda> world_size=<n> images_per_gpu=<k> min_size=<s> max_size=<m>
-    tvbench iter=<n> t=<unix time, 6 decimals> images=<images this iteration, all ranks> loss=<float>
+    tvbench iter=<n> t=<unix time, 6 decimals> images=<images this iteration, all ranks> loss=<rank 0's loss>
 
 ``iter`` counts completed iterations from 1; ``t`` is taken after the optimizer step (after a CUDA
 synchronize on GPUs), so the difference of two stamps is exactly the wall time of the iterations
