@@ -23,7 +23,7 @@ def get_backend(name: str, config: dict | None = None) -> Backend:
     return getattr(importlib.import_module(f"{__name__}.{mod}"), cls)(dict(config or {}))
 
 
-def _spec_backend_config(run_dir: str | None) -> dict:
+def backend_config_of(run_dir: str | None) -> dict:
     """The backend keys a run was submitted with (its spec.json), e.g. a Ray row's cluster address."""
     if not run_dir:
         return {}
@@ -41,7 +41,7 @@ def job_state(entry: dict) -> JobState:
     if not name:
         return JobState("unknown", "manifest line names no backend")
     try:
-        backend = get_backend(name, _spec_backend_config(entry.get("run_dir")))
+        backend = get_backend(name, backend_config_of(entry.get("run_dir")))
     except ImportError as e:
         return JobState("unknown", f"cannot ask the {name} backend for this row's state: {e}")
     return backend.state(entry.get("job_id"), entry.get("run_dir"))

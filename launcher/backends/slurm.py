@@ -367,13 +367,21 @@ class SlurmBackend(Backend):
             return JobState("unknown", f"Slurm knows no job {job_id} (neither sacct nor squeue lists it)")
         base = rec["State"].split()[0].rstrip("+")
         if base in ACTIVE_PENDING:
-            return JobState("pending", _reason(rec, requeued=base != "PENDING"))
+            # the controller's current reason (Priority, Resources, BeginTime) is fresher than accounting's
+            live = squeue_record(job_id) if rec.get("Source") == "sacct" else None
+            return JobState("pending", _reason(live or rec, requeued=base != "PENDING"))
         if base in ACTIVE_RUNNING:
             # sacct lags the controller by seconds: a result written meanwhile is the fresher word
             return result or JobState("running", "suspended" if base == "SUSPENDED" else None)
-        if result is not None:
-            return result
-        return map_final(rec, job_id, run_dir)
+        if result is None:
+            return map_final(rec, job_id, run_dir)
+        if result.state == "cancelled" or (result.state == "failed" and killed_by_signal(run_dir)):
+            # the node only saw a signal (or its command die of one); the scheduler knows why it came:
+            # who cancelled, a time limit, a preemption
+            sched = map_final(rec, job_id, run_dir)
+            if sched.state in ("cancelled", "timeout"):
+                return JobState(sched.state, f"{sched.reason}; the node reported: {result.reason}")
+        return result
 
     def cancel(self, job_id: str) -> None:
         p = _run(["scancel", str(job_id)])
@@ -395,6 +403,15 @@ def _result_for(run_dir: str | Path | None, job_id: str) -> JobState | None:
     if res.job_id and res.job_id != job_id:
         return None  # an earlier submission's result in the same run dir
     return JobState(res.status, res.error)
+
+
+def killed_by_signal(run_dir: str | Path | None) -> bool:
+    """Whether the row's command ended by a signal (negative return code), as its result says."""
+    try:
+        code = read_result(Path(run_dir) / RESULT_FILE).returncode  # type: ignore[arg-type]
+    except (CorruptResult, TypeError):
+        return False
+    return code is not None and code < 0
 
 
 def _reason(rec: dict, requeued: bool = False) -> str | None:
@@ -479,6 +496,7 @@ def sacct_record(job_id: str) -> dict | None:
         rec = dict(zip(_SACCT_FIELDS, line.split("|")))
         if len(rec) < len(_SACCT_FIELDS):
             continue
+        rec["Source"] = "sacct"
         if rec["JobID"] == job_id:
             return rec
         if _array_covers(rec["JobID"], job_id) or (rec["JobID"].split("_")[0] == job_id and fallback is None):
@@ -499,5 +517,5 @@ def squeue_record(job_id: str) -> dict | None:
     for line in p.stdout.splitlines():
         jid, state, reason = (line.split("|") + ["", "", ""])[:3]
         if jid == job_id or _array_covers(jid, job_id):
-            return {"JobID": jid, "State": state, "Reason": reason}
+            return {"JobID": jid, "State": state, "Reason": reason, "Source": "squeue"}
     return None
