@@ -265,7 +265,8 @@ def test_failed_timed_out_cancelled_and_vanished_rows_each_say_why(cluster, tmp_
     assert not (Path(gone.run_dir) / "result.json").exists()
     assert st.state == "failed" and st.reason.startswith("FAILED") and "result.json" in st.reason, st
     st = wait_final(b, [ids["overruns"]], [late], 150)[0]
-    assert st.state == "timeout" and "time limit of 1 min" in st.reason, st
+    # ended on the scheduler's warning (SIGUSR2) or by its SIGTERM at the limit: a timeout either way
+    assert st.state == "timeout" and "time limit" in st.reason and "1 min" in st.reason, st
     assert read_result(late.run_dir).status == "timeout"
     # the second cancel finds nothing left to do and says so
     again = subprocess.run([sys.executable, "-m", "launcher.cancel", str(sweep)], cwd=ROOT, capture_output=True,

@@ -115,8 +115,10 @@ class NodeCall:
         if result is None:
             raise RuntimeError(f"the node entry point exited with code {code} without writing "
                                f"{Path(run_dir) / RESULT_FILE}; its output is in this job's submitit log")
-        if result.status == "cancelled" and self._near_limit(margin_s=5):
-            # Slurm's SIGTERM at the time limit looks like a cancellation to the node
+        signalled = result.status == "cancelled" or (result.status == "failed" and (result.returncode or 0) < 0)
+        if signalled and self._near_limit(margin_s=5):
+            # Slurm's SIGTERM at the time limit looks like a cancellation to the node (or, when the
+            # command got the signal first, like a command that died)
             result = settle_result(run_dir, "timeout", self._timeout_reason())
         return result.status
 
