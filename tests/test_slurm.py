@@ -321,3 +321,42 @@ def test_torchvision_tiny_row_completes(cluster, tmp_path, compose):
     assert st.state == "ok", f"{st}\n{(Path(spec.run_dir) / 'train.log').read_text()[-3000:]}"
     r = read_result(spec.run_dir)
     assert r.throughput > 0 and r.job_id == job_id and r.backend == "slurm"
+
+
+@pytest.mark.slurm
+def test_seed_rows_as_stand_ins_through_slurm_measure_the_simulated_truth(cluster, tmp_path, compose):
+    """Three seed rows, planned from their real configs for v100x8 (8 GPUs, 80 CPUs, 480 GB per job),
+    with the command swapped for the STAND-IN implementation writing that row's log format where the
+    row reads it: the scheduler, the node entry point and the row's parser give back the throughput
+    the stand-in simulated (its --truth file), within the parser's stated error bound."""
+    from launcher.plan import plan
+
+    sweep = tmp_path / "sweep"
+    specs = []
+    for k, impl in enumerate(("detectron2", "mmdetection", "simpledet")):
+        overrides = [f"impl={impl}", "hardware=v100x8", "backend=slurm", "scale=full", "window.start=100",
+                     "window.end=500", "hardware.time_limit_min=5"]
+        spec = plan(compose(*overrides), sweep / f"{k}_{impl}", sweep_dir=sweep, overrides=overrides)
+        spec.label += " (stand-in)"
+        spec.repo = spec.commit = spec.checkout_dir = None
+        spec.patches, spec.build, spec.setup, spec.paths = [], [], [], {}
+        spec.environment, spec.workdir = {"kind": "host"}, "."
+        spec.command = (f"{sys.executable} -m launcher.jobs.standin.standin_impl --format {spec.log_format} "
+                        f"--iters 520 --base 0.3 --noise 0.05 --seed {k} --window 100 500 --fast "
+                        f"--truth {Path(spec.run_dir) / 'standin-truth.json'}")
+        Path(spec.run_dir).mkdir(parents=True)
+        spec.save()
+        specs.append(spec)
+    assert (specs[0].gpus, specs[0].cpus, specs[0].mem_gb) == (8, 80, 480)
+    b = get_backend("slurm", specs[0].backend_config)
+    ids = b.submit(specs)
+    states = wait_final(b, ids, specs, 120)
+    for spec, st in zip(specs, states):
+        log = (Path(spec.run_dir) / "train.log").read_text()
+        assert st.state == "ok", f"{spec.impl}: {st}\n{log[-2000:]}"
+        r = read_result(spec.run_dir)
+        # the truth over the window the parser used (an epoch- or period-based log may shift it)
+        timed = json.loads((Path(spec.run_dir) / "standin-truth.json").read_text())["timed"]
+        s, e = r.window
+        truth = spec.images_per_iter * (e - s) / sum(timed[s:e])
+        assert abs(r.throughput - truth) / truth <= max(r.error_bound, 1e-9) + 1e-6, (spec.impl, r.throughput, truth)
