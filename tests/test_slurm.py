@@ -150,7 +150,7 @@ def cluster():
     if conf:
         mp.setenv("SLURM_CONF", conf)
     try:
-        p = subprocess.run(["sinfo", "-h", "-o", "%T %G"], capture_output=True, text=True, timeout=20)
+        p = subprocess.run(["sinfo", "-h", "-o", "%T %G"], capture_output=True, text=True, timeout=10)
     except subprocess.TimeoutExpired:
         mp.undo()
         pytest.skip("Slurm controller does not answer (sinfo timed out): run `.ci/services/slurm.sh start`")
