@@ -15,11 +15,12 @@ launcher's own parser over the same window (the launcher run's result.json must 
 Start-up is measured from the moment this script starts the process (time.time() before Popen) to
 the stamp of iteration 1, in both modes; the launcher adds the difference.
 
-Targets: throughput differs by less than 1% (mean of the per-pair ratios), and the launcher adds
-less than 2 s before the first iteration (mean difference of the start-ups). The spread of the
-per-pair ratios is printed beside the mean: on a shared 2-core VM the run-to-run noise is often
-larger than 1%, and the output says so when the target is within the noise.
-Exit status 1 on FAIL.
+Targets: throughput differs by less than 1%, and the launcher adds less than 2 s before the first
+iteration. A verdict is decisive only when every pair agrees: PASS when every pair meets the target,
+FAIL when every pair misses it, NOISY when the pairs fall on both sides (the target is within this
+machine's run-to-run noise: on a shared 2-core VM that is often far more than 1%; the run-to-run
+spread is printed beside the mean). Exit status 1 on FAIL (NOISY is not a failure, but run_all
+shows it).
 """
 
 from __future__ import annotations
@@ -107,6 +108,11 @@ def first_stamp(text: str) -> float:
     raise SystemExit("no 'tvbench iter=1' stamp in the log")
 
 
+def verdict(passes: list[bool], fails: list[bool]) -> str:
+    """PASS when every pair meets the target, FAIL when every pair misses it, NOISY when they disagree."""
+    return "PASS" if all(passes) else "FAIL" if all(fails) else "NOISY"
+
+
 def spread(xs: list[float]) -> str:
     return f"{min(xs):+.2%}..{max(xs):+.2%}"
 
@@ -182,14 +188,16 @@ def main(argv: list[str] | None = None) -> int:
               "target: this machine cannot resolve a 1% difference with these runs; use more --pairs and --iters "
               "on a quiet machine for a decisive figure")
     print(f"({time.perf_counter() - t_all:.0f} s in all)")
-    ok_t = abs(mean_ratio) < args.tput_target
-    ok_s = mean_added < args.startup_target
-    noise_s = f", within noise: run CV {noise:.1%}" if within_noise else ""
-    print(f"{'PASS' if ok_t else 'FAIL'}: overhead throughput: launcher/direct {mean_ratio:+.2%} "
-          f"(spread {spread(ratios)}{noise_s}; target |diff| < {args.tput_target:.0%})")
-    print(f"{'PASS' if ok_s else 'FAIL'}: overhead start-up: +{mean_added:.2f} s before iteration 1 "
-          f"(per pair {min(added):.2f}..{max(added):.2f}; target < {args.startup_target:g} s)")
-    return 0 if ok_t and ok_s else 1
+    # decisive only when every pair agrees: a mean inside the target with pairs on both sides of it is noise
+    v_t = verdict([abs(r) < args.tput_target for r in ratios],
+                  [r >= args.tput_target for r in ratios] if mean_ratio > 0 else [r <= -args.tput_target for r in ratios])
+    v_s = verdict([a < args.startup_target for a in added], [a >= args.startup_target for a in added])
+    noise_s = f", run-to-run CV {noise:.1%}" if noise == noise else ""
+    print(f"{v_t}: overhead throughput: launcher/direct {mean_ratio:+.2%} mean "
+          f"(pairs {spread(ratios)}{noise_s}; target |diff| < {args.tput_target:.0%})")
+    print(f"{v_s}: overhead start-up: +{mean_added:.2f} s mean before iteration 1 "
+          f"(pairs {min(added):+.2f}..{max(added):+.2f} s; target < {args.startup_target:g} s)")
+    return 1 if 'FAIL' in (v_t, v_s) else 0
 
 
 if __name__ == "__main__":
