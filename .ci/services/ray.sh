@@ -83,6 +83,8 @@ cmd_start() {
     echo "starting ray head: $num_gpus GPUs, $num_cpus CPUs declared, Jobs API at $address (log: $log)" >&2
     # --block keeps `ray start` as the parent of the head's processes (they die with it: Ray sets
     # PR_SET_PDEATHSIG on Linux), setsid makes it the leader of a process group that stop signals
+    # run from the state dir: jobs inherit the head's cwd, which must not hold a launcher checkout
+    cd "$state"
     setsid "$ray_bin" start --head --block \
         --port="$gcs_port" \
         --num-gpus="$num_gpus" --num-cpus="$num_cpus" \
@@ -115,9 +117,10 @@ cmd_stop() {
         echo "ray head not running (nothing started by this script)" >&2
         return 0
     fi
-    # SIGTERM to the group lets `ray start --block` shut its processes down; SIGKILL what is left
+    # SIGTERM to the group, then SIGKILL what is left after 3 s, as `ray stop --force` would: `ray start
+    # --block` ignores SIGTERM, and its GCS and raylet take ~10 s to act on it
     kill -TERM -- "-$pid" 2>/dev/null || true
-    for _ in $(seq 1 40); do
+    for _ in $(seq 1 12); do
         pgrep -g "$pid" >/dev/null 2>&1 || break
         sleep 0.25
     done
