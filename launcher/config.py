@@ -74,6 +74,7 @@ class ImplConfig:
     tolerance: float = 0.05
     log: LogConfig = field(default_factory=LogConfig)
     stop_when_covered: bool = True  # end the training once its log covers the window
+    min_gpus: int = 1  # the seed rows only run on GPUs
     smoke: Dict[str, Any] = field(default_factory=dict)  # overrides applied at smoke scale (CPU-only)
     options: Dict[str, Any] = field(default_factory=dict)  # row-specific knobs used by its command
     notes: str = ""

@@ -43,6 +43,7 @@ class JobSpec:
     reference_hardware: str | None = None
     tolerance: float = 0.05
     stop_when_covered: bool = True
+    min_gpus: int = 1
     # where and how
     hardware: str = "local"
     gpu_model: str = ""

@@ -89,6 +89,10 @@ class LogParser:
         """Last completed iteration (1-based) and latest rate, or None when nothing is parsable yet."""
         return None
 
+    def data_kind(self, text: str) -> str | None:
+        """What the run trained on. The seed implementations only train on COCO."""
+        return "coco"
+
 
 def check_window(window: tuple[int, int]) -> tuple[int, int]:
     start, end = int(window[0]), int(window[1])

@@ -59,6 +59,10 @@ class TorchvisionParser(LogParser):
             last_iter=last,
         )
 
+    def data_kind(self, text):
+        m = re.search(r"^tvbench data=(\w+)", text, re.M)
+        return m.group(1) if m else None
+
     def progress(self, text):
         recs = _records(text)
         if not recs:

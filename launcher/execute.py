@@ -1,0 +1,140 @@
+"""Execute stage: run a row's job script, capture stdout+stderr into `train.log`, and stop it on time.
+
+The log is the measurement, so capture is byte-exact (no re-encoding, `\\r` progress redraws kept) and
+unbuffered (`PYTHONUNBUFFERED=1`). The child runs in its own process group so that a time limit, a
+cancellation or "the window is covered, stop training" ends every rank it spawned.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TextIO
+
+KILL_GRACE_S = 10.0
+
+
+@dataclass
+class ExecResult:
+    returncode: int | None
+    elapsed_s: float
+    tail: str  # last lines of the output, for error messages
+    timed_out: bool = False
+    stopped_early: bool = False  # we stopped it because its log covered the window
+    cancelled: bool = False  # a signal asked us to stop
+
+
+class Execution:
+    """One running command. `stop(reason)` ends its whole process group (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, script: str, cwd: str | Path, env: dict[str, str], log_path: str | Path,
+                 echo: TextIO | None = None, tail_lines: int = 40):
+        self.script, self.cwd, self.log_path = script, Path(cwd), Path(log_path)
+        self.env = env
+        self.echo = echo
+        self._tail: deque[str] = deque(maxlen=tail_lines)
+        self._stop_reason: str | None = None
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Execution":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab", buffering=0)
+        self.proc = subprocess.Popen(["bash", "-c", self.script], cwd=self.cwd, env=self.env,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self._t0 = time.monotonic()
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+        return self
+
+    def _pump(self) -> None:
+        assert self.proc and self.proc.stdout
+        partial = b""
+        for chunk in iter(lambda: self.proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
+            self._log.write(chunk)
+            if self.echo is not None:
+                try:
+                    self.echo.write(chunk.decode("utf-8", "replace"))
+                    self.echo.flush()
+                except (OSError, ValueError):
+                    pass
+            partial += chunk
+            *lines, partial = partial.replace(b"\r", b"\n").split(b"\n")
+            for line in lines:
+                if line.strip():
+                    self._tail.append(line.decode("utf-8", "replace"))
+        if partial.strip():
+            self._tail.append(partial.decode("utf-8", "replace"))
+
+    def stop(self, reason: str) -> None:
+        """Ask the command to end: SIGTERM to its process group, SIGKILL after a grace period."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+
+        def _kill_later(p: subprocess.Popen = self.proc) -> None:
+            try:
+                p.wait(KILL_GRACE_S)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+        threading.Thread(target=_kill_later, daemon=True).start()
+
+    def wait(self, timeout_s: float | None = None, poll: Callable[[], bool] | None = None,
+             poll_every_s: float = 5.0) -> ExecResult:
+        """Wait for the end; `poll()` returning True (checked every `poll_every_s`) stops the command early."""
+        assert self.proc is not None
+        deadline = None if timeout_s is None else self._t0 + timeout_s
+        next_poll = time.monotonic() + poll_every_s
+        while self.proc.poll() is None:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline and self._stop_reason is None:
+                self.stop("timeout")
+            if poll is not None and now >= next_poll and self._stop_reason is None:
+                next_poll = now + poll_every_s
+                try:
+                    if poll():
+                        self.stop("covered")
+                except Exception:  # a failing progress check must never kill a training
+                    pass
+            try:
+                self.proc.wait(0.2)
+            except subprocess.TimeoutExpired:
+                pass
+        self._reader.join(timeout=30)
+        self._log.close()
+        return ExecResult(
+            returncode=self.proc.returncode,
+            elapsed_s=time.monotonic() - self._t0,
+            tail="\n".join(self._tail),
+            timed_out=self._stop_reason == "timeout",
+            stopped_early=self._stop_reason == "covered",
+            cancelled=self._stop_reason not in (None, "timeout", "covered"),
+        )
+
+
+def child_env(extra: dict[str, str], python_first: bool = True) -> dict[str, str]:
+    """The command's environment: ours, the row's env vars, unbuffered Python, and (for `host`
+    environments) this interpreter's bin directory first on PATH so `python`/`torchrun` are ours."""
+    env = dict(os.environ)
+    env.update({k: str(v) for k, v in extra.items()})
+    env["PYTHONUNBUFFERED"] = "1"
+    if python_first:
+        bindir = str(Path(sys.executable).parent)
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    return env

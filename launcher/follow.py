@@ -1,0 +1,91 @@
+"""Follow submitted rows until they end: state, current iteration, current img/s and ETA per row.
+
+Reads only what the jobs write (their logs through the row's parser, status files) and the backend's
+job states, so following can stop (Ctrl-C) and start again from any shell without touching the jobs.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence, TextIO
+
+from . import parse
+from .backends import get_backend
+from .backends.base import JobState
+from .node import log_file
+from .spec import JobSpec
+
+FINAL = {"ok", "failed", "timeout", "cancelled", "incomplete"}
+
+
+@dataclass
+class Row:
+    spec: JobSpec
+    job_id: str | None
+    state: JobState | None = None
+    last_iter: int | None = None
+    rate: float | None = None
+    since: float | None = None
+
+    def eta_s(self) -> float | None:
+        if self.rate and self.last_iter is not None:
+            remaining = max(0, self.spec.window[1] - self.last_iter) * self.spec.images_per_iter
+            return remaining / self.rate
+        return None
+
+
+def _progress(spec: JobSpec) -> tuple[int | None, float | None]:
+    path = log_file(spec)
+    try:
+        p = parse.get_parser(spec.log_format).progress(parse.read_log(path))
+    except (OSError, parse.ParseError):
+        return None, None
+    return (p.last_iter, p.rate) if p else (None, None)
+
+
+def describe(row: Row) -> str:
+    st = row.state.state if row.state else "?"
+    parts = [f"{row.spec.impl:<20}", f"{st:<10}", f"job {row.job_id or '-':<14}"]
+    if row.last_iter is not None:
+        parts.append(f"iter {row.last_iter}/{row.spec.window[1]}")
+    if row.rate:
+        parts.append(f"{row.rate:.2f} img/s")
+    eta = row.eta_s()
+    if eta is not None and st == "running":
+        parts.append(f"ETA {eta:.0f} s")
+    if row.state and row.state.reason and st in FINAL - {"ok"}:
+        parts.append(f"({row.state.reason.splitlines()[0][:80]})")
+    return "  ".join(parts)
+
+
+def follow(specs: Sequence[JobSpec], job_ids: Sequence[str | None], poll_s: float = 2.0,
+           out: TextIO = sys.stdout, timeout_s: float | None = None) -> list[Row]:
+    """Poll until every row is in a final state (or `timeout_s` passes); print a line per change."""
+    rows = [Row(s, j) for s, j in zip(specs, job_ids)]
+    backends = {}
+    shown: dict[int, str] = {}
+    t0 = time.monotonic()
+    while True:
+        for i, row in enumerate(rows):
+            if row.state and row.state.state in FINAL:
+                continue
+            be = backends.setdefault(row.spec.backend, get_backend(row.spec.backend, row.spec.backend_config))
+            row.state = be.state(row.job_id, row.spec.run_dir)
+            row.last_iter, row.rate = _progress(row.spec)
+            line = describe(row)
+            if shown.get(i) != line:
+                shown[i] = line
+                print(f"[{time.strftime('%H:%M:%S')}] {line}", file=out, flush=True)
+        if all(r.state and r.state.state in FINAL for r in rows):
+            return rows
+        if timeout_s is not None and time.monotonic() - t0 > timeout_s:
+            return rows
+        time.sleep(poll_s)
+
+
+def reattach_hint(directory: str | Path) -> str:
+    return (f"The jobs keep running. Re-attach: python -m launcher.gather {directory}\n"
+            f"Cancel them:  python -m launcher.cancel {directory}")

@@ -1,0 +1,195 @@
+"""The node-side entry point, the same for every backend: `python -m launcher.node RUN_DIR`.
+
+provenance snapshot -> build once per recipe -> execute (job script, train.log) -> parse -> result.json
+
+Whatever happens (a failing command, a signal from the scheduler, a log that stops short, a bug in a
+parser) the run ends with an atomically written result.json whose status says which, so the table
+never loses a row.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import socket
+import sys
+import traceback
+from pathlib import Path
+from typing import TextIO
+
+from . import parse
+from .execute import Execution, ExecResult, child_env
+from .result import Result, atomic_write_json, now_iso, write_result
+from .spec import JobSpec
+
+STATUS_FILE = "status.json"
+PROVENANCE_FILE = "provenance.json"
+TRAIN_LOG = "train.log"
+
+
+def scheduler_job_id() -> str | None:
+    for var in ("SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID", "RAY_JOB_SUBMISSION_ID", "LAUNCHER_JOB_ID"):
+        if os.environ.get(var):
+            if var == "SLURM_ARRAY_JOB_ID" and os.environ.get("SLURM_ARRAY_TASK_ID"):
+                return f"{os.environ[var]}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+            return os.environ[var]
+    return None
+
+
+def log_file(spec: JobSpec) -> Path:
+    """The file the row's parser reads: the one its config names (newest match), else the captured output."""
+    if not spec.log_path:
+        return Path(spec.run_dir) / TRAIN_LOG
+    pattern = spec.log_path if os.path.isabs(spec.log_path) else str(spec.exec_dir / spec.log_path)
+    matches = [Path(p) for p in glob.glob(pattern)]
+    if not matches:
+        return Path(pattern)
+    return max(matches, key=lambda p: p.stat().st_mtime)
+
+
+def _provenance(spec: JobSpec) -> dict:
+    try:
+        from .provenance import capture
+    except ImportError:
+        return {}
+    try:
+        return capture(spec)
+    except Exception as e:  # provenance must never fail a run
+        return {"error": f"provenance capture failed: {e}"}
+
+
+def _script(spec: JobSpec) -> str:
+    from .prepare import job_script
+    return job_script(spec)
+
+
+def _build(spec: JobSpec, echo: TextIO | None) -> None:
+    if spec.build:
+        from .prepare import build_once
+        build_once(spec, echo)
+
+
+def measure(spec: JobSpec):
+    """Parse the row's log over its window (raises parse.ParseError subclasses)."""
+    text = parse.read_log(log_file(spec))
+    return parse.get_parser(spec.log_format).measure(text, tuple(spec.window), spec.images_per_iter)
+
+
+def _data_kind(spec: JobSpec) -> str | None:
+    try:
+        return parse.get_parser(spec.log_format).data_kind(parse.read_log(Path(spec.run_dir) / TRAIN_LOG))
+    except (OSError, parse.ParseError):
+        return None
+
+
+def run_node(run_dir: str | Path, echo: TextIO | None = None) -> Result:
+    """Run the row whose spec.json is in `run_dir`; always ends with result.json written."""
+    run_dir = Path(run_dir).resolve()
+    spec = JobSpec.load(run_dir)
+    spec.run_dir = str(run_dir)
+    started = now_iso()
+    base = dict(impl=spec.impl, label=spec.label, hardware=spec.hardware, backend=spec.backend,
+                window_requested=list(spec.window), images_per_iter=spec.images_per_iter,
+                reference=spec.reference, reference_hardware=spec.reference_hardware,
+                tolerance=spec.tolerance, gpus=spec.gpus, started_at=started, host=socket.gethostname(),
+                job_id=scheduler_job_id(), run_dir=str(run_dir), repo=spec.repo,
+                commit=spec.commit_full or spec.commit, recipe_hash=spec.recipe_hash,
+                command=spec.command, scale=spec.scale)
+    atomic_write_json(run_dir / STATUS_FILE, {"state": "running", "started_at": started, "host": base["host"],
+                                              "pid": os.getpid(), "job_id": base["job_id"]})
+
+    def finish(status: str, **fields) -> Result:
+        result = Result(status=status, finished_at=now_iso(), **{**base, **fields})
+        write_result(run_dir, result)
+        atomic_write_json(run_dir / STATUS_FILE, {"state": status, "started_at": started,
+                                                  "finished_at": result.finished_at, "host": base["host"]})
+        return result
+
+    execution: Execution | None = None
+    received: list[str] = []
+
+    def on_signal(signum, _frame):
+        name = signal.Signals(signum).name
+        received.append(name)
+        if execution is not None:
+            execution.stop(f"received {name}")
+
+    old_handlers = {}
+    if hasattr(signal, "SIGUSR2"):
+        sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
+    else:  # pragma: no cover
+        sigs = (signal.SIGTERM, signal.SIGINT)
+    try:
+        for s in sigs:
+            old_handlers[s] = signal.signal(s, on_signal)
+    except ValueError:  # not the main thread: the caller handles signals
+        old_handlers = {}
+    try:
+        provenance = _provenance(spec)
+        atomic_write_json(run_dir / PROVENANCE_FILE, provenance)
+        base["provenance"] = provenance
+        if spec.repo and not (spec.checkout_dir and Path(spec.checkout_dir).is_dir()):
+            return finish("failed", error=f"prepared work tree {spec.checkout_dir!r} is missing on {base['host']}: "
+                                           "prepare runs on the submit host; put cache_dir on a filesystem the nodes share")
+        try:
+            _build(spec, echo)
+        except Exception as e:
+            return finish("failed", error=f"build failed: {e}")
+        script = _script(spec)
+        (run_dir / "job.sh").write_text(script, encoding="utf-8")
+        if received:
+            return finish("cancelled", error=f"cancelled before start ({received[0]})")
+        execution = Execution(script, spec.exec_dir, child_env({}), run_dir / TRAIN_LOG, echo=echo).start()
+
+        def covered() -> bool:
+            try:
+                measure(spec)
+                return True
+            except (parse.ParseError, OSError):
+                return False
+
+        res: ExecResult = execution.wait(timeout_s=spec.time_limit_min * 60.0,
+                                         poll=covered if spec.stop_when_covered else None)
+        base["returncode"] = res.returncode
+        base["log_path"] = str(log_file(spec))
+        base["data"] = _data_kind(spec)
+        if res.cancelled or received:
+            return finish("cancelled", error=f"cancelled ({', '.join(received) or 'stopped'}) after {res.elapsed_s:.0f} s; "
+                                             f"last output:\n{res.tail[-2000:]}")
+        if res.timed_out:
+            return finish("timeout", error=f"time limit of {spec.time_limit_min} min reached before the run ended; "
+                                           f"raise hardware.time_limit_min. Last output:\n{res.tail[-2000:]}")
+        if res.returncode != 0 and not res.stopped_early:
+            return finish("failed", error=f"command exited with status {res.returncode}; last output:\n{res.tail[-2000:]}")
+        try:
+            m = measure(spec)
+        except parse.WindowNotCovered as e:
+            return finish("incomplete", error=str(e))
+        except (parse.ParseError, OSError) as e:
+            return finish("failed", error=f"cannot read the {spec.log_format} log {base['log_path']}: {e}")
+        return finish("ok", throughput=m.throughput, window=list(m.window), method=m.method,
+                      error_bound=m.error_bound, mean_step_time=m.mean_step_time)
+    except Exception as e:  # a bug of ours must still leave a row behind
+        return finish("failed", error=f"launcher error on the node: {e!r}\n{traceback.format_exc()[-2000:]}")
+    finally:
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m launcher.node RUN_DIR  (a run directory holding spec.json)", file=sys.stderr)
+        return 2
+    if not (Path(argv[0]) / "spec.json").is_file():
+        print(f"launcher.node: {argv[0]} holds no spec.json; plan the run with python -m launcher first", file=sys.stderr)
+        return 2
+    result = run_node(argv[0], echo=sys.stdout)
+    print(json.dumps({"status": result.status, "throughput": result.throughput, "error": result.error}))
+    return 0 if result.status == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
