@@ -2,8 +2,9 @@
 # A local Ray head for CI: 8 GPUs declared (no hardware needed: Ray only counts them), the Jobs API on
 # http://127.0.0.1:${LAUNCHER_RAY_DASHBOARD_PORT:-8265}.
 #
-#   .ci/services/ray.sh start    start it (or find it already answering) and print its address
-#   .ci/services/ray.sh status   print the address and exit 0 when the Jobs API answers, else exit 1
+#   .ci/services/ray.sh start    start it (or find it already answering); prints, for `eval` by .ci/run,
+#                                export LAUNCHER_RAY_ADDRESS=http://127.0.0.1:8265   (messages go to stderr)
+#   .ci/services/ray.sh status   the same line and exit 0 when the Jobs API answers, else exit 1
 #   .ci/services/ray.sh stop     stop the head this script started
 #
 # Works as root on a 2-core machine without network, on a fresh machine and when run twice:
@@ -62,7 +63,10 @@ head_pid() {
     [[ -f "$pidfile" ]] || return 1
     local pid
     pid="$(cat "$pidfile")"
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+    # a stale pid file (after a reboot) may name someone else's process: only ours has our temp dir
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--temp-dir=$tmpdir" || return 1
+    echo "$pid"
 }
 
 cmd_start() {
@@ -73,7 +77,7 @@ cmd_start() {
         else
             echo "a Ray Jobs API already answers at $address (not started by this script); using it" >&2
         fi
-        echo "$address"
+        echo "export LAUNCHER_RAY_ADDRESS=$address"
         return 0
     fi
     if pid="$(head_pid)"; then
@@ -107,7 +111,7 @@ cmd_start() {
         fi
         sleep 0.5
     done
-    echo "$address"
+    echo "export LAUNCHER_RAY_ADDRESS=$address"
 }
 
 cmd_stop() {
@@ -133,7 +137,7 @@ cmd_stop() {
 
 cmd_status() {
     if jobs_api_answers; then
-        echo "$address"
+        echo "export LAUNCHER_RAY_ADDRESS=$address"
         return 0
     fi
     echo "no Ray Jobs API at $address" >&2

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .. import PACKAGE_DIR
-from ..result import CorruptResult, RESULT_FILE, read_result
+from ..result import CorruptResult, RESULT_FILE, atomic_write_json, read_result
 from ..spec import JobSpec
 from .base import Backend, JobState, append_manifest
 
@@ -64,6 +64,8 @@ _OWN_PYTHON_KEYS = ("pip", "conda", "uv", "py_executable", "container", "image_u
 #: runtime_env keys that ship the launcher's code to the node (so PYTHONPATH is left alone)
 _SHIPS_CODE_KEYS = ("working_dir", "py_modules")
 
+#: in a run dir submitted to a session head: where that head listens while its launcher runs
+SESSION_FILE = "ray-session.json"
 #: the node's marker while it runs (docs/architecture.md)
 STATUS_FILE = "status.json"
 
@@ -118,6 +120,7 @@ class EmbeddedHead:
         self.address: str | None = None
         self.tmpdir: str | None = None
         self.log_path: str | None = None
+        self.jobs: list[str] = []  # submitted to it, stopped before it stops
 
     def start(self) -> str:
         # a short path: Ray puts unix sockets in it (108-byte limit)
@@ -141,7 +144,8 @@ class EmbeddedHead:
         env = dict(os.environ, RAY_TMPDIR=self.tmpdir, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=env, cwd=self.tmpdir, start_new_session=True)
+                                         env=env, cwd=self.tmpdir, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
         self.address = f"http://127.0.0.1:{dashboard_port}"
         deadline = time.monotonic() + self.start_timeout_s
         while not jobs_api_answers(self.address, timeout=2):
@@ -205,6 +209,17 @@ def node_resources(address: str) -> list[dict[str, float]]:
     return [dict(n.resources_total or {}) for n in list_nodes(address=address, detail=True) if n.state == "ALIVE"]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the launcher dies (even by SIGKILL), so a crashed
+    launcher leaves no head behind; Ray ties the head's own processes to `ray start --block`."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: atexit still stops it
+        pass
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -215,96 +230,157 @@ def _group_alive(pgid: int) -> bool:
         return True
 
 
+# ---------------------------------------------------------------- the session head
+
+#: the embedded head of this process, shared by every RayBackend without an address (the one that
+#: submits and the one that follows), so a session never starts two
+_SESSION: EmbeddedHead | None = None
+
+
+def _start_session_head() -> EmbeddedHead:
+    global _SESSION
+    head = EmbeddedHead()
+    head.start()
+    _SESSION = head
+    atexit.register(stop_session_head)  # never leave a session's head behind
+    print(f"[ray] started a local Ray head for this session at {head.address} (log {head.log_path}); "
+          "it stops when the launcher ends", file=sys.stderr)
+    return head
+
+
+def stop_session_head() -> None:
+    """Stop this process's session head after stopping its unfinished jobs (see RayBackend.close)."""
+    global _SESSION
+    head, _SESSION = _SESSION, None
+    if head is None:
+        return
+    try:
+        _stop_jobs(head)
+    finally:
+        head.stop()
+
+
+def _stop_jobs(head: EmbeddedHead) -> None:
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        client = JobSubmissionClient(head.address)
+        live = [j for j in head.jobs if not client.get_job_status(j).is_terminal()]
+        if live:
+            print(f"[ray] the session's Ray head stops with the launcher: stopping {len(live)} unfinished "
+                  "job(s) (their rows end cancelled); pass backend.address to keep jobs beyond the launcher",
+                  file=sys.stderr)
+        for j in live:
+            client.stop_job(j)
+        deadline = time.monotonic() + STOP_WAIT_S + 10
+        while live and time.monotonic() < deadline:
+            time.sleep(0.5)
+            live = [j for j in live if not client.get_job_status(j).is_terminal()]
+    except Exception as e:  # the head is already going: nothing more to stop through it
+        print(f"[ray] could not stop the session's jobs cleanly ({e})", file=sys.stderr)
+
+
+def _session_address(run_dir: str | Path | None) -> str | None:
+    """The address of the live session head a row was submitted to from another process, if any."""
+    if run_dir is None:
+        return None
+    try:
+        data = json.loads((Path(run_dir) / SESSION_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if data.get("host") != socket.gethostname():  # a session head listens on 127.0.0.1 of its own host
+        return None
+    address = data.get("address")
+    return address if address and jobs_api_answers(address, timeout=2) else None
+
+
+def _orphan_state(job_id: str, run_dir: str | Path | None) -> JobState:
+    """A job of an ended session head with no result: the head (and the job) ended with its launcher."""
+    return JobState("failed", f"job {job_id} ran on the Ray head of a launcher session that has ended "
+                              "(backend.address was unset), and the row wrote no result; rerun it")
+
+
 # ---------------------------------------------------------------- the backend
 
 
 class RayBackend(Backend):
-    """Submits rows as Ray jobs to `config['address']`, or to a head started for the session."""
+    """Submits rows as Ray jobs to `config['address']`, or to this process's session head.
+
+    `config` is the row's backend config (conf/backend/ray.yaml); the launcher adds `wait` (its own
+    `wait` key) so that `wait=false` without an address is refused before anything is submitted.
+    """
 
     name = "ray"
 
-    def __init__(self, config: Mapping[str, Any] | None = None, *, wait: bool = True):
+    def __init__(self, config: Mapping[str, Any] | None = None):
         config = dict(config or {})
-        self.address: str | None = config.get("address") or None
+        self.config_address: str | None = config.get("address") or None
         self.runtime_env: dict[str, Any] = dict(config.get("runtime_env") or {})
-        self.wait = wait
-        if self.address is None and not wait:
+        self.wait = bool(config.get("wait", True))
+        if self.config_address is None and not self.wait:
             raise RayBackendError(
                 "backend=ray with wait=false needs backend.address: without one the launcher starts a Ray "
                 "head for this session only, and its jobs would die with it when the launcher returns. "
                 "Start a head that outlives the launcher (`ray start --head --dashboard-host=127.0.0.1`, "
                 "or .ci/services/ray.sh start) and pass backend.address=http://127.0.0.1:8265, or use wait=true.")
         self._client = None
-        self._head: EmbeddedHead | None = None
-        self._submitted: list[str] = []
+        self._client_address: str | None = None
         _ray_env()
 
     # -- connection
 
     @property
-    def embedded(self) -> bool:
-        return self._head is not None
+    def address(self) -> str | None:
+        """The Jobs API in use: the configured one, else the session head's (None when none runs)."""
+        if self.config_address:
+            return self.config_address
+        return _SESSION.address if _SESSION is not None else None
 
     @property
-    def client(self):
-        """The Jobs API client, connecting (or starting the embedded head) on first use."""
-        if self._client is None:
+    def embedded(self) -> bool:
+        return self.config_address is None
+
+    def connect(self, start: bool = False, run_dir: str | Path | None = None):
+        """The Jobs API client, or None when the row's session head is gone.
+
+        Only submission may start the session head (`start=True`): reading a state must never start a
+        cluster. Another process (`python -m launcher.gather` while the launcher still waits) finds a
+        live session head through the row's SESSION_FILE.
+        """
+        address = self.address
+        if self.embedded and _SESSION is None:
+            if start:
+                address = _start_session_head().address
+            else:
+                address = _session_address(run_dir)
+                if address is None:
+                    return None
+        if self._client is None or self._client_address != address:
             from ray.job_submission import JobSubmissionClient
 
-            if self.address is None:
-                self._head = EmbeddedHead()
-                self.address = self._head.start()
-                atexit.register(self.close)  # never leave a session's head behind
-                print(f"[ray] started a local Ray head for this session at {self.address} "
-                      f"(stopped when the launcher ends; log {self._head.log_path})", file=sys.stderr)
-            elif not jobs_api_answers(self.address):
+            if self.config_address and not jobs_api_answers(address):
                 raise RayBackendError(
-                    f"no Ray Jobs API answers at backend.address={self.address}. Is the head running "
+                    f"no Ray Jobs API answers at backend.address={address}. Is the head running "
                     "(`ray status`), with its dashboard on (`ray start --head --include-dashboard=true "
                     "--dashboard-host=0.0.0.0`) and that port reachable from here? Leave backend.address "
-                    "unset to start a local head for this session.")
+                    "unset to start a local head for this session (wait=true).")
             try:
-                self._client = JobSubmissionClient(self.address)
+                self._client = JobSubmissionClient(address)
             except Exception as e:  # ConnectionError, RuntimeError from the SDK
-                raise RayBackendError(f"cannot connect to the Ray Jobs API at {self.address}: {e}") from e
+                raise RayBackendError(f"cannot connect to the Ray Jobs API at {address}: {e}") from e
+            self._client_address = address
         return self._client
 
     def close(self) -> None:
-        """Stop the embedded head (if this session started one). A head given by address is left alone.
+        """End this process's session head, if one runs (a head given by address is left alone).
 
-        Jobs of this session still unfinished on the embedded head are stopped through the Jobs API
-        first, so their nodes get SIGTERM and write a `cancelled` result, and the whole process tree
-        of each row ends (killing the head alone would orphan a row's command).
+        Jobs still unfinished on it are stopped through the Jobs API first, so each node gets SIGTERM
+        and writes a `cancelled` result and each row's whole process tree ends (killing the head alone
+        would orphan a row's command). Also runs at interpreter exit.
         """
-        head, self._head = self._head, None
-        if head is not None:
-            self._stop_unfinished()
-            head.stop()
-            self.address = None
         self._client = None
-
-    def _stop_unfinished(self) -> None:
-        client = self._client
-        if client is None:
-            return
-        live = []
-        for job_id in self._submitted:
-            try:
-                if not client.get_job_status(job_id).is_terminal():
-                    client.stop_job(job_id)
-                    live.append(job_id)
-            except Exception:  # the head is already going; nothing more to do
-                return
-        if live:
-            print(f"[ray] stopping {len(live)} unfinished job(s) before stopping this session's Ray head",
-                  file=sys.stderr)
-        deadline = time.monotonic() + STOP_WAIT_S + 10
-        while live and time.monotonic() < deadline:
-            try:
-                live = [j for j in live if not client.get_job_status(j).is_terminal()]
-            except Exception:
-                return
-            time.sleep(0.5)
+        if self.embedded:
+            stop_session_head()
 
     # -- submit
 
@@ -344,7 +420,7 @@ class RayBackend(Backend):
                 have = ", ".join(f"{int(n.get('GPU', 0))} GPUs/{int(n.get('CPU', 0))} CPUs" for n in nodes) or "none"
                 problems.append(f"row {spec.impl}: needs one node with {spec.gpus} GPUs and {spec.cpus} CPUs; "
                                 f"the Ray cluster at {self.address} has nodes with {have}")
-        if problems and self.embedded:
+        if problems and self.embedded:  # one node, nothing will join
             raise RayBackendError("; ".join(problems) + ". Pick a smaller hardware config (hardware=local) or "
                                   "pass backend.address of a cluster that has such a node.")
         for p in problems:
@@ -359,11 +435,11 @@ class RayBackend(Backend):
             return None
 
     def submit(self, specs: Sequence[JobSpec]) -> list[str]:
-        client = self.client
         for spec in specs:
             if not (Path(spec.run_dir) / "spec.json").is_file():
                 raise RayBackendError(f"{spec.run_dir}/spec.json is missing: save the spec (spec.save()) "
                                       "before submitting it")
+        client = self.connect(start=True)
         self.check(specs)
         ids = []
         for spec in specs:
@@ -381,7 +457,11 @@ class RayBackend(Backend):
                           "launcher_run_dir": str(Path(spec.run_dir).resolve()),
                           "launcher_time_limit_min": str(spec.time_limit_min)},
             )
-            self._submitted.append(job_id)
+            if self.embedded and _SESSION is not None:
+                _SESSION.jobs.append(job_id)
+                atomic_write_json(Path(spec.run_dir) / SESSION_FILE,
+                                  {"address": _SESSION.address, "launcher_pid": os.getpid(),
+                                   "host": socket.gethostname(), "job_id": job_id})
             append_manifest(spec, job_id)
             ids.append(job_id)
         return ids
@@ -392,8 +472,11 @@ class RayBackend(Backend):
         """Ray's view of the job, corrected by the node's own result.json (the node knows best why it ended)."""
         result = _read_final(run_dir)
         try:
-            info = self.client.get_job_info(job_id)
-        except RayBackendError as e:  # the head is gone: the row's own files are all there is
+            client = self.connect(run_dir=run_dir)
+            if client is None:  # submitted to a session head of a launcher that has ended
+                return result or _orphan_state(job_id, run_dir)
+            info = client.get_job_info(job_id)
+        except RayBackendError as e:  # the head does not answer: the row's own files are all there is
             if result is not None:
                 return result
             return JobState("unknown", str(e))
@@ -435,7 +518,7 @@ class RayBackend(Backend):
             elapsed = time.time() - started
             if elapsed > limit_s + TIMEOUT_GRACE_S:
                 try:
-                    self.client.stop_job(job_id)
+                    self.connect(run_dir=run_dir).stop_job(job_id)
                 except Exception:  # already ending
                     pass
                 return JobState("timeout", f"still running {elapsed / 60:.1f} min after its start, past its time "
@@ -443,11 +526,15 @@ class RayBackend(Backend):
         return JobState("running", message)
 
     def cancel(self, job_id: str) -> None:
-        self.client.stop_job(job_id)
+        client = self.connect()
+        if client is None:  # its session head is gone, and the job ended with it
+            return
+        client.stop_job(job_id)
 
     def logs(self, job_id: str) -> str:
         """The job's driver output as Ray captured it (the node's own log is RUN_DIR/train.log)."""
-        return self.client.get_job_logs(job_id)
+        client = self.connect()
+        return client.get_job_logs(job_id) if client is not None else ""
 
 
 def _installed_site_wide() -> bool:
