@@ -1,0 +1,87 @@
+"""build_once(): a row's build steps (`pip install -e .`, `python setup.py build develop`, `make`),
+run once per recipe on the node that has the toolchain, in the row's environment.
+
+A marker file, written atomically and only after every step succeeded, records that the recipe is
+built; a later run of the same recipe skips the build.  Nodes of a multi-node job (or rows of a
+sweep sharing a tree) take a file lock, so one builds and the others wait and then skip.  A failed
+step raises BuildError with the step, its exit status and the tail of its output; no marker is
+written, so the next run tries again.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, TextIO, Union
+
+from ..result import atomic_write_json, now_iso
+from ..spec import JobSpec
+from .environment import wrap_command
+from .errors import BuildError
+from .git import locked
+
+Log = Union[Callable[[str], None], TextIO, str, Path, None]
+TAIL = 40
+
+
+def _sink(log: Log) -> tuple[Callable[[str], None], Callable[[], None]]:
+    """A line writer (and its closer) for LOG: a callable, an open text file, a path, or None."""
+    if log is None:
+        return (lambda s: None), (lambda: None)
+    if callable(log) and not hasattr(log, "write"):
+        return log, (lambda: None)
+    if isinstance(log, (str, Path)):
+        fh = open(log, "a", encoding="utf-8")
+        return (lambda s: (fh.write(s + "\n"), fh.flush())), fh.close
+    return (lambda s: (log.write(s + "\n"), log.flush())), (lambda: None)
+
+
+def marker_path(spec: JobSpec) -> Path:
+    """Where the build marker of SPEC's recipe lives: in the tree's .git dir (outside the code, gone
+    with the tree), or in the work dir for repo-less rows."""
+    tag = (spec.recipe_hash or "unhashed")[:16]
+    if spec.checkout_dir and (Path(spec.checkout_dir) / ".git").is_dir():
+        return Path(spec.checkout_dir) / ".git" / f"launcher-built-{tag}.json"
+    return spec.exec_dir / f".launcher-built-{tag}.json"
+
+
+def build_once(spec: JobSpec, log: Log = None) -> bool:
+    """Run SPEC's build steps unless its recipe is already built. Returns True when it built."""
+    if not spec.build:
+        return False
+    write, close = _sink(log)
+    marker = marker_path(spec)
+    try:
+        with locked(marker.with_name(marker.name + ".lock")):
+            if marker.is_file():
+                write(f"[launcher] build: already done for recipe {(spec.recipe_hash or '')[:16]} ({marker})")
+                return False
+            workdir = spec.exec_dir
+            env = dict(os.environ)
+            env.update({k: str(v) for k, v in (spec.env or {}).items()})
+            t0 = time.time()
+            for i, step in enumerate(spec.build, 1):
+                write(f"[launcher] build step {i}/{len(spec.build)} in {workdir}: {step}")
+                tail: collections.deque[str] = collections.deque(maxlen=TAIL)
+                proc = subprocess.Popen(["bash", "-c", wrap_command(spec, step)], cwd=workdir, env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    line = line.rstrip("\n")
+                    tail.append(line)
+                    write(line)
+                rc = proc.wait()
+                if rc != 0:
+                    raise BuildError(f"build step {i}/{len(spec.build)} `{step}` failed (exit {rc}) in {workdir}; "
+                                     f"last {len(tail)} lines of its output:\n" + "\n".join(tail))
+            atomic_write_json(marker, {"recipe_hash": spec.recipe_hash, "steps": list(spec.build),
+                                       "built_at": now_iso(), "host": socket.gethostname(),
+                                       "seconds": round(time.time() - t0, 1)})
+            write(f"[launcher] build: done in {time.time() - t0:.1f} s; marker {marker}")
+            return True
+    finally:
+        close()

@@ -1,0 +1,97 @@
+"""The recipe hash: a content hash of everything that defines a row's code and command.
+
+Two results are comparable only when their recipe hashes are equal.  The hash covers the code (the
+full commit hash, which is content-addressed, so a local mirror or a fork at the same commit is the
+same code; the *contents* of patch files and environment recipes; for repo-less rows the files
+under jobs/<row>/), the patches as data, env vars, work dir, setup and build steps, the command and
+the environment spec.  It does not cover where or when a row runs (run dir, backend, hardware name,
+timestamps), and the data location and this checkout's jobs/ path are replaced by placeholders, so
+moving COCO or the launcher does not change a recipe.  Patch names and descriptions are prose and
+are left out too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from .. import JOBS_DIR
+from ..spec import JobSpec
+
+VERSION = 1  # bump when what the hash covers changes
+_SKIP = {"__pycache__", ".pytest_cache"}
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_digest(path: Path) -> str | None:
+    return _sha(path.read_bytes()) if path.is_file() else None
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    """Path -> content hash of every file under ROOT (the code of a repo-less row)."""
+    if not root.is_dir():
+        return {}
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and not (set(p.relative_to(root).parts) & _SKIP) and p.suffix != ".pyc":
+            out[p.relative_to(root).as_posix()] = _sha(p.read_bytes())
+    return out
+
+
+def row_dir(spec: JobSpec, jobs_dir: str | Path | None = None) -> Path:
+    """jobs/<row>/: the row's patch files, environment recipes and (for repo-less rows) its code."""
+    return Path(jobs_dir or JOBS_DIR) / spec.impl
+
+
+def _neutral(text: str, spec: JobSpec, jobs_dir: Path) -> str:
+    """Replace site-specific locations with placeholders (data root, this checkout's jobs/ dir)."""
+    for path, token in ((str(jobs_dir.resolve()), "${lx.jobs}"), (str(jobs_dir), "${lx.jobs}"),
+                        (spec.data_root.rstrip("/") if spec.data_root else "", "${data.coco_root}")):
+        if path and len(path) > 1:
+            text = text.replace(path, token)
+    return text
+
+
+def recipe_document(spec: JobSpec, jobs_dir: str | Path | None = None) -> dict[str, Any]:
+    """The canonical description the hash is taken of (also handy to diff two recipes by eye)."""
+    jobs = Path(jobs_dir or JOBS_DIR)
+    rdir = row_dir(spec, jobs)
+    n = lambda s: _neutral(str(s), spec, jobs)  # noqa: E731
+    patches = []
+    for p in spec.patches:
+        entry = {k: p.get(k) for k in ("kind", "glob", "old", "new")}
+        if (p.get("kind") or "diff") == "diff" and p.get("file"):
+            f = Path(p["file"])
+            entry["file_sha256"] = _file_digest(f if f.is_absolute() else rdir / f)
+        patches.append(entry)
+    env = dict(spec.environment or {})
+    if env.get("recipe"):
+        env["recipe_sha256"] = _file_digest(rdir / env["recipe"])
+    if spec.repo:
+        code: Any = {"commit": spec.commit_full} if spec.commit_full else {"unresolved": f"{spec.repo}@{spec.commit}"}
+    else:
+        code = {"jobs_files": _tree_digest(rdir)}
+    return {
+        "version": VERSION,
+        "impl": spec.impl,
+        "code": code,
+        "patches": patches,
+        "env": {k: n(v) for k, v in sorted((spec.env or {}).items())},
+        "workdir": spec.workdir,
+        "setup": [n(s) for s in spec.setup],
+        "build": [n(s) for s in spec.build],
+        "command": n(spec.command),
+        "environment": {k: (n(v) if isinstance(v, str) else v) for k, v in sorted(env.items())},
+    }
+
+
+def recipe_hash(spec: JobSpec, jobs_dir: str | Path | None = None) -> str:
+    """sha256 (hex) of the recipe document.  For a repo row, call after prepare (which resolves the
+    full commit); before that the hash is of the configured `repo@commit` and will differ."""
+    doc = recipe_document(spec, jobs_dir)
+    return _sha(json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())

@@ -1,0 +1,112 @@
+"""The run pipeline on the local backend, as a user runs it: python -m launcher ..."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from launcher.execute import Execution, child_env
+from launcher.result import read_result
+from tests.conftest import ROOT, run_launcher
+
+try:
+    import torch  # noqa: F401
+    import torchvision  # noqa: F401
+    HAVE_TORCH = True
+except ImportError:  # pragma: no cover
+    HAVE_TORCH = False
+
+
+def only_run_dir(cwd: Path) -> Path:
+    results = list((cwd / "outputs").rglob("result.json"))
+    assert len(results) == 1, results
+    return results[0].parent
+
+
+# A stand-in command for the pipeline tests: prints lines in the torchvision row's log format.
+TV_LINES = ("for i in $(seq 1 {n}); do printf 'tvbench iter=%d t=%s images=2 loss=1.0\\n' $i "
+            "$(python -c 'import time; print(f\"{{time.time():.6f}}\")'); {after}; done")
+
+
+def test_failing_command_is_a_failed_row_with_its_output(tmp_path):
+    p = run_launcher("impl.command=echo boom-marker-1; echo boom-marker-2 >&2; exit 3", "scale=full",
+                     "window.start=1", "window.end=2", cwd=tmp_path, timeout=120)
+    assert p.returncode == 1, p.stdout + p.stderr
+    r = read_result(only_run_dir(tmp_path))
+    assert r.status == "failed" and r.throughput is None
+    assert "status 3" in r.error and "boom-marker-1" in r.error and "boom-marker-2" in r.error
+    assert r.returncode == 3
+    assert "boom-marker-2" in (only_run_dir(tmp_path) / "train.log").read_text()  # stderr captured too
+
+
+def test_log_short_of_the_window_is_incomplete(tmp_path):
+    p = run_launcher("impl.command=" + TV_LINES.format(n=3, after="true"), "scale=full",
+                     "window.start=2", "window.end=10", cwd=tmp_path, timeout=120)
+    assert p.returncode == 1
+    r = read_result(only_run_dir(tmp_path))
+    assert r.status == "incomplete" and r.throughput is None
+    assert "iteration 3" in r.error and "2..10" in r.error
+
+
+def test_stops_once_the_log_covers_the_window(tmp_path):
+    """A row that would train for ~100 s is stopped as soon as its log covers the window."""
+    t0 = time.time()
+    p = run_launcher("impl.command=" + TV_LINES.format(n=200, after="sleep 0.5"), "impl.stop_when_covered=true",
+                     "scale=full", "window.start=1", "window.end=4", cwd=tmp_path, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    r = read_result(only_run_dir(tmp_path))
+    assert r.status == "ok" and r.window == [1, 4]
+    assert 2 / 0.8 < r.throughput < 2 / 0.4  # 2 images per ~0.5 s step
+    assert time.time() - t0 < 60
+
+
+def test_signal_to_the_node_cancels_the_row(tmp_path):
+    run = tmp_path / "run"
+    # Run a row's node entry point the way a scheduler does, and signal it as scancel would.
+    from launcher.spec import JobSpec
+    spec = JobSpec(impl="torchvision", label="t", title="t", framework="PyTorch",
+                   command=TV_LINES.format(n=1000, after="sleep 0.2"), images_per_iter=2, window=[1, 900],
+                   log_format="torchvision", run_dir=str(run), stop_when_covered=False, min_gpus=0)
+    spec.save()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    node = subprocess.Popen([sys.executable, "-m", "launcher.node", str(run)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    log = run / "train.log"
+    while time.time() < deadline and not (log.exists() and "iter=3 " in log.read_text()):
+        time.sleep(0.2)
+    node.send_signal(signal.SIGTERM)
+    assert node.wait(60) == 1
+    r = read_result(run)
+    assert r.status == "cancelled" and "SIGTERM" in r.error
+    # every process the command started is gone
+    time.sleep(0.5)
+    assert "sleep 0.2" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+
+def test_time_limit_stops_the_whole_process_group(tmp_path):
+    ex = Execution("sleep 30 & sleep 30; wait", tmp_path, child_env({}), tmp_path / "train.log").start()
+    res = ex.wait(timeout_s=1.0)
+    assert res.timed_out and res.elapsed_s < 15
+
+
+@pytest.mark.workload
+@pytest.mark.skipif(not HAVE_TORCH, reason="needs the workload extra: pip install -e '.[workload]'")
+def test_real_tiny_torchvision_training_end_to_end(tmp_path):
+    """The whole pipeline with a real Mask R-CNN training step: plan, execute, parse, result, table."""
+    p = run_launcher("hardware.gpus=0", "window.start=1", "window.end=3", "impl.options.images_per_gpu=1",
+                     "impl.options.min_size=128", "impl.options.max_size=160", cwd=tmp_path, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    run = only_run_dir(tmp_path)
+    r = read_result(run)
+    assert r.status == "ok" and r.throughput > 0 and r.window == [1, 3]
+    assert r.data == "synthetic" and r.scale == "smoke" and r.images_per_iter == 1
+    assert r.method and r.error_bound is not None and r.error_bound < 0.01
+    assert "Throughput (img/s)" in p.stdout and "torchvision" in p.stdout and "smoke" in p.stdout
+    spec = json.loads((run / "spec.json").read_text())
+    assert "--min-size 128 --max-size 160" in spec["command"]
