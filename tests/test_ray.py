@@ -13,6 +13,7 @@ http://127.0.0.1:8265).
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -193,11 +194,42 @@ def test_unknown_job_is_failed_not_pending(backend, workdir):
     assert st.state == "failed" and "no record" in st.reason, st
 
 
-def test_standin_seed_row(backend, workdir):
-    standin = JOBS_DIR / "standin"
-    if not standin.is_dir():
-        pytest.skip(f"no stand-in implementation at {standin} yet")
-    pytest.skip("stand-in rows are wired in once jobs/standin/ lands")
+SEED_FORMATS = ("detectron2", "mmdetection", "maskrcnn_benchmark", "tensorpack", "simpledet", "detectron",
+                "matterport")
+
+
+def test_standin_seed_rows_in_one_submit(backend, workdir):
+    """The seven seed rows as stand-ins (real-format logs, trains nothing) through Ray and the node's real
+    parsers: each row's figure matches the stand-in's known truth."""
+    if importlib.util.find_spec("launcher.jobs.standin.standin_impl") is None:
+        pytest.skip(f"no stand-in implementation at {JOBS_DIR / 'standin'} yet")
+    from launcher import parse
+    from launcher.jobs.standin.formats import FORMATS
+
+    specs = []
+    for fmt in SEED_FORMATS:
+        try:
+            parse.get_parser(fmt)
+        except parse.UnknownFormat:
+            pytest.skip(f"no {fmt} parser yet")
+        run_dir = workdir / f"standin-{fmt}"
+        truth = run_dir / "truth.json"
+        command = (f"{sys.executable} -m launcher.jobs.standin.standin_impl --format {fmt} --iters 520 "
+                   f"--images-per-iter 16 --window 100 500 --fast --truth {truth}")
+        log = FORMATS[fmt].log
+        spec = make_spec(workdir, f"standin-{fmt}", command, window=[100, 500], images_per_iter=16,
+                         log_format=fmt, run_dir=run_dir)
+        spec.log_path = None if log == "combined" else log
+        spec.stop_when_covered = False
+        spec.save()
+        specs.append(spec)
+    ids = backend.submit(specs)
+    states = wait_final(backend, ids, specs, 150)
+    assert {s.impl: st.state for s, st in zip(specs, states.values())} == {s.impl: "ok" for s in specs}, states
+    for spec in specs:
+        r = read_result(spec.run_dir)
+        truth = json.loads((Path(spec.run_dir) / "truth.json").read_text())["throughput"]
+        assert abs(r.throughput - truth) <= max(r.error_bound or 0, 0.01) * truth, (spec.impl, r.throughput, truth, r.method)
 
 
 @pytest.mark.workload
@@ -208,7 +240,7 @@ def test_torchvision_tiny_row(backend, workdir):
     if not train.is_file():
         pytest.skip(f"{train} not present")
     command = (f"{sys.executable} {train} --iters 3 --images-per-gpu 1 --min-size 128 --max-size 160 "
-               f"--coco-root {workdir / 'no-coco'} --seed 0")
+               f"--coco-root {workdir / 'no-coco'} --data synthetic --seed 0")
     spec = make_spec(workdir, "torchvision", command, cpus=2, iters=3, window=[1, 3], images_per_iter=1)
     (job_id,) = backend.submit([spec])
     st = wait_final(backend, [job_id], [spec], 240)[job_id]
@@ -217,9 +249,42 @@ def test_torchvision_tiny_row(backend, workdir):
     assert r.throughput > 0 and r.window == [1, 3]
 
 
+def test_embedded_head_for_the_session(workdir):
+    """No address: one head for the process (the follower shares the submitter's), stopped by close();
+    a row still running then is stopped through Ray first, so it ends `cancelled` and its command dies."""
+    from launcher.backends import ray as ray_backend
+
+    submitter = RayBackend({"address": None})
+    quick = make_spec(workdir, "emb-quick", probe_cmd(workdir, iters=2, dt=0.2))
+    pidfile = workdir / "emb-slow.pid"
+    slow = make_spec(workdir, "emb-slow", probe_cmd(workdir, iters=300, dt=1.0, pidfile=pidfile), iters=300)
+    for s in (quick, slow):
+        s.backend_config = {"name": "ray", "address": None, "runtime_env": {}}
+        s.save()
+    try:
+        ids = submitter.submit([quick, slow])
+        head = ray_backend._SESSION
+        assert head is not None and head.address != ADDRESS
+        follower = RayBackend(quick.backend_config)  # as launcher.follow builds it
+        assert wait_final(follower, ids[:1], [quick], 90)[ids[0]].state == "ok"
+        assert ray_backend._SESSION is head, "the follower started a second head"
+        deadline = time.monotonic() + 60
+        while not pidfile.exists():
+            assert time.monotonic() < deadline, follower.state(ids[1], slow.run_dir)
+            time.sleep(0.3)
+    finally:
+        submitter.close()
+    assert ray_backend._SESSION is None and not jobs_api_answers(head.address)
+    assert head.proc is None
+    st = RayBackend({"address": None}).state(ids[1], slow.run_dir)  # from files; starts no head
+    assert st.state == "cancelled", st
+    assert ray_backend._SESSION is None
+    assert not _alive(int(pidfile.read_text()))
+
+
 def test_wait_false_without_address_is_refused():
     with pytest.raises(RayBackendError, match="backend.address"):
-        RayBackend({"address": None}, wait=False)
+        RayBackend({"address": None, "wait": False})
 
 
 def test_time_limit_is_timeout(backend, overtime):
