@@ -200,18 +200,17 @@ def submit_and_report(specs: list[JobSpec], wait: bool, directory: Path) -> int:
         except KeyboardInterrupt:
             print(f"\nlauncher: stopped following.\n{reattach_hint(directory)}")
             return 130
-    return report(directory, specs)
+    return report(directory, specs, sweep=len(specs) > 1 or specs[0].sweep_dir is not None)
 
 
-def report(directory: Path, specs: list[JobSpec]) -> int:
-    """Print the comparison table for `directory`; non-zero when a row did not end ok."""
-    from .gather import gather, render
-    df, problems = gather([directory])
+def report(directory: Path, specs: list[JobSpec], sweep: bool = False) -> int:
+    """Print the comparison table for `directory` (and record it in the history store; a sweep also
+    gets table.rst / table.md / results.csv beside it); non-zero when a row did not end ok."""
+    from .gather import report as gather_report
+    text, problems = gather_report([directory], out_dir=directory if sweep else None, fmt="console")
     print()
-    print(render(df, "rst"))
-    for p in problems:
-        print(f"launcher: skipped {p}", file=sys.stderr)
-    bad = []
+    print(text)
+    bad = [f"unreadable result ({p})" for p in problems]
     for s in specs:
         try:
             r = read_result(s.run_dir)

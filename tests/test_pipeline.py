@@ -33,8 +33,15 @@ TV_LINES = ("for i in $(seq 1 {n}); do printf 'tvbench iter=%d t=%s images=2 los
             "$(python -c 'import time; print(f\"{{time.time():.6f}}\")'); {after}; done")
 
 
+def script(tmp_path: Path, text: str) -> str:
+    """A command override: the shell text in a file (Hydra's override grammar keeps `;` and quotes for itself)."""
+    path = tmp_path / f"cmd{len(list(tmp_path.glob('cmd*')))}.sh"
+    path.write_text(text + "\n")
+    return f"impl.command=bash {path}"
+
+
 def test_failing_command_is_a_failed_row_with_its_output(tmp_path):
-    p = run_launcher("impl.command=echo boom-marker-1; echo boom-marker-2 >&2; exit 3", "scale=full",
+    p = run_launcher(script(tmp_path, "echo boom-marker-1; echo boom-marker-2 >&2; exit 3"), "scale=full",
                      "window.start=1", "window.end=2", cwd=tmp_path, timeout=120)
     assert p.returncode == 1, p.stdout + p.stderr
     r = read_result(only_run_dir(tmp_path))
@@ -45,7 +52,7 @@ def test_failing_command_is_a_failed_row_with_its_output(tmp_path):
 
 
 def test_log_short_of_the_window_is_incomplete(tmp_path):
-    p = run_launcher("impl.command=" + TV_LINES.format(n=3, after="true"), "scale=full",
+    p = run_launcher(script(tmp_path, TV_LINES.format(n=3, after="true")), "scale=full",
                      "window.start=2", "window.end=10", cwd=tmp_path, timeout=120)
     assert p.returncode == 1
     r = read_result(only_run_dir(tmp_path))
@@ -56,7 +63,7 @@ def test_log_short_of_the_window_is_incomplete(tmp_path):
 def test_stops_once_the_log_covers_the_window(tmp_path):
     """A row that would train for ~100 s is stopped as soon as its log covers the window."""
     t0 = time.time()
-    p = run_launcher("impl.command=" + TV_LINES.format(n=200, after="sleep 0.5"), "impl.stop_when_covered=true",
+    p = run_launcher(script(tmp_path, TV_LINES.format(n=200, after="sleep 0.5")), "impl.stop_when_covered=true",
                      "scale=full", "window.start=1", "window.end=4", cwd=tmp_path, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     r = read_result(only_run_dir(tmp_path))

@@ -13,6 +13,13 @@ from .base import LogParser, Measurement, ParseError, Progress, UnknownFormat, W
 # format name -> "module:Class" (imported lazily so one broken parser cannot break the others)
 _PARSERS: dict[str, str] = {
     "torchvision": "torchvision:TorchvisionParser",
+    "detectron2": "detectron2:Detectron2Parser",
+    "mmdetection": "mmdetection:MmdetectionParser",
+    "maskrcnn_benchmark": "maskrcnn_benchmark:MaskrcnnBenchmarkParser",
+    "tensorpack": "tensorpack:TensorpackParser",
+    "simpledet": "simpledet:SimpledetParser",
+    "detectron": "detectron:DetectronParser",
+    "matterport": "matterport:MatterportParser",
 }
 
 

@@ -1,0 +1,71 @@
+"""STAND-IN implementation (not a real training): writes a log in one implementation's real format.
+
+    python -m launcher.jobs.standin.standin_impl --format detectron2 --iters 520 --base 0.25 \
+        --warmup-iters 50 --warmup-factor 4 --noise 0.1 --stall-every 97 --stall 2 [--fast] [--truth FILE]
+
+Used as the command of stand-in rows (Slurm/Ray tests, benchmarks of the pipeline) because the real
+2019/2020 frameworks and 8 V100s cannot run here.  Lines go where the real implementation puts them
+(stdout/stderr, or the file its row config names, relative to the current directory), following the
+implementation's own smoothing and rounding (see formats.py).  Without --fast it sleeps through each
+iteration, so live displays see a log that grows in real time.  At the end it reports the TRUE
+throughput it simulated over --window on stderr (one ``standin-truth: {json}`` line) and, with
+--truth, writes it with the per-iteration times to a JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from launcher.jobs.standin.formats import FORMATS, FileSink, TimeModel, simulate
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="standin_impl", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--format", required=True, choices=sorted(FORMATS), help="whose log format to write")
+    ap.add_argument("--iters", type=int, default=520, help="iterations to run (whole epochs for epoch-based formats)")
+    ap.add_argument("--images-per-iter", type=int, help="images per iteration (default: the seed row's, 16; tensorpack 8)")
+    ap.add_argument("--base", type=float, default=0.25, help="warm step time, seconds")
+    ap.add_argument("--warmup-iters", type=int, default=0)
+    ap.add_argument("--warmup-factor", type=float, default=1.0, help="first iteration is base x this, decaying to base")
+    ap.add_argument("--noise", type=float, default=0.0, help="relative standard deviation of step times")
+    ap.add_argument("--stall-every", type=int, default=0)
+    ap.add_argument("--stall", type=float, default=0.0, help="extra seconds every --stall-every iterations")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variant", help="format variant (detectron2: v0.1|v0.1.2|v0.3; mmdetection: mmcv0.5|mmcv0.6; "
+                                      "simpledet: 9187a1|later; detectron: quoted|unquoted)")
+    ap.add_argument("--tty", action="store_true", help="matterport: draw the Keras bar with \\b and \\r as on a terminal")
+    ap.add_argument("--fast", action="store_true", help="simulated clock: write instantly, no sleeping")
+    ap.add_argument("--window", nargs=2, type=int, default=[100, 500], metavar=("START", "END"))
+    ap.add_argument("--truth", type=Path, help="write the truth (throughput, per-iteration times) to this JSON file")
+    ap.add_argument("--cwd", type=Path, default=Path("."), help="directory the log files are relative to")
+    args = ap.parse_args(argv)
+
+    model = TimeModel(args.base, args.warmup_iters, args.warmup_factor, args.noise, args.stall_every, args.stall,
+                      args.seed)
+    opts = {}
+    if args.variant:
+        opts["variant"] = args.variant
+    if args.tty:
+        opts["tty"] = True
+    if args.images_per_iter:
+        opts["images_per_iter"] = args.images_per_iter
+    sink = FileSink(args.cwd)
+    try:
+        sim = simulate(args.format, args.iters, model, realtime=not args.fast, sink=sink, **opts)
+    finally:
+        sink.close()
+    s, e = args.window
+    truth = {"standin": True, "format": args.format, "iters": args.iters, "images_per_iter": sim.images_per_iter,
+             "window": [s, e], "log": FORMATS[args.format].log,
+             "throughput": sim.true_throughput((s, e)) if e <= len(sim.timed) else None}
+    print("standin-truth: " + json.dumps(truth), file=sys.stderr, flush=True)
+    if args.truth:
+        args.truth.write_text(json.dumps({**truth, "timed": sim.timed}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The gatherer: any set of run / sweep directories -> the seed's table with our figures beside it.
+
+    runs, problems = gather(["outputs/sweeps/2024-05-01_02-00-00"], db=DEFAULT_DB)
+    print(render(runs, "rst"))
+    write_tables(runs, out_dir)          # table.rst, table.md, results.csv
+
+`gather` reads every run (collect.py), builds one per-run DataFrame (table.py) and, given `db`,
+appends the final results to the history store (history.py). `render` turns the per-run frame into
+the table (repeats aggregated, verdicts, see stats.py for every rule). `problems` lists what could
+not be read, by path; a caller should say so and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+
+from ..result import atomic_write_text
+from .collect import Problem, collect
+from .history import DEFAULT_DB
+from .render import FORMATS, render
+from .table import runs_frame, summary
+
+__all__ = ["gather", "render", "summary", "write_tables", "report", "Problem", "DEFAULT_DB", "FORMATS"]
+
+TABLE_FILES = {"rst": "table.rst", "md": "table.md", "csv": "results.csv"}
+
+
+def gather(paths: Iterable[str | os.PathLike], *, db: str | os.PathLike | None = None,
+           job_state: Callable | bool = True) -> tuple[pd.DataFrame, list[Problem]]:
+    """Every run under `paths` as one row of a DataFrame, and the problems met (corrupt files, by path).
+
+    `db`: append the final results to this history store (idempotent); None leaves history alone.
+    `job_state`: True asks `launcher.backends.job_state` for runs without a result (when it exists),
+    False uses only the node's markers, a callable is used instead.
+    """
+    records, problems = collect(paths, job_state=job_state)
+    if db is not None:
+        from . import history
+
+        try:
+            history.append(db, records)
+        except Exception as e:  # the table matters more than the archive: say so, go on
+            problems.append(Problem(os.fspath(db), f"history not updated ({type(e).__name__}: {e})"))
+    return runs_frame(records), problems
+
+
+def write_tables(runs: pd.DataFrame, out_dir: str | os.PathLike) -> list[Path]:
+    """table.rst, table.md and results.csv in `out_dir`, each written atomically."""
+    table = summary(runs)
+    written = []
+    for fmt, name in TABLE_FILES.items():
+        path = Path(out_dir) / name
+        atomic_write_text(path, render(runs, fmt, table=table))
+        written.append(path)
+    return written
+
+
+def report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike | None = None, *,
+           fmt: str = "rst", db: str | os.PathLike | None = DEFAULT_DB) -> tuple[str, list[Problem]]:
+    """What the app calls at the end of a run or multirun: gather, record history, write the table
+    files next to the sweep, and return the text to print (problems listed below the table)."""
+    runs, problems = gather(paths, db=db)
+    if out_dir is not None:
+        write_tables(runs, out_dir)
+    text = render(runs, fmt)
+    if problems:
+        text += "\nSkipped (not in the table):\n" + "".join(f"  {p}\n" for p in problems)
+    return text, problems

@@ -1,0 +1,94 @@
+"""python -m launcher.gather PATH... [--format rst|md|csv|json] [--out DIR] [--plot FILE.png]
+                              [--history [--since DATE] [--impl NAME] [--hardware NAME]] [--db PATH]
+
+Exit status: 0 all read; 3 something was skipped (a corrupt or half-written result, an unreadable
+directory: listed by path on stderr); 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import DEFAULT_DB, FORMATS, gather, write_tables
+from . import history as hist
+import json
+
+from .render import render, render_history
+from .table import summary
+
+EXIT_SKIPPED = 3
+
+EPILOG = """\
+rules (launcher/gather/stats.py):
+  repeats    runs of one impl + hardware + recipe hash + scale: mean, sd, min-max, n;
+             olympic mean (drop 1 min, 1 max) from 5 runs on
+  unstable   coefficient of variation > max(2%, 3 x the largest parser error bound)
+  verdict    ratio = measured / published; reproduced if |ratio-1| <= tolerance (inclusive, default 5%),
+             else faster / slower; n/a without a published figure, on other hardware (see img/s per
+             GPU) or at smoke scale
+  regression latest figure < mean of up to 5 runs before it - max(2 sd, 2 x error bound, 2%)
+exit status: 0 ok, 3 something was skipped (listed on stderr), 2 usage
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m launcher.gather", epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 description="The benchmark table from any set of sweep or run directories.")
+    ap.add_argument("paths", nargs="*", metavar="PATH", help="sweep or run directories (searched recursively)")
+    ap.add_argument("--format", choices=FORMATS, default="rst", help="output format (default: the seed's RST)")
+    ap.add_argument("--out", metavar="DIR", help="also write table.rst, table.md, results.csv here")
+    ap.add_argument("--plot", metavar="FILE.png", help="draw measured vs published (and history with --history)")
+    ap.add_argument("--history", action="store_true", help="show the trend per row from the history store")
+    ap.add_argument("--since", metavar="DATE", help="history from this date on (ISO, e.g. 2024-05-01)")
+    ap.add_argument("--impl", metavar="NAME", help="history of this row only")
+    ap.add_argument("--hardware", metavar="NAME", help="history on this hardware only")
+    ap.add_argument("--db", metavar="PATH", default=DEFAULT_DB, help=f"history store (default {DEFAULT_DB})")
+    ap.add_argument("--no-record", action="store_true", help="do not append what is gathered to the history")
+    args = ap.parse_args(argv)
+    if not args.paths and not args.history:
+        ap.error("give sweep or run directories, or --history")
+    if not args.history and (args.since or args.impl or args.hardware):
+        ap.error("--since, --impl and --hardware filter the history: add --history")
+
+    problems = []
+    table = None
+    if args.paths:
+        runs, problems = gather(args.paths, db=None if args.no_record else args.db)
+        table = summary(runs)
+        if not (args.history and args.format == "json"):
+            sys.stdout.write(render(runs, args.format, table=table))
+        if args.out:
+            for p in write_tables(runs, args.out):
+                print(f"wrote {p}", file=sys.stderr)
+    history_frame = None
+    if args.history:
+        history_frame = hist.load(args.db, since=args.since, impl=args.impl, hardware=args.hardware)
+        trend = hist.trend(history_frame)
+        if args.format == "json":  # one JSON document: runs, table and history together
+            doc = json.loads(render(runs, "json", table=table)) if args.paths else {}
+            doc["history"] = json.loads(render_history(trend, "json"))
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        else:
+            if args.paths:
+                sys.stdout.write("\n")
+            sys.stdout.write(render_history(trend, args.format))
+        if trend.empty:
+            print(f"no ok results in {args.db} matching the filters", file=sys.stderr)
+    if args.plot:
+        from .plot import plot
+
+        if table is None:
+            table = summary(gather([], db=None)[0])  # the published rows alone
+        print(f"wrote {plot(table, args.plot, history_frame)}", file=sys.stderr)
+    for p in problems:
+        print(f"skipped: {p}", file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} item(s) skipped; the table above has everything else", file=sys.stderr)
+        return EXIT_SKIPPED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

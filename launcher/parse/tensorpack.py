@@ -1,0 +1,139 @@
+"""tensorpack caafda examples/FasterRCNN: rank-0 ``train_log/maskrcnn/log.log`` (ANSI-coloured), the
+captured stdout of all ``mpirun`` ranks, or ``stats.json``.
+
+Source semantics (reference section 4): after each epoch (``STEPS_PER_EPOCH=50`` steps, epochs
+1-based) the main loop logs ``Epoch e (global_step g) finished``; then ``ThroughputTracker`` puts
+``Throughput (samples/sec)`` = steps x samples_per_step / seconds between ``before_epoch`` and
+``after_epoch`` (epoch-end callbacks excluded) and ``ScalarPrinter`` prints it as ``{:.5g}``.  Each
+epoch's time is therefore ``steps x images_per_iter / value`` (samples_per_step = NUM_GPUS = images
+per step, one image per GPU), and a window of whole epochs costs the sum: the harmonic mean of the
+rates, not their mean.
+
+Under mpirun every rank prints the main-loop lines (``Start Epoch``, ``... finished``), so stdout holds
+up to eight copies of those; ScalarPrinter is a chief-only monitor, so ``Throughput`` lines come from
+rank 0 only.  Each value is attributed to the latest epoch announced as finished before it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from .base import (LogParser, ParseError, Progress, YearlessClock, build_measurement, check_window, clean_lines,
+                   dedupe, require_records, span_from_intervals)
+
+STAMP = r"\[(?P<mo>\d{2})(?P<d>\d{2}) (?P<H>\d{2}):(?P<M>\d{2}):(?P<S>\d{2}) @[\w.]+:\d+\]\s*"
+FINISHED_RE = re.compile(STAMP + r"Epoch (?P<epoch>\d+) \(global_step (?P<gs>\d+)\) finished, time:\s*(?P<dur>.+?)\.?$")
+THROUGHPUT_RE = re.compile(STAMP + r"Throughput \(samples/sec\): (?P<thr>[-+.\deE]+|nan|inf)\s*$")
+
+
+@dataclass(frozen=True)
+class TpRecord:
+    epoch: int  # 1-based
+    global_step: int  # steps completed at the end of this epoch
+    throughput: float  # samples/sec over this epoch's steps
+    rel_err: float  # half a unit in the 5th significant digit, relative
+    stamp: float | None
+
+
+def _rel_err_5g(raw: str) -> float:
+    """Relative half-unit of the last printed significant digit of a '{:.5g}' value."""
+    mant = raw.lower().split("e")[0].lstrip("+-")
+    digits = mant.replace(".", "").lstrip("0")
+    decimals = len(mant.split(".")[1]) if "." in mant else 0
+    exp = int(raw.lower().split("e")[1]) if "e" in raw.lower() else 0
+    val = abs(float(raw))
+    if val == 0 or not digits:
+        return float("inf")
+    return 0.5 * 10.0 ** (exp - decimals) / val
+
+
+def _from_stats_json(text: str) -> list[TpRecord] | None:
+    s = text.strip()
+    if not s.startswith("["):
+        return None
+    try:
+        data = json.loads(s)
+    except json.JSONDecodeError:
+        return None
+    out = []
+    for d in data if isinstance(data, list) else []:
+        if isinstance(d, dict) and "Throughput (samples/sec)" in d and "global_step" in d:
+            # stats.json stores full-precision floats
+            out.append(TpRecord(int(d.get("epoch_num", 0)), int(d["global_step"]),
+                                float(d["Throughput (samples/sec)"]), 1e-15, None))
+    return out
+
+
+def records(text: str) -> tuple[list[TpRecord], list[tuple[int, int]]]:
+    """Epoch records with a throughput, and every (epoch, global_step) announced as finished."""
+    js = _from_stats_json(text)
+    if js is not None:
+        return js, [(r.epoch, r.global_step) for r in js]
+    clock = YearlessClock()
+    finished: list[tuple[int, int]] = []
+    current: tuple[int, int] | None = None
+    out: list[TpRecord] = []
+    for line in clean_lines(text):
+        m = FINISHED_RE.search(line)
+        if m:
+            clock(int(m["mo"]), int(m["d"]), int(m["H"]), int(m["M"]), int(m["S"]))
+            ep = (int(m["epoch"]), int(m["gs"]))
+            finished.append(ep)
+            if current is None or ep[1] >= current[1]:
+                current = ep
+            continue
+        m = THROUGHPUT_RE.search(line)
+        if m and current is not None:
+            stamp = clock(int(m["mo"]), int(m["d"]), int(m["H"]), int(m["M"]), int(m["S"]))
+            out.append(TpRecord(current[0], current[1], float(m["thr"]), _rel_err_5g(m["thr"]), stamp))
+    return out, finished
+
+
+def _steps_per_epoch(finished: list[tuple[int, int]]) -> int:
+    eps = sorted(set(finished))
+    diffs = Counter(g2 - g1 for (e1, g1), (e2, g2) in zip(eps, eps[1:]) if e2 == e1 + 1)
+    if diffs:
+        return diffs.most_common(1)[0][0]
+    e, g = eps[0]
+    if e >= 1 and g % e == 0:
+        return g // e
+    raise ParseError(f"tensorpack log: cannot tell the steps per epoch from epoch {e} ending at global_step {g}")
+
+
+class TensorpackParser(LogParser):
+    name = "tensorpack"
+    description = "tensorpack ThroughputTracker per-epoch samples/sec (log.log, stdout or stats.json)"
+
+    def measure(self, text, window, images_per_iter):
+        window = check_window(window)
+        recs, finished = records(text)
+        require_records(self.name, finished, "'Epoch N (global_step G) finished' lines")
+        spe = _steps_per_epoch(finished)
+        last = max(g for _, g in finished)
+        if not recs:
+            raise ParseError("tensorpack log has epochs but no 'Throughput (samples/sec)' lines: ThroughputTracker "
+                             "was not among the callbacks, or this is a non-chief rank's output")
+        by_step = dedupe(self.name, [(r.global_step, (r.throughput, r.rel_err)) for r in recs])
+        blocks, worst = [], 0.0
+        for g, (thr, rel) in by_step.items():
+            if thr <= 0:
+                continue
+            secs = spe * images_per_iter / thr
+            blocks.append((g - spe, g, secs, secs * rel / max(1 - rel, 1e-300)))
+        span = span_from_intervals(self.name, blocks, window, last)
+        e0, e1 = span.start // spe + 1, span.end // spe
+        method = (f"harmonic mean of tensorpack's per-epoch 'Throughput (samples/sec)' ({{:.5g}}) over epochs "
+                  f"{e0}..{e1} ({spe} steps each): {span.end - span.start} x {images_per_iter} images / "
+                  f"sum over epochs of ({spe} x {images_per_iter} / throughput), i.e. completed steps "
+                  f"{span.start + 1}..{span.end}; assumes samples_per_step = images_per_iter (one image per GPU); "
+                  "excludes epoch-end callbacks, by tensorpack's design")
+        return build_measurement(span, window, images_per_iter, method, last)
+
+    def progress(self, text):
+        recs, finished = records(text)
+        if not finished:
+            return None
+        return Progress(last_iter=max(g for _, g in finished), rate=recs[-1].throughput if recs else None)

@@ -1,0 +1,92 @@
+"""`python -m launcher.parse`: a real subprocess, on stand-in logs written to disk."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from launcher.jobs.standin.formats import TimeModel, simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = TimeModel(base=0.3, warmup_iters=80, warmup_factor=5.0, noise=0.1, stall_every=41, stall=2.0, seed=3)
+
+
+def run(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "launcher.parse", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def d2_log(tmp_path_factory):
+    sim = simulate("detectron2", 520, MODEL)
+    p = tmp_path_factory.mktemp("d2") / "log.txt"
+    p.write_text(sim.log_text())
+    return p, sim
+
+
+def test_defaults_from_the_row_config(d2_log):
+    path, sim = d2_log
+    r = run("--impl", "detectron2", path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["window"] == [100, 500] and out["images_per_iter"] == 16  # conf/impl/detectron2.yaml on v100x8
+    truth = sim.true_throughput((100, 500))
+    assert abs(out["throughput"] - truth) / truth <= out["error_bound"]
+    assert {"method", "error_bound", "window_requested"} <= set(out)
+
+
+def test_row_images_per_iter_follow_hardware_v100x8(tmp_path):
+    sim = simulate("tensorpack", 520, MODEL)
+    p = tmp_path / "log.log"
+    p.write_text(sim.log_text())
+    r = run("--impl", "tensorpack", p)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["images_per_iter"] == 8  # ${hardware.gpus} on v100x8
+
+
+def test_overrides_and_format_flag(d2_log):
+    path, sim = d2_log
+    r = run("--format", "detectron2", "--window", 200, 400, "--images-per-iter", 16, path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["window"] == [200, 400]
+    assert abs(out["throughput"] - sim.true_throughput((200, 400))) / out["throughput"] <= out["error_bound"]
+
+
+def test_window_not_covered_exits_nonzero(d2_log):
+    path, _ = d2_log
+    r = run("--impl", "detectron2", "--window", 100, 900, path)
+    assert r.returncode == 3 and r.stdout == ""
+    assert "100..900" in r.stderr and "iteration 520" in r.stderr
+
+
+def test_unrecognised_format_exits_nonzero(d2_log):
+    path, _ = d2_log
+    r = run("--impl", "mmdetection", path)
+    assert r.returncode == 4 and "does not look like a mmdetection log" in r.stderr
+    r = run("--format", "nosuch", "--images-per-iter", 16, path)
+    assert r.returncode != 0 and "no parser for log format 'nosuch'" in r.stderr
+    r = run("--impl", "nosuch", path)
+    assert r.returncode == 2 and "nosuch" in r.stderr
+
+
+def test_standin_command_writes_where_the_row_reads(tmp_path):
+    """The stand-in CLI puts the log at the row's log.path; the parse CLI reads it back to the truth."""
+    r = subprocess.run([sys.executable, "-m", "launcher.jobs.standin.standin_impl", "--format", "simpledet",
+                        "--iters", "520", "--base", "0.3", "--warmup-iters", "80", "--warmup-factor", "5",
+                        "--noise", "0.1", "--fast", "--truth", tmp_path / "truth.json", "--cwd", tmp_path],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "standin-truth: " in r.stderr
+    log = tmp_path / "experiments/mask_r50v1_fpn_1x/log.txt"
+    out = run("--impl", "simpledet", log)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    timed = json.loads((tmp_path / "truth.json").read_text())["timed"]
+    s, e = res["window"]
+    truth = 16 * (e - s) / sum(timed[s:e])
+    assert abs(res["throughput"] - truth) / truth <= res["error_bound"]
