@@ -82,8 +82,8 @@ cmd_start() {
     fi
     if pid="$(head_pid)"; then
         echo "ray head (pid $pid) runs but its Jobs API does not answer; restarting it" >&2
-        cmd_stop >/dev/null
     fi
+    cmd_stop 2>/dev/null  # a half-dead head or its leftovers would hold the ports
     echo "starting ray head: $num_gpus GPUs, $num_cpus CPUs declared, Jobs API at $address (log: $log)" >&2
     # --block keeps `ray start` as the parent of the head's processes (they die with it: Ray sets
     # PR_SET_PDEATHSIG on Linux), setsid makes it the leader of a process group that stop signals
@@ -114,9 +114,27 @@ cmd_start() {
     echo "export LAUNCHER_RAY_ADDRESS=$address"
 }
 
+# members of process group $1 that are ours (their command lines name our temp dir)
+our_group_members() {
+    local p
+    for p in $(pgrep -g "$1" 2>/dev/null); do
+        tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$tmpdir" && echo "$p"
+    done
+    return 0
+}
+
 cmd_stop() {
     local pid
     if ! pid="$(head_pid)"; then
+        # the leader died (killed, crashed): end what is left of its group, checked one by one
+        if [[ -f "$pidfile" ]]; then
+            local left
+            left="$(our_group_members "$(cat "$pidfile")")"
+            if [[ -n "$left" ]]; then
+                echo "ray head's leader is gone; killing its leftover processes: $(echo $left)" >&2
+                kill -KILL $left 2>/dev/null || true
+            fi
+        fi
         rm -f "$pidfile"
         echo "ray head not running (nothing started by this script)" >&2
         return 0
