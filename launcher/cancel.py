@@ -1,0 +1,76 @@
+"""Cancel the jobs of a sweep or run: `python -m launcher.cancel SWEEP_OR_RUN_DIR [...]`.
+
+Reads the directory's manifest (row <-> backend <-> job id <-> run dir), asks each row's backend
+for its state, and cancels the rows still pending or running through that backend (scancel for
+Slurm, the Jobs API for Ray). Rows already finished are left alone and said so. Results already
+written are never touched: a cancelled row's node writes its own `cancelled` result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .backends import backend_config_of, get_backend
+from .backends.base import read_manifest
+
+ACTIVE = ("pending", "running", "unknown")
+
+
+def latest_entries(directory: Path) -> list[dict]:
+    """One manifest line per run dir: its latest submission (a rerun supersedes the earlier job)."""
+    latest: dict[str, dict] = {}
+    for entry in read_manifest(directory):
+        latest[entry.get("run_dir") or str(entry.get("job_id"))] = entry
+    return list(latest.values())
+
+
+def cancel_dir(directory: Path, out=sys.stdout) -> int:
+    """Cancel what is still queued or running under `directory`; return how many cancellations failed."""
+    entries = latest_entries(directory)
+    if not entries:
+        print(f"{directory}: no manifest.jsonl, so nothing was submitted from here (a local run in the "
+              "foreground is cancelled with Ctrl-C)", file=out)
+        return 1
+    failures = 0
+    for e in entries:
+        name, job_id, backend_name = e.get("impl", "?"), e.get("job_id"), e.get("backend", "?")
+        where = f"{name} ({backend_name} job {job_id}, {e.get('run_dir')})"
+        try:
+            backend = get_backend(backend_name, backend_config_of(e.get("run_dir")))
+            state = backend.state(job_id, e.get("run_dir"))
+        except Exception as ex:  # one unreachable backend must not stop the others
+            print(f"failed    {where}: cannot ask its state: {ex}", file=out)
+            failures += 1
+            continue
+        if state.state not in ACTIVE:
+            print(f"skipped   {where}: already {state.state}", file=out)
+            continue
+        try:
+            backend.cancel(job_id)
+        except Exception as ex:
+            print(f"failed    {where}: {ex}", file=out)
+            failures += 1
+            continue
+        print(f"cancelled {where} (was {state.state})", file=out)
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m launcher.cancel",
+                                description="Cancel every still-running job of the given sweep or run directories.")
+    p.add_argument("dirs", nargs="+", type=Path, metavar="SWEEP_OR_RUN_DIR")
+    args = p.parse_args(argv)
+    failures = 0
+    for d in args.dirs:
+        if not d.is_dir():
+            print(f"{d}: not a directory; pass a sweep or run directory (outputs/...)", file=sys.stderr)
+            failures += 1
+            continue
+        failures += cancel_dir(d)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
