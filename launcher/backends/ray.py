@@ -37,6 +37,7 @@ import atexit
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -151,7 +152,7 @@ class EmbeddedHead:
         while not jobs_api_answers(self.address, timeout=2):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 tail = self._log_tail()
-                self.stop()
+                self.stop(keep_files=True)  # its log explains the failure
                 raise RayBackendError(
                     f"could not start a local Ray head (log: {self.log_path}):\n{tail}\n"
                     "Start one yourself (`ray start --head --dashboard-host=127.0.0.1`) and pass "
@@ -161,7 +162,7 @@ class EmbeddedHead:
         while not self.node_resources():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 tail = self._log_tail()
-                self.stop()
+                self.stop(keep_files=True)  # its log explains the failure
                 raise RayBackendError(f"the local Ray head started but reported no node (log: {self.log_path}):\n{tail}")
             time.sleep(0.5)
         return self.address
@@ -175,7 +176,7 @@ class EmbeddedHead:
         except (OSError, TypeError):
             return "(no log)"
 
-    def stop(self, timeout_s: float = 3) -> None:
+    def stop(self, timeout_s: float = 3, keep_files: bool = False) -> None:
         """SIGTERM the head's process group, SIGKILL what is left after `timeout_s`.
 
         `ray start --block` itself ignores SIGTERM and its GCS and raylet take ~10 s to act on it, so
@@ -200,6 +201,8 @@ class EmbeddedHead:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILLed above
             pass
+        if not keep_files and self.tmpdir:  # session logs and sockets: tens of MB per head
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
 def node_resources(address: str) -> list[dict[str, float]]:
