@@ -85,7 +85,8 @@ def test_sweep_without_waiting_then_gather(backend, tmp_path):
         if len(mine) == 3 and all(r["status"] == "ok" for r in mine):
             break
         assert time.time() < deadline, mine
-        assert not [r for r in mine if r["status"] not in ("ok", "pending", "running")], mine
+        odd = [(r["status"], r.get("reason")) for r in mine if r["status"] not in ("ok", "pending", "running")]
+        assert not odd, odd
         time.sleep(2)
     for d in sorted(p.parent for p in sweep.glob("*/result.json")):
         r = read_result(d)
