@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import TextIO
@@ -27,6 +28,13 @@ from .spec import JobSpec
 STATUS_FILE = "status.json"
 PROVENANCE_FILE = "provenance.json"
 TRAIN_LOG = "train.log"
+
+
+def _signal_name(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
 
 
 def scheduler_job_id() -> str | None:
@@ -155,6 +163,11 @@ def run_node(run_dir: str | Path, echo: TextIO | None = None) -> Result:
         base["returncode"] = res.returncode
         base["log_path"] = str(log_file(spec))
         base["data"] = _data_kind(spec)
+        if res.returncode is not None and res.returncode < 0 and not (res.stopped_early or res.timed_out):
+            time.sleep(0.5)  # a scheduler signals every process of the job: let our own handler record it too
+        killed_by = _signal_name(-res.returncode) if res.returncode is not None and res.returncode < 0 else None
+        if killed_by in ("SIGTERM", "SIGINT", "SIGHUP") and not (res.stopped_early or res.timed_out) and not received:
+            received.append(f"{killed_by} to the command")
         if res.cancelled or received:
             return finish("cancelled", error=f"cancelled ({', '.join(received) or 'stopped'}) after {res.elapsed_s:.0f} s; "
                                              f"last output:\n{res.tail[-2000:]}")
@@ -162,7 +175,9 @@ def run_node(run_dir: str | Path, echo: TextIO | None = None) -> Result:
             return finish("timeout", error=f"time limit of {spec.time_limit_min} min reached before the run ended; "
                                            f"raise hardware.time_limit_min. Last output:\n{res.tail[-2000:]}")
         if res.returncode != 0 and not res.stopped_early:
-            return finish("failed", error=f"command exited with status {res.returncode}; last output:\n{res.tail[-2000:]}")
+            how = (f"was killed by {killed_by}" + (" (out of memory?)" if killed_by == "SIGKILL" else "")
+                   if killed_by else f"exited with status {res.returncode}")
+            return finish("failed", error=f"command {how}; last output:\n{res.tail[-2000:]}")
         try:
             m = measure(spec)
         except parse.WindowNotCovered as e:

@@ -256,8 +256,9 @@ def test_failed_timed_out_cancelled_and_vanished_rows_each_say_why(cluster, tmp_
     wait_final(b, stuck_ids, stuck, 60)
     for job_id, spec in zip(stuck_ids, stuck):
         # the node writes `cancelled` at once; the scheduler's words follow when accounting catches up (~5 s)
-        st = wait_for(lambda: (s := b.state(job_id, spec.run_dir)).reason.startswith("CANCELLED by") and s,
-                      30, f"sacct to report job {job_id} cancelled")
+        st = wait_for(lambda: (s := b.state(job_id, spec.run_dir)).reason.startswith("CANCELLED by")
+                      and "; the node reported: " in s.reason and s, 30,
+                      f"sacct to report job {job_id} cancelled and its node's result")
         assert st.state == "cancelled" and "; the node reported: " in st.reason, st
     st = wait_final(b, [ids["fails"]], [fail], 60)[0]
     assert st.state == "failed" and "status 3" in st.reason and "the stand-in breaks" in st.reason, st

@@ -223,6 +223,9 @@ def read_run(run_dir: str, job_state: Callable | None, files: frozenset | None =
         rec.setdefault("backend", entry.get("backend"))
         rec["submitted_at"] = entry.get("submitted_at")
     rec["status"], rec["reason"] = _backend_state(entry, run_dir, job_state)
+    if rec["status"] not in ("pending", "running") and os.path.exists(os.path.join(run_dir, RESULT_FILE)):
+        # the job ended between our look for result.json and the backend's answer: read what it wrote
+        return read_run(run_dir, job_state, None)
     return rec, None
 
 
