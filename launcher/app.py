@@ -60,6 +60,10 @@ def render_plan(spec: JobSpec, script: str | None) -> str:
     ]
     if spec.paths:
         lines.append("inputs checked:  " + ", ".join(f"{k}={v}" for k, v in spec.paths.items()))
+    try:
+        lines += get_backend(spec.backend, spec.backend_config).describe(spec)
+    except Exception as e:  # a dry run describes; it must not fail on an unreachable backend
+        lines.append(f"{spec.backend}: cannot describe the placement ({e})")
     if script:
         lines += ["", "# the script the node runs:", script.rstrip()]
     return "\n".join(lines)
