@@ -48,7 +48,7 @@ def render_plan(spec: JobSpec, script: str | None) -> str:
         f"commit:          {spec.commit or '-'}" + (f"  ({spec.commit_note})" if spec.commit_note else ""),
         "patches:         " + (", ".join(f"{p['name']} ({p['kind']})" for p in spec.patches) or "none"),
         "env vars:        " + (" ".join(f"{k}={v}" for k, v in spec.env.items()) or "none"),
-        f"working dir:     {spec.workdir}" + ("" if spec.repo else f" (the run directory)"),
+        f"working dir:     {spec.workdir}" + ("" if spec.repo else " (the run directory)"),
         f"command:         {spec.command}",
         f"log:             {spec.log_format} format, read from {spec.log_path or 'the captured output (train.log)'}",
         f"window:          iterations {spec.window[0]}-{spec.window[1]} ({spec.window[1] - spec.window[0]} iterations "
