@@ -48,7 +48,7 @@ def render_plan(spec: JobSpec, script: str | None) -> str:
         f"commit:          {spec.commit or '-'}" + (f"  ({spec.commit_note})" if spec.commit_note else ""),
         "patches:         " + (", ".join(f"{p['name']} ({p['kind']})" for p in spec.patches) or "none"),
         "env vars:        " + (" ".join(f"{k}={v}" for k, v in spec.env.items()) or "none"),
-        f"working dir:     {spec.workdir}" + ("" if spec.repo else f" (the run directory)"),
+        f"working dir:     {spec.workdir}" + ("" if spec.repo else " (the run directory)"),
         f"command:         {spec.command}",
         f"log:             {spec.log_format} format, read from {spec.log_path or 'the captured output (train.log)'}",
         f"window:          iterations {spec.window[0]}-{spec.window[1]} ({spec.window[1] - spec.window[0]} iterations "
@@ -60,6 +60,10 @@ def render_plan(spec: JobSpec, script: str | None) -> str:
     ]
     if spec.paths:
         lines.append("inputs checked:  " + ", ".join(f"{k}={v}" for k, v in spec.paths.items()))
+    try:
+        lines += get_backend(spec.backend, spec.backend_config).describe(spec)
+    except Exception as e:  # a dry run describes; it must not fail on an unreachable backend
+        lines.append(f"{spec.backend}: cannot describe the placement ({e})")
     if script:
         lines += ["", "# the script the node runs:", script.rstrip()]
     return "\n".join(lines)

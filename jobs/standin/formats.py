@@ -32,7 +32,6 @@ import datetime as dt
 import io
 import json
 import math
-import os
 import random
 import statistics
 import sys

@@ -40,6 +40,10 @@ class Backend:
     def cancel(self, job_id: str) -> None:
         raise NotImplementedError
 
+    def describe(self, spec: JobSpec) -> list[str]:
+        """How this backend would place the row (for `dry_run=true`); computed, never submitted."""
+        return []
+
 
 def append_manifest(spec: JobSpec, job_id: str | None) -> dict:
     """Record row <-> backend <-> job id <-> run dir in the run dir and, for a sweep, the sweep dir."""

@@ -387,6 +387,11 @@ class RayBackend(Backend):
 
     # -- submit
 
+    def describe(self, spec: JobSpec) -> list[str]:
+        where = self.config_address or "a local Ray head started for this session"
+        return [f"ray (Jobs API at {where}): entrypoint_num_gpus={spec.gpus} entrypoint_num_cpus={spec.cpus}",
+                f"ray entrypoint:  {self.entrypoint(spec)}"]
+
     def entrypoint(self, spec: JobSpec) -> str:
         run_dir = str(Path(spec.run_dir).resolve())
         python = "python" if any(k in self.runtime_env for k in _OWN_PYTHON_KEYS) else sys.executable

@@ -311,6 +311,11 @@ class SlurmBackend(Backend):
             params["additional_parameters"] = dict(extra)
         return params
 
+    def describe(self, spec: JobSpec) -> list[str]:
+        params = {k: v for k, v in self.parameters(spec).items() if k != "setup"}
+        return [f"slurm (submitit): {' '.join(f'{k}={v}' for k, v in params.items())}",
+                "slurm job runs:  python -m launcher.node RUN_DIR (one task on one node)"]
+
     def _node_call(self, spec: JobSpec) -> NodeCall:
         cfg = {**self.config, **(spec.backend_config or {})}
         max_requeue = cfg.get("max_requeue")

@@ -96,6 +96,20 @@ class LogParser:
         return "coco"
 
 
+#: Python logging's default asctime, `2020-05-08 18:44:23,494` (mmcv, maskrcnn-benchmark)
+LOGGING_STAMP_RE = re.compile(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),(\d{3})")
+
+
+def logging_stamp(text: str) -> float | None:
+    """Seconds (local-time epoch; only differences are used) of the first logging asctime in `text`."""
+    import datetime as dt
+
+    m = LOGGING_STAMP_RE.search(text)
+    if not m:
+        return None
+    return dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").timestamp() + int(m.group(2)) / 1000
+
+
 def check_window(window: tuple[int, int]) -> tuple[int, int]:
     start, end = int(window[0]), int(window[1])
     if start < 0 or end <= start:

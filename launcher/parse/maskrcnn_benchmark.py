@@ -9,15 +9,14 @@ the full wall-clock interval between consecutive optimizer steps (data wait and 
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from dataclasses import dataclass
 
-from .base import (LogParser, Progress, build_measurement, check_window, clean_lines, dedupe, require_records,
+from .base import (LogParser, Progress, build_measurement, check_window, clean_lines, dedupe, logging_stamp,
+                   require_records,
                    span_from_cumulative, timestamp_check)
 
 LINE_RE = re.compile(r"\beta: .*?\biter: (?P<iter>\d+)\s.*?(?<![\w])time: (?P<med>\d+\.\d+) \((?P<avg>\d+\.\d+)\)")
-STAMP_RE = re.compile(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),(\d{3})")
 
 
 @dataclass(frozen=True)
@@ -35,10 +34,7 @@ def records(text: str) -> list[MrbRecord]:
         m = LINE_RE.search(line)
         if not m:
             continue
-        stamp = None
-        ms = STAMP_RE.search(line[:m.start()])
-        if ms:
-            stamp = dt.datetime.strptime(ms.group(1), "%Y-%m-%d %H:%M:%S").timestamp() + int(ms.group(2)) / 1000
+        stamp = logging_stamp(line[:m.start()])
         out.append(MrbRecord(int(m["iter"]), float(m["med"]), float(m["avg"]), len(m["avg"].split(".")[1]), stamp))
     return out
 

@@ -15,18 +15,17 @@ window cannot span an epoch boundary.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 from collections import Counter
 from dataclasses import dataclass
 
-from .base import (LogParser, Progress, build_measurement, check_window, clean_lines, dedupe, require_records,
+from .base import (LogParser, Progress, build_measurement, check_window, clean_lines, dedupe, logging_stamp,
+                   require_records,
                    span_from_intervals)
 
 TEXT_RE = re.compile(r"Epoch \[(?P<epoch>\d+)\]\[(?P<iter>\d+)/(?P<len>\d+)\]\s+lr: \S+, eta: .*?, "
                      r"time: (?P<time>\d+\.\d+), data_time: (?P<dt>\d+\.\d+)")
-STAMP_RE = re.compile(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),(\d{3}) - ")
 
 
 @dataclass(frozen=True)
@@ -55,10 +54,7 @@ def records(text: str) -> list[MmdetRecord]:
         m = TEXT_RE.search(line)
         if not m:
             continue
-        stamp = None
-        ms = STAMP_RE.search(line[:m.start()])
-        if ms:
-            stamp = dt.datetime.strptime(ms.group(1), "%Y-%m-%d %H:%M:%S").timestamp() + int(ms.group(2)) / 1000
+        stamp = logging_stamp(line[:m.start()])
         digits = len(m["time"].split(".")[1])
         out.append(MmdetRecord(int(m["epoch"]), int(m["iter"]), int(m["len"]), float(m["time"]),
                                0.5 * 10.0 ** -digits, stamp, "text"))

@@ -117,7 +117,7 @@ class TensorpackParser(LogParser):
             raise ParseError("tensorpack log has epochs but no 'Throughput (samples/sec)' lines: ThroughputTracker "
                              "was not among the callbacks, or this is a non-chief rank's output")
         by_step = dedupe(self.name, [(r.global_step, (r.throughput, r.rel_err)) for r in recs])
-        blocks, worst = [], 0.0
+        blocks = []
         for g, (thr, rel) in by_step.items():
             if thr <= 0:
                 continue
