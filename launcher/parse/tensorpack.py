@@ -17,6 +17,7 @@ rank 0 only.  Each value is attributed to the latest epoch announced as finished
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -39,7 +40,11 @@ class TpRecord:
 
 
 def _rel_err_5g(raw: str) -> float:
-    """Relative half-unit of the last printed significant digit of a '{:.5g}' value."""
+    """Relative half-unit of the 5th significant digit of a '{:.5g}' value.
+
+    `.5g` drops trailing zeros, so "50" stands for 50.000: the resolution is that of the 5th
+    significant digit, not of the last digit printed (which would claim a 1% error for "50").
+    A value printed with more digits than five (another version's format) is taken at its own."""
     mant = raw.lower().split("e")[0].lstrip("+-")
     digits = mant.replace(".", "").lstrip("0")
     decimals = len(mant.split(".")[1]) if "." in mant else 0
@@ -47,7 +52,9 @@ def _rel_err_5g(raw: str) -> float:
     val = abs(float(raw))
     if val == 0 or not digits:
         return float("inf")
-    return 0.5 * 10.0 ** (exp - decimals) / val
+    printed_unit = 10.0 ** (exp - decimals)
+    fifth_digit_unit = 10.0 ** (math.floor(math.log10(val)) - 4)
+    return 0.5 * min(printed_unit, fifth_digit_unit) / val
 
 
 def _from_stats_json(text: str) -> list[TpRecord] | None:
