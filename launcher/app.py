@@ -222,7 +222,8 @@ def report(directory: Path, specs: list[JobSpec], sweep: bool = False) -> int:
             bad.append(s.impl)
             continue
         if r.status != "ok":
-            bad.append(f"{s.impl} ({r.status})")
+            first = (r.error or "").strip().splitlines()[0] if (r.error or "").strip() else "no reason recorded"
+            bad.append(f"{s.impl} ({r.status}): {first}")
         elif s.scale == "smoke":
             print(f"launcher: {s.impl}: {r.throughput:.3f} img/s at CPU smoke scale, window {r.window}, "
                   f"{r.method}; result in {s.run_dir}")
@@ -231,7 +232,8 @@ def report(directory: Path, specs: list[JobSpec], sweep: bool = False) -> int:
                   f"(+-{100 * (r.error_bound or 0):.3f}%); result in {s.run_dir}")
     if bad:
         EXIT["code"] = max(EXIT["code"], 1)
-        print(f"launcher: not ok: {', '.join(bad)}; see result.json in each run dir", file=sys.stderr)
+        print("launcher: not ok:\n  " + "\n  ".join(bad) + "\n(the whole reason and the output's tail: result.json in "
+              "each run dir)", file=sys.stderr)
         return 1
     return 0
 

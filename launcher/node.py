@@ -212,7 +212,8 @@ def run_node(run_dir: str | Path, echo: TextIO | None = None) -> Result:
         if res.returncode != 0 and not res.stopped_early:
             how = (f"was killed by {killed_by}" + (" (out of memory?)" if killed_by == "SIGKILL" else "")
                    if killed_by else f"exited with status {res.returncode}")
-            return finish("failed", error=f"command {how}; last output:\n{res.tail[-2000:]}")
+            last = res.tail.strip().splitlines()[-1] if res.tail.strip() else "(no output)"
+            return finish("failed", error=f"command {how}: {last}\nlast output:\n{res.tail[-2000:]}")
         try:
             m = measure(spec)
         except parse.WindowNotCovered as e:

@@ -35,10 +35,25 @@ import sys
 import time
 import traceback
 
-if __package__:
-    from .tvbench_data import NUM_CLASSES, CocoTrain, DataError, SyntheticCoco, choose_data
-else:  # run as a script: python jobs/torchvision/train.py
-    from tvbench_data import NUM_CLASSES, CocoTrain, DataError, SyntheticCoco, choose_data
+
+
+def _missing_workload(e: ImportError) -> None:
+    """The launcher installed without its workload extra: say so, and how to fix it."""
+    print(f"tvbench error: {e.name or e} is not installed in {sys.executable}: this row needs PyTorch and "
+          "torchvision; install the workload extra: pip install 'launcher[workload]' "
+          "(pip install -e '.[workload]' in a checkout)", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+try:
+    if __package__:
+        from .tvbench_data import NUM_CLASSES, CocoTrain, DataError, SyntheticCoco, choose_data
+    else:  # run as a script: python jobs/torchvision/train.py
+        from tvbench_data import NUM_CLASSES, CocoTrain, DataError, SyntheticCoco, choose_data
+except ImportError as _e:
+    if _e.name not in ("torch", "torchvision", "numpy", "PIL"):
+        raise
+    _missing_workload(_e)
 
 BASE_LR, BASE_BATCH = 0.02, 16  # Detectron: lr 0.02 for 16 images (8 GPUs x 2)
 MOMENTUM, WEIGHT_DECAY = 0.9, 1e-4
@@ -224,6 +239,10 @@ def main(argv=None) -> int:
     except DataError as e:  # bad input: the message says what and how to fix it
         print(f"tvbench error: {e}", file=sys.stderr, flush=True)
         return 2
+    except ImportError as e:
+        if e.name not in ("torch", "torchvision"):
+            raise
+        _missing_workload(e)
     except Exception as e:  # anything else: keep the traceback for whoever debugs it
         traceback.print_exc()
         print(f"tvbench error: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
