@@ -153,6 +153,8 @@ def task(cfg: DictConfig) -> int:
     try:
         spec = _prepare(spec, cfg)
     except Exception as e:  # the row still becomes a table row, with the reason
+        if cfg.prepare_only:
+            return _fail(f"{spec.impl}: prepare failed: {e}", 1)
         run_dir.mkdir(parents=True, exist_ok=True)
         spec.save()
         write_result(run_dir, Result(impl=spec.impl, label=spec.label, hardware=spec.hardware, backend=spec.backend,

@@ -117,3 +117,17 @@ def test_real_tiny_torchvision_training_end_to_end(tmp_path):
     assert "Throughput (img/s)" in p.stdout and "torchvision" in p.stdout and "smoke" in p.stdout
     spec = json.loads((run / "spec.json").read_text())
     assert "--min-size 128 --max-size 160" in spec["command"]
+
+
+def test_prepare_failure_is_a_failed_row_before_anything_is_submitted(tmp_path):
+    p = run_launcher("impl=maskrcnn_benchmark", "hardware=v100x8", f"impl.repo={tmp_path / 'no-such-mirror'}",
+                     f"cache_dir={tmp_path / 'cache'}", cwd=tmp_path, timeout=120)
+    assert p.returncode == 1 and "prepare failed" in p.stderr and "impl.repo" in p.stderr
+    r = read_result(only_run_dir(tmp_path))
+    assert r.status == "failed" and "prepare failed" in r.error and r.throughput is None
+    assert not (only_run_dir(tmp_path) / "manifest.jsonl").exists()  # nothing was submitted
+    # prepare_only reports the same problem without leaving a row behind
+    p = run_launcher("impl=maskrcnn_benchmark", "hardware=v100x8", f"impl.repo={tmp_path / 'no-such-mirror'}",
+                     f"cache_dir={tmp_path / 'cache'}", "prepare_only=true", cwd=tmp_path, timeout=120)
+    assert p.returncode == 1 and "prepare failed" in p.stderr
+    assert len(list((tmp_path / "outputs").rglob("result.json"))) == 1
