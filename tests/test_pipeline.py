@@ -131,3 +131,41 @@ def test_prepare_failure_is_a_failed_row_before_anything_is_submitted(tmp_path):
                      f"cache_dir={tmp_path / 'cache'}", "prepare_only=true", cwd=tmp_path, timeout=120)
     assert p.returncode == 1 and "prepare failed" in p.stderr
     assert len(list((tmp_path / "outputs").rglob("result.json"))) == 1
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_seed_row_from_a_local_mirror_end_to_end(tmp_path):
+    """maskrcnn-benchmark's recipe for real: checkout of a pinned tag from a local mirror, the seed's two
+    patches, its data link, then a stand-in printing maskrcnn-benchmark's own log format in the checkout."""
+    repo = tmp_path / "mirror"
+    (repo / "maskrcnn_benchmark" / "csrc" / "cuda").mkdir(parents=True)
+    (repo / "maskrcnn_benchmark" / "layers.py").write_text("mask = x.to(torch.uint8)\n")
+    (repo / "maskrcnn_benchmark" / "csrc" / "cuda" / "nms.cu").write_text('AT_CHECK(x, "bad");\n')
+    (repo / "README.md").write_text("torch.uint8 stays here\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "upstream")
+    git(repo, "tag", "v-test")
+    full = git(repo, "rev-parse", "HEAD")
+    coco = tmp_path / "coco"
+    (coco / "train2017").mkdir(parents=True)
+    (coco / "annotations").mkdir()
+    (coco / "annotations" / "instances_train2017.json").write_text("{}")
+    standin = ("impl.command=python -m launcher.jobs.standin.standin_impl --format maskrcnn_benchmark --iters 60 "
+               "--base 0.01 --fast --images-per-iter 16")
+    p = run_launcher("impl=maskrcnn_benchmark", "hardware=local", "hardware.gpus=1", f"impl.repo={repo}",
+                     "impl.commit=v-test", "impl.build=[]", standin, f"data.coco_root={coco}",
+                     f"cache_dir={tmp_path / 'cache'}", "window.start=20", "window.end=60", cwd=tmp_path, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    r = read_result(only_run_dir(tmp_path))
+    assert r.status == "ok" and r.window == [20, 60] and r.images_per_iter == 16
+    assert r.commit == full and r.recipe_hash and r.repo == str(repo)
+    tree = Path(json.loads((only_run_dir(tmp_path) / "spec.json").read_text())["checkout_dir"])
+    assert (tree / "maskrcnn_benchmark" / "layers.py").read_text() == "mask = x.to(torch.bool)\n"
+    assert (tree / "maskrcnn_benchmark" / "csrc" / "cuda" / "nms.cu").read_text() == 'TORCH_CHECK(x, "bad");\n'
+    assert (tree / "README.md").read_text() == "torch.uint8 stays here\n"  # outside the patches' globs
+    assert (tree / "datasets" / "coco").resolve() == coco.resolve()  # the row's setup line ran in its tree
+    assert (tree / "log.txt").exists() and r.log_path == str(tree / "log.txt")
