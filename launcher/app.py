@@ -29,10 +29,17 @@ _PENDING: list[JobSpec] = []
 #: exit status of the whole command (set by the task function and the callback)
 EXIT = {"code": 0}
 
-RERUN_SKIP = {
-    "failed": {"ok"},  # rerun=failed resubmits failed / timeout / incomplete / cancelled rows and never-run ones
-    "missing": {"ok", "failed", "timeout", "incomplete", "cancelled"},  # only rows without any result
-}
+def rerun_wanted(mode: str, has_result: bool, state: str | None) -> bool:
+    """Should `rerun=mode` resubmit a row whose run dir holds `has_result` and whose state is `state`?
+
+    Never a row still pending or running. `failed`: every row that did not end ok (failed, timeout,
+    incomplete, cancelled, a job that died without a result) and rows never submitted. `missing`:
+    only rows without a result.json (never submitted, or gone without writing one)."""
+    if state in ("pending", "running"):
+        return False
+    if mode == "failed":
+        return state != "ok"
+    return not has_result
 
 
 def _fail(msg: str, code: int = 2) -> int:
@@ -96,17 +103,18 @@ def _script_or_none(spec: JobSpec) -> str | None:
     return job_script(spec)
 
 
-def _previous_status(run_dir: Path) -> str | None:
+def _previous_status(run_dir: Path) -> tuple[bool, str | None]:
+    """(a result.json exists, the row's state: its result's status, else its job's state, else None)."""
     if (run_dir / RESULT_FILE).exists():
         try:
-            return read_result(run_dir).status
+            return True, read_result(run_dir).status
         except CorruptResult:
-            return None
+            return True, None
     entries = read_manifest(run_dir)
     if entries:
         from .backends import job_state
-        return job_state(entries[-1]).state
-    return None
+        return False, job_state(entries[-1]).state
+    return False, None
 
 
 def _prepare(spec: JobSpec, cfg: DictConfig) -> JobSpec:
@@ -142,9 +150,10 @@ def task(cfg: DictConfig) -> int:
     if problems:
         return _fail("; ".join(problems))
     if cfg.rerun:
-        prev = _previous_status(run_dir)
-        if prev in RERUN_SKIP[cfg.rerun] or (cfg.rerun == "failed" and prev in ("pending", "running")):
-            print(f"launcher: rerun={cfg.rerun}: {spec.impl} in {run_dir} is {prev}; not resubmitted")
+        has_result, prev = _previous_status(run_dir)
+        if not rerun_wanted(cfg.rerun, has_result, prev):
+            print(f"launcher: rerun={cfg.rerun}: {spec.impl} in {run_dir} is {prev or 'unknown'}"
+                  f"{'' if has_result else ' (no result yet)'}; not resubmitted")
             return 0
         for stale in ("result.json", "status.json"):
             p = run_dir / stale

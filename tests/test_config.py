@@ -121,3 +121,15 @@ def test_user_overrides_win_over_smoke_scale(compose, tmp_path):
     over = ["impl=torchvision", "hardware.gpus=0", "window.end=5", "impl.options.min_size=200"]
     spec = plan(compose(*over), tmp_path, overrides=over)
     assert spec.scale == "smoke" and spec.window[1] == 5 and "--min-size 200 " in spec.command
+
+
+@pytest.mark.parametrize("mode,has_result,state,wanted", [
+    ("failed", True, "ok", False), ("failed", True, "failed", True), ("failed", True, "timeout", True),
+    ("failed", True, "incomplete", True), ("failed", True, "cancelled", True), ("failed", False, None, True),
+    ("failed", False, "failed", True), ("failed", False, "running", False), ("failed", False, "pending", False),
+    ("missing", True, "ok", False), ("missing", True, "failed", False), ("missing", False, None, True),
+    ("missing", False, "failed", True), ("missing", False, "running", False), ("missing", False, "pending", False),
+])
+def test_rerun_selects_exactly_its_rows(mode, has_result, state, wanted):
+    from launcher.app import rerun_wanted
+    assert rerun_wanted(mode, has_result, state) is wanted
