@@ -185,6 +185,7 @@ def register_resolvers() -> None:
         "lx.torchrun": _torchrun,
         "lx.per_gpu": lambda per_gpu, gpus: int(per_gpu) * max(1, int(gpus)),
         "lx.dirname": lambda p: os.path.dirname(str(p).rstrip("/")) or "/",
+        "lx.flag": lambda flag, value: "" if value in (None, "", "null") else f"{flag} {value}",
         "lx.cache": lambda: os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "launcher"),
     }
     for name, fn in resolvers.items():

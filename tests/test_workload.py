@@ -197,3 +197,29 @@ def test_tiny_coco_training_uses_coco(tmp_path):
     assert re.search(r"^tvbench data=coco$", proc.stdout, re.M)
     assert f"3 images with annotations from {coco}" in proc.stdout
     assert len(ITER_RE.findall(proc.stdout)) == 1
+
+
+@pytest.mark.timeout(180)
+def test_backbone_weights_give_detectrons_frozen_backbone(tmp_path):
+    """A ResNet-50 checkpoint on disk: frozen BN, stem and res2 frozen, and the run still trains."""
+    import torch
+    from torchvision.models import resnet50
+
+    weights = tmp_path / "r50.pth"
+    torch.save(resnet50(weights=None).state_dict(), weights)
+    proc = run_train("--iters", "1", "--coco-root", str(tmp_path / "no-coco"), "--backbone-weights", str(weights),
+                     *TINY)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "(frozen BN, stem+res2 frozen)" in proc.stdout and len(ITER_RE.findall(proc.stdout)) == 1
+
+    from argparse import Namespace
+    from launcher.jobs.torchvision.train import build_model
+    model = build_model(Namespace(backbone_weights=str(weights), min_size=64, max_size=96), torch.device("cpu"))
+    body = model.backbone.body
+    assert not any(p.requires_grad for n, p in body.named_parameters() if n.startswith(("conv1", "layer1")))
+    assert all(p.requires_grad for n, p in body.named_parameters() if n.startswith(("layer2", "layer3", "layer4")))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    proc = run_train("--iters", "1", "--backbone-weights", str(tmp_path / "junk.pth"), *TINY)
+    assert proc.returncode == 2 and "cannot load a state dict" in proc.stderr

@@ -6,7 +6,8 @@ the launcher's whole pipeline can be exercised for real and today's hardware get
 
 The model is torchvision's ``maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)`` (nothing is
 downloaded; with no pretrained backbone torchvision trains BatchNorm and all backbone stages, where
-Detectron froze BN and the stem and res2 of its ImageNet-pretrained backbone), with 81 classes (80
+Detectron froze BN and the stem and res2 of its ImageNet-pretrained backbone; ``--backbone-weights``
+with a ResNet-50 checkpoint on disk builds Detectron's backbone recipe instead), with 81 classes (80
 COCO categories + background). The hyper-parameters are Detectron's Mask R-CNN baseline: SGD, lr
 0.02 per 16 images scaled linearly to the global batch, momentum 0.9, weight decay 1e-4, linear
 warm-up over 500 iterations from 1/3, 2 images per GPU, shorter side 800 and longer side at most 1333
@@ -77,6 +78,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", choices=("auto", "coco", "synthetic"), default="auto",
                    help="auto: COCO when --coco-root holds it, else synthetic (default)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backbone-weights", default=None,
+                   help="ImageNet ResNet-50 state dict on disk: Detectron's backbone recipe (frozen BN, stem and "
+                        "res2 frozen); default: none, nothing downloaded, every layer trained from scratch")
     p.add_argument("--workers", type=int, default=-1,
                    help="data-loader workers per process; -1: 0 on CPU, min(4, cores/processes) on GPU")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -127,10 +131,36 @@ def setup_distributed(device_arg: str):
 
 
 def build_model(args, device):
+    """torchvision's Mask R-CNN R-50-FPN. With --backbone-weights (an ImageNet ResNet-50 state dict on
+    disk, e.g. torchvision's resnet50 checkpoint), the backbone is built as Detectron's recipe has it:
+    frozen BatchNorm, stem and res2 frozen (trainable layers res3-res5). Without it nothing is
+    downloaded and torchvision's from-scratch default applies (BatchNorm and every stage trained),
+    which does a little more work per iteration than the published rows."""
+    import torch
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=NUM_CLASSES + 1,
-                                  min_size=args.min_size, max_size=args.max_size)
+    if not args.backbone_weights:
+        model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=NUM_CLASSES + 1,
+                                      min_size=args.min_size, max_size=args.max_size)
+        return model.to(device)
+    from torchvision.models import resnet50
+    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+    from torchvision.models.detection.mask_rcnn import MaskRCNN
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    try:
+        state = torch.load(args.backbone_weights, map_location="cpu", weights_only=True)
+    except Exception as e:  # OSError, pickle's UnpicklingError, torch's RuntimeError: all mean "not this file"
+        raise DataError(f"--backbone-weights {args.backbone_weights}: cannot load a state dict ({str(e).splitlines()[0]}); give a "
+                        "ResNet-50 checkpoint (torchvision's resnet50 weights file) or leave it out") from e
+    body = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+    try:
+        body.load_state_dict(state)
+    except RuntimeError as e:
+        raise DataError(f"--backbone-weights {args.backbone_weights}: not a torchvision ResNet-50 state dict "
+                        f"({str(e).splitlines()[0]})") from e
+    backbone = _resnet_fpn_extractor(body, trainable_layers=3)
+    model = MaskRCNN(backbone, num_classes=NUM_CLASSES + 1, min_size=args.min_size, max_size=args.max_size)
     return model.to(device)
 
 
@@ -181,7 +211,9 @@ def train(args) -> int:
     lr = BASE_LR * global_batch / BASE_BATCH
     if main:
         log(f"tvbench run: Mask R-CNN R-50-FPN, torchvision {torchvision.__version__} maskrcnn_resnet50_fpn"
-            f"(weights=None, weights_backbone=None), {NUM_CLASSES + 1} classes; SGD lr={lr:g} "
+            + (f" with backbone {args.backbone_weights} (frozen BN, stem+res2 frozen)" if args.backbone_weights else
+               "(weights=None, weights_backbone=None: from scratch, BN trained)")
+            + f", {NUM_CLASSES + 1} classes; SGD lr={lr:g} "
             f"({BASE_LR} x {global_batch}/{BASE_BATCH} images) momentum={MOMENTUM} weight_decay={WEIGHT_DECAY}, "
             f"linear warm-up {WARMUP_ITERS} iters from {WARMUP_FACTOR:.3f}; iters={args.iters} seed={args.seed}; "
             f"torch {torch.__version__}, python {platform.python_version()}, host {platform.node()}")
