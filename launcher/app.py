@@ -262,7 +262,8 @@ class SweepCallback(Callback):
             return
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         try:
-            submit_and_report(list(_PENDING), bool(config.wait), sweep_dir)
+            code = submit_and_report(list(_PENDING), bool(config.wait), sweep_dir)
+            EXIT["code"] = max(EXIT["code"], code)  # e.g. 130 after Ctrl-C while following
         except Exception:
             traceback.print_exc()
             EXIT["code"] = max(EXIT["code"], 1)
