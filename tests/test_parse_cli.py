@@ -127,3 +127,17 @@ def test_help_documents_the_exit_codes():
     for part in ("exits 0", "2 a bad request", "3 the log does not cover the window", "4 the log is not in the expected "
                  "format", "5 any other reason", "6 the file holds several runs"):
         assert part in text, part
+
+
+def test_standin_rerun_in_the_same_directory_appends_like_detectron2(tmp_path):
+    """detectron2 opens output/log.txt for appending: a rerun in the same work tree leaves two runs in it."""
+    for seed in (1, 2):
+        r = subprocess.run([sys.executable, "-m", "launcher.jobs.standin.standin_impl", "--format", "detectron2",
+                            "--iters", "520", "--base", "0.3", "--seed", str(seed), "--fast", "--cwd", tmp_path],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+    log = tmp_path / "output/log.txt"
+    assert log.read_text().count("Starting training from iteration 0") == 2
+    r = run("--impl", "detectron2", log)
+    assert r.returncode == 6 and "holds 2 runs" in r.stderr
+    assert run("--impl", "detectron2", "--run", -1, log).returncode == 0

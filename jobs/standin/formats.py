@@ -52,12 +52,15 @@ class FormatInfo:
     run: Callable
     log: str  # what the row's config reads: a file relative to the cwd, or "combined" (captured output)
     images_per_iter: int = 16
+    #: files the implementation opens for appending (detectron2 utils/logger.py L101 "a"; maskrcnn-benchmark's
+    #: logging.FileHandler, utils/logger.py L20, default "a"; mmcv appends to <stamp>.log.json, text.py L106)
+    appends: tuple[str, ...] = ()
 
 
 FORMATS: dict[str, FormatInfo] = {
-    "detectron2": FormatInfo(run_detectron2, "output/log.txt"),
+    "detectron2": FormatInfo(run_detectron2, "output/log.txt", appends=("output/log.txt",)),
     "mmdetection": FormatInfo(run_mmdetection, "work_dirs/mask_rcnn_r50_caffe_fpn_1x_coco/*.log.json"),
-    "maskrcnn_benchmark": FormatInfo(run_maskrcnn_benchmark, "log.txt"),
+    "maskrcnn_benchmark": FormatInfo(run_maskrcnn_benchmark, "log.txt", appends=("log.txt",)),
     "tensorpack": FormatInfo(run_tensorpack, "train_log/maskrcnn/log.log", 8),
     "simpledet": FormatInfo(run_simpledet, "experiments/mask_r50v1_fpn_1x/log.txt"),
     "detectron": FormatInfo(run_detectron, "combined"),

@@ -93,10 +93,14 @@ class MemorySink:
 
 
 class FileSink:
-    """Writes stdout/stderr to this process's streams and files relative to `root`, flushing every write."""
+    """Writes stdout/stderr to this process's streams and files relative to `root`, flushing every write.
 
-    def __init__(self, root: str | Path = ".") -> None:
+    Files named in `appends` are opened for appending, as the implementation's own logger opens them
+    (a rerun in the same directory then leaves two runs in one file); the others are written afresh."""
+
+    def __init__(self, root: str | Path = ".", appends: tuple[str, ...] = ()) -> None:
         self.root = Path(root)
+        self.appends = set(appends)
         self._files: dict[str, io.TextIOBase] = {}
 
     def write(self, stream: str, text: str) -> None:
@@ -109,7 +113,8 @@ class FileSink:
             if f is None:
                 path = self.root / stream
                 path.parent.mkdir(parents=True, exist_ok=True)
-                f = self._files[stream] = open(path, "w", encoding="utf-8")
+                mode = "a" if stream in self.appends or stream.endswith(".log.json") else "w"
+                f = self._files[stream] = open(path, mode, encoding="utf-8")
         f.write(text)
         f.flush()
 
