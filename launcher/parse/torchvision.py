@@ -37,7 +37,7 @@ def scan(text: str) -> list[Run]:
         m = LINE_RE.match(s)
         if m:
             r = TvRecord(int(m["iter"]), float(m["t"]), int(m["images"]))
-            b.add(no, r, key=r.iter, iteration=r.iter,
+            b.add(no, r, iteration=r.iter,  # no key: a run starts only at its header, a repeat is an error
                   wall=Stamp(f"t={m['t']}", posix=r.t, resolution=STAMP_ERR))
         elif START_RE.match(s):
             b.mark(no, "tvbench run:")
