@@ -90,3 +90,54 @@ def test_standin_command_writes_where_the_row_reads(tmp_path):
     s, e = res["window"]
     truth = 16 * (e - s) / sum(timed[s:e])
     assert abs(res["throughput"] - truth) / truth <= res["error_bound"]
+
+
+@pytest.mark.parametrize("bad", ["0", "-16"])
+def test_images_per_iter_zero_or_negative_is_refused(d2_log, bad):
+    path, _ = d2_log
+    r = run("--impl", "detectron2", "--images-per-iter", bad, path)
+    assert r.returncode == 2 and r.stdout == ""
+    assert f"images per iteration must be a positive whole number, got {bad}" in r.stderr
+
+
+def test_run_choice_and_exit_codes(tmp_path):
+    first = simulate("detectron2", 300, MODEL).sink.text("output/log.txt")
+    second = simulate("detectron2", 520, TimeModel(base=0.4, seed=4))
+    p = tmp_path / "log.txt"
+    p.write_text(first + second.sink.text("output/log.txt"))
+    r = run("--impl", "detectron2", p)
+    assert r.returncode == 6 and "holds 2 runs" in r.stderr and "--run K" in r.stderr
+    r = run("--impl", "detectron2", "--run", 2, p)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    truth = second.true_throughput((100, 500))
+    assert abs(out["throughput"] - truth) / truth <= out["error_bound"] and out["details"]["run"] == 2
+    r = run("--impl", "detectron2", "--run", 1, p)
+    assert r.returncode == 3 and "last one seen is iteration 300" in r.stderr
+    r = run("--impl", "detectron2", "--run", 9, p)
+    assert r.returncode == 2 and "choose 1..2" in r.stderr
+    r = run("--impl", "detectron2", "--run", 2, "--not-before", "2021-01-05T00:00:00+00:00", p)
+    assert r.returncode == 5 and "older run's log" in r.stderr
+
+
+def test_help_documents_the_exit_codes():
+    r = run("--help")
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())
+    for part in ("exits 0", "2 a bad request", "3 the log does not cover the window", "4 the log is not in the expected "
+                 "format", "5 any other reason", "6 the file holds several runs"):
+        assert part in text, part
+
+
+def test_standin_rerun_in_the_same_directory_appends_like_detectron2(tmp_path):
+    """detectron2 opens output/log.txt for appending: a rerun in the same work tree leaves two runs in it."""
+    for seed in (1, 2):
+        r = subprocess.run([sys.executable, "-m", "launcher.jobs.standin.standin_impl", "--format", "detectron2",
+                            "--iters", "520", "--base", "0.3", "--seed", str(seed), "--fast", "--cwd", tmp_path],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+    log = tmp_path / "output/log.txt"
+    assert log.read_text().count("Starting training from iteration 0") == 2
+    r = run("--impl", "detectron2", log)
+    assert r.returncode == 6 and "holds 2 runs" in r.stderr
+    assert run("--impl", "detectron2", "--run", -1, log).returncode == 0

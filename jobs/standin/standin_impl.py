@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", help="format variant (detectron2: v0.1|v0.1.2|v0.3; mmdetection: mmcv0.5|mmcv0.6; "
                                       "simpledet: 9187a1|later; detectron: quoted|unquoted)")
     ap.add_argument("--tty", action="store_true", help="matterport: draw the Keras bar with \\b and \\r as on a terminal")
+    ap.add_argument("--start-iter", type=int, default=0,
+                    help="resume after this iteration, as from a checkpoint (detectron2, maskrcnn_benchmark, detectron)")
+    ap.add_argument("--validation-s", type=float, default=0.0,
+                    help="matterport: a validation pass of this many seconds inside each epoch's printed time")
     ap.add_argument("--fast", action="store_true", help="simulated clock: write instantly, no sleeping")
     ap.add_argument("--window", nargs=2, type=int, default=[100, 500], metavar=("START", "END"))
     ap.add_argument("--truth", type=Path, help="write the truth (throughput, per-iteration times) to this JSON file")
@@ -50,9 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         opts["variant"] = args.variant
     if args.tty:
         opts["tty"] = True
+    if args.start_iter:
+        opts["start_iter"] = args.start_iter
+    if args.validation_s:
+        opts["validation_s"] = args.validation_s
     if args.images_per_iter:
         opts["images_per_iter"] = args.images_per_iter
-    sink = FileSink(args.cwd)
+    sink = FileSink(args.cwd, appends=FORMATS[args.format].appends)
     try:
         sim = simulate(args.format, args.iters, model, realtime=not args.fast, sink=sink, **opts)
     finally:
@@ -60,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     s, e = args.window
     truth = {"standin": True, "format": args.format, "iters": args.iters, "images_per_iter": sim.images_per_iter,
              "window": [s, e], "log": FORMATS[args.format].log,
-             "throughput": sim.true_throughput((s, e)) if e <= len(sim.timed) else None}
+             "first_iter": sim.first_iter,
+             "throughput": sim.true_throughput((s, e)) if sim.first_iter <= s and e <= sim.first_iter + len(sim.timed)
+             else None}
     print("standin-truth: " + json.dumps(truth), file=sys.stderr, flush=True)
     if args.truth:
         args.truth.write_text(json.dumps({**truth, "timed": sim.timed}))

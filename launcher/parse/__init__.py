@@ -1,17 +1,22 @@
-"""Parse stage: one parser per log format, behind `launcher.parse.base.LogParser`.
+"""Parse stage: one parser per log format, behind the `launcher.parse.base.LogParser` template.
 
-Adding a format means adding one module here and one line to `_PARSERS`.
+`REGISTRY` is the one list of formats: a row's `log.format` (conf/impl/*.yaml) names one of its keys,
+and every key has a stand-in writer in jobs/standin/ except `torchvision`, whose log is written by the
+real jobs/torchvision/train.py (tests/test_parse_registry.py checks that the three agree).  Adding a
+format means one module here, its line in `REGISTRY` and its stand-in writer.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 from pathlib import Path
 
-from .base import LogParser, Measurement, ParseError, Progress, UnknownFormat, WindowNotCovered
+from .base import LogParser, Measurement, Progress
+from .errors import BadRequest, ParseError, SeveralRuns, StaleLog, UnknownFormat, WindowNotCovered
 
-# format name -> "module:Class" (imported lazily so one broken parser cannot break the others)
-_PARSERS: dict[str, str] = {
+#: format name -> "module:Class" (imported lazily so one broken parser cannot break the others)
+REGISTRY: dict[str, str] = {
     "torchvision": "torchvision:TorchvisionParser",
     "detectron2": "detectron2:Detectron2Parser",
     "mmdetection": "mmdetection:MmdetectionParser",
@@ -24,12 +29,12 @@ _PARSERS: dict[str, str] = {
 
 
 def formats() -> list[str]:
-    return sorted(_PARSERS)
+    return sorted(REGISTRY)
 
 
 def get_parser(fmt: str) -> LogParser:
     try:
-        target = _PARSERS[fmt]
+        target = REGISTRY[fmt]
     except KeyError:
         raise UnknownFormat(f"no parser for log format {fmt!r}; known formats: {', '.join(formats())}") from None
     mod, cls = target.split(":")
@@ -40,9 +45,10 @@ def read_log(path: str | Path) -> str:
     return Path(path).read_text(encoding="utf-8", errors="replace")
 
 
-def measure(fmt: str, text: str, window: tuple[int, int], images_per_iter: int) -> Measurement:
-    return get_parser(fmt).measure(text, tuple(window), int(images_per_iter))
+def measure(fmt: str, text: str, window: tuple[int, int], images_per_iter: int, *, run: int | None = None,
+            not_before: dt.datetime | None = None) -> Measurement:
+    return get_parser(fmt).measure(text, tuple(window), images_per_iter, run=run, not_before=not_before)
 
 
-__all__ = ["LogParser", "Measurement", "ParseError", "Progress", "UnknownFormat", "WindowNotCovered",
-           "formats", "get_parser", "measure", "read_log"]
+__all__ = ["BadRequest", "LogParser", "Measurement", "ParseError", "Progress", "REGISTRY", "SeveralRuns", "StaleLog",
+           "UnknownFormat", "WindowNotCovered", "formats", "get_parser", "measure", "read_log"]

@@ -1,21 +1,27 @@
-"""Re-analyse a log without re-running: ``python -m launcher.parse --impl NAME [--window S E] [--images-per-iter N] LOG``.
+"""Re-analyse a log without re-running: ``python -m launcher.parse --impl NAME [--window S E] [--images-per-iter N]
+[--run K] LOG``.
 
 Defaults come from the row's own config (composed with Hydra exactly as a run would be, on the seed's
 hardware ``v100x8``): its ``log.format``, its images per iteration, and the window 100-500.
-Prints one JSON object on stdout; exits 2 with a message on stderr when the log does not cover the
-window (3) or is not in the expected format (4), so scripts can tell the cases apart.
+Prints one JSON object on stdout and exits 0; otherwise prints the reason on stderr and exits with a
+code scripts can tell apart: 2 a bad request (no such file or row, a window with END <= START, images per
+iteration not a positive whole number, a --run the file does not have), 3 the log does not cover the
+window, 4 the log is not in the expected format, 5 any other reason the log gives no figure (a stale
+log, a resumed run whose origin cannot be located, inconsistent records), 6 the file holds several runs
+and --run was not given.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 
 from . import formats, get_parser, read_log
-from .base import ParseError, UnknownFormat, WindowNotCovered
+from .errors import BadRequest, ParseError, SeveralRuns, UnknownFormat, WindowNotCovered
 
-EXIT_USAGE, EXIT_NOT_COVERED, EXIT_UNKNOWN, EXIT_PARSE = 2, 3, 4, 5
+EXIT_USAGE, EXIT_NOT_COVERED, EXIT_UNKNOWN, EXIT_PARSE, EXIT_SEVERAL_RUNS = 2, 3, 4, 5, 6
 
 
 def row_defaults(impl: str, hardware: str = "v100x8") -> dict:
@@ -37,8 +43,9 @@ def row_defaults(impl: str, hardware: str = "v100x8") -> dict:
             "log_path": OmegaConf.select(cfg, "impl.log.path")}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m launcher.parse", description=__doc__.split("\n\n")[0])
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m launcher.parse", description=__doc__.split("\n\n")[0],
+                                 epilog=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     who = ap.add_mutually_exclusive_group(required=True)
     who.add_argument("--impl", help="row name (conf/impl/<name>.yaml); its log.format picks the parser")
     who.add_argument("--format", dest="fmt", help=f"log format directly: {', '.join(formats())}")
@@ -46,9 +53,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="completed iterations, 1-based: 100 500 = iterations 101..500 (default: the row's, 100 500)")
     ap.add_argument("--images-per-iter", type=int, help="images per iteration (default: the row's config on v100x8)")
     ap.add_argument("--hardware", default="v100x8", help="hardware config for the row's defaults (default v100x8)")
+    ap.add_argument("--run", type=int, metavar="K",
+                    help="which run of a file that holds several (1-based; -1 for the last)")
+    ap.add_argument("--not-before", type=dt.datetime.fromisoformat, metavar="ISO",
+                    help="the run's start, with its UTC offset (2020-05-08T18:44:00+02:00): refuse a log whose "
+                         "records are stamped earlier (what the node checks)")
     ap.add_argument("log", help="the log file (e.g. output/log.txt, a .log.json, a captured train.log)")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
     defaults = {"window": [100, 500], "images_per_iter": None}
     if args.impl:
         try:
@@ -60,27 +75,27 @@ def main(argv: list[str] | None = None) -> int:
     else:
         fmt = args.fmt
     window = tuple(args.window or defaults["window"])
-    ipi = args.images_per_iter or defaults["images_per_iter"]
-    if ipi is None:
+    images = args.images_per_iter if args.images_per_iter is not None else defaults["images_per_iter"]
+    if images is None:
         print("error: --images-per-iter is required with --format (or give --impl NAME to take it from the row)",
               file=sys.stderr)
         return EXIT_USAGE
+    if fmt not in formats():
+        print(f"error: no parser for log format {fmt!r}; known formats: {', '.join(formats())}", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        parser = get_parser(fmt)
-        text = read_log(args.log)
-        m = parser.measure(text, window, int(ipi))
+        m = get_parser(fmt).measure(read_log(args.log), window, images, run=args.run, not_before=args.not_before)
     except FileNotFoundError:
         print(f"error: no such log file: {args.log}", file=sys.stderr)
         return EXIT_USAGE
-    except WindowNotCovered as exc:
+    except OSError as exc:
+        print(f"error: cannot read {args.log}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ParseError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_NOT_COVERED
-    except UnknownFormat as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_UNKNOWN
-    except (ParseError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_PARSE
+        codes = ((BadRequest, EXIT_USAGE), (WindowNotCovered, EXIT_NOT_COVERED), (UnknownFormat, EXIT_UNKNOWN),
+                 (SeveralRuns, EXIT_SEVERAL_RUNS))
+        return next((code for cls, code in codes if isinstance(exc, cls)), EXIT_PARSE)
     out = {"impl": args.impl, "format": fmt, "log": args.log, **m.to_dict()}
     print(json.dumps(out, indent=None))
     return 0

@@ -1,4 +1,4 @@
-"""The one small interface every log parser implements.
+"""The template every log parser follows, and the figure it produces.
 
 A parser turns an implementation's own log into per-iteration timing records and computes the
 average throughput over a window of iterations *exactly*: from what the implementation logs it
@@ -8,13 +8,50 @@ times), never an average of whatever numbers appear.
 
 Windows count completed iterations, 1-based, the way the detectron2 page says "iterations 100-500":
 ``window=(100, 500)`` is the 400 iterations after the 100th, up to and including the 500th.
+
+Window edges.  When the log's records fall off the requested edges, the measured window (a, b] takes
+the nearest record boundary *on the far side* of each: a = the first boundary at or after the requested
+start (the figure never includes an iteration before it: those are the warm-up side), b = the first
+boundary at or after the requested end.  What a boundary is depends on the format's shape:
+
+* cumulative formats (a running total since an origin: detectron2, maskrcnn-benchmark, Detectron,
+  torchvision) know S(c) at every record and at the origin, so every record is a boundary and any two
+  of them delimit an exact stretch: Detectron's records at completed iterations 101, 121, ..., 501 give
+  101..501 for 100..500;
+* interval formats (durations of consecutive blocks: mmdetection, SimpleDet, tensorpack, matterport)
+  know only whole blocks, so a is where a logged block *starts* and b is where the chain of consecutive
+  blocks from a first reaches the requested end; an edge where one block ends and no logged block starts
+  (an epoch's unlogged tail, a missing line) is a hole and is refused, never skipped: SimpleDet's blocks
+  (1, 11], (11, 21], ... give 101..501 for 100..500.
+
+Either way the log must have a boundary at or before the requested start and one at or after the requested
+end (else WindowNotCovered), each edge moves by less than one record period (a larger move means missing
+records: refused), and the Measurement carries both windows, its method saying when they differ (spans.py
+holds the arithmetic).
+
+`LogParser.measure` is the one template: check the request -> the format's runs and records -> which
+run (a file may hold several, see runs.py) -> stale check (`not_before`) -> the format's span -> its
+method text -> `build_measurement`, which refuses any figure that is not finite and positive.  A format
+supplies only `runs` (its records, grouped by run), `span` and `method`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
+
+from .errors import BadRequest, ParseError, SeveralRuns, StaleLog, UnknownFormat, WindowNotCovered
+from .runs import Run, RunBuilder, pick_run
+from .spans import Span, span_from_cumulative, span_from_intervals
+from .stamps import SHANGHAI, Stamp, check_fresh, check_not_before, logging_wall, timestamp_check, yearless
+
+__all__ = ["BadRequest", "LogParser", "Measurement", "ParseError", "Progress", "Run", "RunBuilder", "SHANGHAI",
+           "SeveralRuns", "Span", "StaleLog", "Stamp", "UnknownFormat", "WindowNotCovered", "build_measurement",
+           "check_images_per_iter", "check_window", "clean_lines", "dedupe", "logging_wall", "span_from_cumulative",
+           "span_from_intervals", "yearless"]
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -25,40 +62,19 @@ def clean_lines(text: str) -> list[str]:
     return [line.rstrip() for line in re.split(r"\r\n|\r|\n", text)]
 
 
-class ParseError(ValueError):
-    """A log that cannot give a figure."""
-
-
-class UnknownFormat(ParseError):
-    """Nothing in the log looks like the expected format."""
-
-
-class WindowNotCovered(ParseError):
-    """The log stops (or starts) before the window does: a run killed, still warming up, or the wrong file."""
-
-    def __init__(self, fmt: str, window: tuple[int, int], last_iter: int | None, detail: str = ""):
-        self.fmt, self.window, self.last_iter = fmt, tuple(window), last_iter
-        seen = "no iteration" if last_iter is None else f"iteration {last_iter}"
-        msg = (f"{fmt} log does not cover the window: it needs completed iterations "
-               f"{window[0]}..{window[1]} and the last one seen is {seen}")
-        if detail:
-            msg += f" ({detail})"
-        super().__init__(msg)
-
-
 @dataclass
 class Measurement:
     """A throughput figure and how it was computed. Never built for an uncovered window."""
 
-    throughput: float  # images per second over the window
+    throughput: float  # images per second over the window; always finite and > 0
     window: tuple[int, int]  # the window actually used (completed iterations, 1-based, exclusive start)
     window_requested: tuple[int, int]
     images_per_iter: int
     method: str  # how the figure was computed, in words a reader can check against the log
-    error_bound: float  # relative error the log's rounding/resolution allows (0.001 = 0.1%)
+    error_bound: float  # relative error the log's rounding/resolution allows over `window` (0.001 = 0.1%)
     mean_step_time: float  # seconds per iteration over the window
-    last_iter: int  # last completed iteration seen in the log
-    #: optional extras a reader can check (records used, a timestamp cross-check); never needed for the figure
+    last_iter: int  # last completed iteration seen in the run measured
+    #: optional extras a reader can check (records used, a timestamp cross-check, the run chosen)
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,157 +93,23 @@ class Progress:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class LogParser:
-    """Base class: subclasses set `name` and implement `measure` (and usually `progress`)."""
-
-    name: ClassVar[str] = ""
-    #: file name patterns this parser reads when the row's config names no log file
-    description: ClassVar[str] = ""
-
-    def measure(self, text: str, window: tuple[int, int], images_per_iter: int) -> Measurement:
-        raise NotImplementedError
-
-    def progress(self, text: str) -> Progress | None:
-        """Last completed iteration (1-based) and latest rate, or None when nothing is parsable yet."""
-        return None
-
-    def data_kind(self, text: str) -> str | None:
-        """What the run trained on. The seed implementations only train on COCO."""
-        return "coco"
-
-
-#: Python logging's default asctime, `2020-05-08 18:44:23,494` (mmcv, maskrcnn-benchmark)
-LOGGING_STAMP_RE = re.compile(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),(\d{3})")
-
-
-def logging_stamp(text: str) -> float | None:
-    """Seconds (local-time epoch; only differences are used) of the first logging asctime in `text`."""
-    import datetime as dt
-
-    m = LOGGING_STAMP_RE.search(text)
-    if not m:
-        return None
-    return dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").timestamp() + int(m.group(2)) / 1000
-
-
 def check_window(window: tuple[int, int]) -> tuple[int, int]:
-    start, end = int(window[0]), int(window[1])
+    try:
+        start, end = (int(w) for w in window)
+    except (TypeError, ValueError):
+        raise BadRequest(f"window must be two whole numbers START END, got {window!r}") from None
     if start < 0 or end <= start:
-        raise ValueError(f"window must satisfy 0 <= start < end, got {start}..{end}")
+        raise BadRequest(f"window must satisfy 0 <= start < end, got {start}..{end}")
     return start, end
 
 
-# ------------------------------------------------------------------ shared arithmetic
-#
-# Every format reduces to one of two shapes.  Cumulative: at completed iteration c the log gives
-# (directly or as running mean x count) S(c), the total timed seconds since a fixed origin, so the
-# window costs S(end) - S(start) and only the two edge records' rounding matters.  Intervals: the
-# log gives the duration of consecutive, non-overlapping blocks of iterations (a mean over the last
-# 50, a rate over the last 10 batches, an epoch total), so the window costs the sum of the blocks
-# that tile it and every block's rounding adds up.
-
-
-@dataclass
-class Span:
-    """The stretch of iterations a figure is computed over and what it cost."""
-
-    start: int  # completed iterations, exclusive
-    end: int  # inclusive
-    elapsed: float  # seconds the implementation timed for iterations start+1..end
-    abs_err: float  # worst-case absolute error of `elapsed` from the printed digits
-    records: int  # log records used
-
-
-def span_from_cumulative(fmt: str, points: dict[int, tuple[float, float]], window: tuple[int, int],
-                         last_iter: int | None, origin: int | None = None) -> Span:
-    """Window cost from cumulative totals `points[c] = (S(c), abs error of S(c))`.
-
-    Uses the nearest records that cover the window: the last one at or before `start`, the first one
-    at or after `end`.  `origin` is the earliest iteration S is defined from (its value there is 0 by
-    construction); a window starting before it cannot be measured from this log.
-    """
-    start, end = window
-    before = [c for c in points if c <= start]
-    after = [c for c in points if c >= end]
-    if not before:
-        first = min(points) if points else None
-        detail = (f"the log's timing starts after iteration {origin}" if origin is not None
-                  else f"first usable record is at iteration {first}")
-        raise WindowNotCovered(fmt, window, last_iter, detail)
-    if not after:
-        raise WindowNotCovered(fmt, window, last_iter)
-    a, b = max(before), min(after)
-    (sa, ea), (sb, eb) = points[a], points[b]
-    return Span(a, b, sb - sa, ea + eb, 2)
-
-
-def span_from_intervals(fmt: str, intervals: list[tuple[int, int, float, float]], window: tuple[int, int],
-                        last_iter: int | None) -> Span:
-    """Window cost from blocks `(a, b, seconds, abs error)` covering completed iterations a+1..b.
-
-    Chooses the latest block boundary at or before `start`, then walks consecutive blocks until one
-    ends at or after `end`.  A hole in the chain (a block the log never printed) is an error, not a
-    guess.
-    """
-    start, end = window
-    by_start: dict[int, tuple[int, int, float, float]] = {}
-    for blk in intervals:
-        by_start.setdefault(blk[0], blk)
-    if not by_start:
-        raise WindowNotCovered(fmt, window, last_iter, "no timing records")
-    cands = [a for a in by_start if a <= start]
-    if not cands:
-        raise WindowNotCovered(fmt, window, last_iter,
-                               f"the first timed block starts after iteration {min(by_start)}")
-    a = max(cands)
-    cur, elapsed, err, n = a, 0.0, 0.0, 0
-    while cur < end:
-        blk = by_start.get(cur)
-        if blk is None:
-            ends = [b for (_, b, _, _) in by_start.values()]
-            if cur >= max(ends):
-                raise WindowNotCovered(fmt, window, last_iter)
-            nxt = min((s for s in by_start if s > cur), default=None)
-            raise ParseError(f"{fmt} log has no timing record for iterations {cur + 1}..{nxt} inside the "
-                             f"window {start}..{end} (lines missing or the window spans an epoch boundary); "
-                             "choose a window inside one stretch of records")
-        elapsed += blk[2]
-        err += blk[3]
-        n += 1
-        cur = blk[1]
-    return Span(a, cur, elapsed, err, n)
-
-
-def build_measurement(span: Span, window: tuple[int, int], images_per_iter: int, method: str,
-                      last_iter: int, rel_err: float = 0.0, details: dict[str, Any] | None = None) -> Measurement:
-    """Turn a Span into a Measurement; the bound covers the printed-digit error of `elapsed`.
-
-    If the true cost lies in [elapsed - err, elapsed + err], the throughput's relative error is at most
-    err / (elapsed - err); `rel_err` adds any error already relative (e.g. per-block rate rounding).
-    """
-    if span.elapsed <= 0:
-        raise ParseError(f"non-positive elapsed time {span.elapsed!r} over iterations {span.start}..{span.end}; "
-                         "the log is inconsistent (two runs in one file?)")
-    n = span.end - span.start
-    bound = span.abs_err / max(span.elapsed - span.abs_err, 1e-300) + rel_err
-    bound += 1e-12  # float arithmetic
-    return Measurement(
-        throughput=images_per_iter * n / span.elapsed,
-        window=(span.start, span.end),
-        window_requested=tuple(window),
-        images_per_iter=images_per_iter,
-        method=method,
-        error_bound=bound,
-        mean_step_time=span.elapsed / n,
-        last_iter=last_iter,
-        details={"records_used": span.records, "elapsed_s": span.elapsed, **(details or {})},
-    )
-
-
-def require_records(fmt: str, records: list, what: str) -> None:
-    if not records:
-        raise UnknownFormat(f"no {what} found: this does not look like a {fmt} log "
-                            "(wrong file, wrong --impl/--format, or the run died before its first log line)")
+def check_images_per_iter(images_per_iter: Any) -> int:
+    """Images per iteration must be a positive whole number: 0, negatives, NaN and 2.5 are refused."""
+    ok = (isinstance(images_per_iter, int) and not isinstance(images_per_iter, bool)) or (
+        isinstance(images_per_iter, float) and math.isfinite(images_per_iter) and images_per_iter.is_integer())
+    if not ok or images_per_iter <= 0:
+        raise BadRequest(f"images per iteration must be a positive whole number, got {images_per_iter!r}")
+    return int(images_per_iter)
 
 
 def dedupe(fmt: str, items: list[tuple[Any, Any]]) -> dict[Any, Any]:
@@ -236,42 +118,125 @@ def dedupe(fmt: str, items: list[tuple[Any, Any]]) -> dict[Any, Any]:
     for key, val in items:
         if key in out and out[key] != val:
             raise ParseError(f"{fmt} log has two different records for iteration {key}: {out[key]} and {val}; "
-                             "it probably holds more than one run (resumed or restarted). Split the file and "
-                             "parse the run you want")
+                             "it probably holds more than one run (resumed or restarted) with nothing that marks "
+                             "where the second begins. Split the file and parse the run you want")
         out[key] = val
     return out
 
 
-_SECS_PER_DAY = 86400
+def build_measurement(span: Span, window: tuple[int, int], images_per_iter: int, method: str,
+                      details: dict[str, Any] | None = None) -> Measurement:
+    """Turn a Span into a Measurement; the bound covers the printed-digit error of `elapsed`.
 
-
-class YearlessClock:
-    """Seconds on a monotone axis from timestamps that print no year (month/day/time only).
-
-    Dates are placed in a leap year, so 02/29 parses; when a stamp goes backwards by more than a day
-    the year rolled over (12/31 -> 01/01) and 366 days are added.  Only differences are meaningful.
+    If the true cost lies in [elapsed - err, elapsed + err], the throughput's relative error is at most
+    err / (elapsed - err); `span.rel_err` adds any error already relative (per-block rate rounding).
+    Every number it returns is finite and positive: anything else is a ParseError, never a figure.
     """
+    n = span.end - span.start
+    where = f"over iterations {span.start + 1}..{span.end}"
+    if n <= 0 or not (math.isfinite(span.elapsed) and span.elapsed > 0):
+        raise ParseError(f"non-positive or non-finite elapsed time {span.elapsed!r} {where}; "
+                         "the log is inconsistent (two runs in one file?)")
+    if not (math.isfinite(span.abs_err) and 0 <= span.abs_err < span.elapsed):
+        raise ParseError(f"the log's rounding ({span.abs_err!r} s) is as large as the time it measures "
+                         f"({span.elapsed!r} s) {where}: no figure can be given; choose a longer window")
+    images = span.images if span.images is not None else images_per_iter * n
+    throughput = images / span.elapsed
+    bound = span.abs_err / (span.elapsed - span.abs_err) + span.rel_err + 1e-12  # + float arithmetic
+    step = span.elapsed / n
+    if not all(math.isfinite(x) and x > 0 for x in (throughput, bound, step)):
+        raise ParseError(f"the log gives no usable figure {where}: throughput {throughput!r}, mean step time "
+                         f"{step!r}, error bound {bound!r}")
+    measured = (span.start, span.end)
+    if measured != tuple(window):
+        method += (f". MEASURED WINDOW {measured[0]}..{measured[1]} differs from the requested {window[0]}..{window[1]}"
+                   f" (shifted by {measured[0] - window[0]:+d} at the start, {measured[1] - window[1]:+d} at the end): "
+                   "the log's records fall off the requested iterations, so the window runs between the nearest "
+                   "record boundaries at or after each requested edge")
+    extra = {"records_used": span.records, "elapsed_s": span.elapsed, **span.details, **(details or {})}
+    if measured != tuple(window):
+        extra["window_shift"] = [measured[0] - window[0], measured[1] - window[1]]
+    return Measurement(throughput=throughput, window=measured, window_requested=tuple(window),
+                       images_per_iter=images_per_iter, method=method, error_bound=bound, mean_step_time=step,
+                       last_iter=span.last_iter, details=extra)
 
-    def __init__(self) -> None:
-        self._offset = 0.0
-        self._prev: float | None = None
 
-    def __call__(self, month: int, day: int, hh: int, mm: int, ss: int) -> float:
-        import datetime as _dt
+class LogParser:
+    """The template.  A format declares ``class P(LogParser, name=..., what=..., scan=...)`` and implements
+    `span`, `method` and `progress_of`."""
 
-        base = _dt.datetime(2000, month, day, hh, mm, ss)
-        t = (base - _dt.datetime(2000, 1, 1)).total_seconds() + self._offset
-        if self._prev is not None and t < self._prev - _SECS_PER_DAY:
-            self._offset += 366 * _SECS_PER_DAY
-            t += 366 * _SECS_PER_DAY
-        self._prev = t
-        return t
+    name: ClassVar[str] = ""
+    #: what the format's record lines look like, for the message when a file has none
+    what: ClassVar[str] = "records"
+    #: the format's records, grouped by training run (see runs.py), in log order: text -> list[Run]
+    scan: ClassVar[Callable[[str], list[Run]]]
 
+    def __init_subclass__(cls, name: str = "", what: str = "", scan: Callable[[str], list[Run]] | None = None,
+                          **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls.name = name or cls.name
+        cls.what = what or cls.what
+        if scan is not None:
+            cls.scan = staticmethod(scan)
 
-def timestamp_check(stamps: dict[int, float], span: Span, resolution: float) -> dict[str, Any]:
-    """Mean step time from the log's own wall-clock stamps at the span's edges, as an independent check."""
-    if span.start in stamps and span.end in stamps:
-        dt = stamps[span.end] - stamps[span.start]
-        n = span.end - span.start
-        return {"timestamp_step_time": dt / n, "timestamp_resolution_s": resolution}
-    return {}
+    def measure(self, text: str, window: tuple[int, int], images_per_iter: int, *, run: int | None = None,
+                not_before: dt.datetime | None = None) -> Measurement:
+        """The figure over `window` from one run of the log `text`.
+
+        `run`: which run of a file that holds several (1-based, -1 for the last); without it such a file
+        raises SeveralRuns.  `not_before`: the run's start (timezone-aware); a record stamped before it
+        raises StaleLog (formats whose records carry no stamps ignore it).
+        """
+        window = check_window(window)
+        images_per_iter = check_images_per_iter(images_per_iter)
+        not_before = check_not_before(not_before)
+        runs = self.runs(text)
+        if not any(r.records for r in runs):
+            raise UnknownFormat(f"no {self.what} found: this does not look like a {self.name} log "
+                                "(wrong file, wrong --impl/--format, or the run died before its first log line)")
+        if not_before is not None:
+            check_fresh(self.name, [w for r in runs for w in r.walls], not_before)
+        index, chosen = pick_run(self.name, runs, run)
+        if not chosen.records:
+            raise WindowNotCovered(self.name, window, None, f"run {index} of {len(runs)}, {chosen.describe()}, "
+                                                            "has no records: it stopped before its first log line")
+        span = self.span(chosen, window, images_per_iter)
+        span.details.update(timestamp_check(chosen.walls, span.start, span.end))
+        method = self.method(chosen, span, images_per_iter)
+        details = None
+        if len(runs) > 1:
+            method = f"run {index} of the {len(runs)} in the file ({chosen.describe()}): {method}"
+            details = {"run": index, "runs_in_file": len(runs)}
+        return build_measurement(span, window, images_per_iter, method, details)
+
+    def runs(self, text: str) -> list[Run]:
+        """The format's records, grouped by training run (see runs.py), in log order."""
+        return type(self).scan(text)
+
+    def records(self, text: str) -> list:
+        """Every record of every run, in log order."""
+        return [r for run in self.runs(text) for r in run.records]
+
+    def span(self, run: Run, window: tuple[int, int], images_per_iter: int) -> Span:
+        """The stretch of `run` that measures `window`, and its cost (span_from_cumulative / _intervals)."""
+        raise NotImplementedError
+
+    def method(self, run: Run, span: Span, images_per_iter: int) -> str:
+        """How the figure was computed, in words a reader can check against the log."""
+        raise NotImplementedError
+
+    def progress(self, text: str) -> Progress | None:
+        """Last completed iteration (1-based) and latest rate, or None when nothing is parsable yet."""
+        try:
+            runs = [r for r in self.runs(text) if r.records]
+        except ParseError:
+            return None
+        return self.progress_of(runs[-1]) if runs else None
+
+    def progress_of(self, run: Run) -> Progress | None:
+        """Progress as the last run's records show it (the run has at least one record)."""
+        return None
+
+    def data_kind(self, text: str) -> str | None:
+        """What the run trained on. The seed implementations only train on COCO."""
+        return "coco"

@@ -1,17 +1,22 @@
 """tensorpack caafda examples/FasterRCNN: rank-0 ``train_log/maskrcnn/log.log`` (ANSI-coloured), the
 captured stdout of all ``mpirun`` ranks, or ``stats.json``.
 
-Source semantics (reference section 4): after each epoch (``STEPS_PER_EPOCH=50`` steps, epochs
-1-based) the main loop logs ``Epoch e (global_step g) finished``; then ``ThroughputTracker`` puts
-``Throughput (samples/sec)`` = steps x samples_per_step / seconds between ``before_epoch`` and
-``after_epoch`` (epoch-end callbacks excluded) and ``ScalarPrinter`` prints it as ``{:.5g}``.  Each
+Source semantics, tensorpack caafda8: after each epoch (``STEPS_PER_EPOCH``, 50 in the seed's recipe;
+epochs 1-based) the main loop logs ``Epoch e (global_step g) finished`` (tensorpack/train/base.py L284);
+then ``ThroughputTracker(samples_per_step=cfg.TRAIN.NUM_GPUS)`` (examples/FasterRCNN/train.py L93) puts
+``Throughput (samples/sec)`` = steps x samples_per_step / seconds its timer ran, which runs only between
+``before_epoch`` and ``after_epoch`` (tensorpack/callbacks/prof.py L328-350: epoch-end callbacks
+excluded), and ``ScalarPrinter`` prints it as ``{:.5g}`` (tensorpack/callbacks/monitor.py L474).  Each
 epoch's time is therefore ``steps x images_per_iter / value`` (samples_per_step = NUM_GPUS = images
 per step, one image per GPU), and a window of whole epochs costs the sum: the harmonic mean of the
 rates, not their mean.
 
 Under mpirun every rank prints the main-loop lines (``Start Epoch``, ``... finished``), so stdout holds
 up to eight copies of those; ScalarPrinter is a chief-only monitor, so ``Throughput`` lines come from
-rank 0 only.  Each value is attributed to the latest epoch announced as finished before it.
+rank 0 only.  Each value is attributed to the latest epoch announced as finished before it.  A run
+logs ``Setup callbacks graph ...`` (tensorpack/train/base.py L209) before its first epoch; the
+example's ``set_logger_dir(logdir, 'd')`` (examples/FasterRCNN/train.py L54) starts each run's log.log
+afresh.  Stamps ``[%m%d %H:%M:%S @file:line]`` are local time without a year (utils/logger.py L31, L53).
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from .base import (LogParser, ParseError, Progress, YearlessClock, build_measurement, check_window, clean_lines,
-                   dedupe, require_records, span_from_intervals)
+from .base import (LogParser, ParseError, Progress, Run, RunBuilder, Stamp, clean_lines, dedupe, span_from_intervals,
+                   yearless)
 
 STAMP = r"\[(?P<mo>\d{2})(?P<d>\d{2}) (?P<H>\d{2}):(?P<M>\d{2}):(?P<S>\d{2}) @[\w.]+:\d+\]\s*"
 FINISHED_RE = re.compile(STAMP + r"Epoch (?P<epoch>\d+) \(global_step (?P<gs>\d+)\) finished, time:\s*(?P<dur>.+?)\.?$")
 THROUGHPUT_RE = re.compile(STAMP + r"Throughput \(samples/sec\): (?P<thr>[-+.\deE]+|nan|inf)\s*$")
+START_RE = re.compile(r"\bSetup callbacks graph \.\.\.")
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,15 @@ class TpRecord:
     global_step: int  # steps completed at the end of this epoch
     throughput: float  # samples/sec over this epoch's steps
     rel_err: float  # half a unit in the 5th significant digit, relative
-    stamp: float | None
+    wall: Stamp | None = None
+
+
+@dataclass(frozen=True)
+class TpFinished:
+    """``Epoch e (global_step g) finished``: printed by every rank (up to 8 copies on stdout)."""
+
+    epoch: int
+    global_step: int
 
 
 def _rel_err_5g(raw: str) -> float:
@@ -50,7 +64,7 @@ def _rel_err_5g(raw: str) -> float:
     decimals = len(mant.split(".")[1]) if "." in mant else 0
     exp = int(raw.lower().split("e")[1]) if "e" in raw.lower() else 0
     val = abs(float(raw))
-    if val == 0 or not digits:
+    if val == 0 or not digits or not math.isfinite(val):
         return float("inf")
     printed_unit = 10.0 ** (exp - decimals)
     fifth_digit_unit = 10.0 ** (math.floor(math.log10(val)) - 4)
@@ -70,33 +84,55 @@ def _from_stats_json(text: str) -> list[TpRecord] | None:
         if isinstance(d, dict) and "Throughput (samples/sec)" in d and "global_step" in d:
             # stats.json stores full-precision floats
             out.append(TpRecord(int(d.get("epoch_num", 0)), int(d["global_step"]),
-                                float(d["Throughput (samples/sec)"]), 1e-15, None))
+                                float(d["Throughput (samples/sec)"]), 1e-15))
     return out
 
 
-def records(text: str) -> tuple[list[TpRecord], list[tuple[int, int]]]:
-    """Epoch records with a throughput, and every (epoch, global_step) announced as finished."""
+def _wall(m: re.Match) -> Stamp:
+    return yearless(f"{m['mo']}{m['d']} {m['H']}:{m['M']}:{m['S']}", *(int(m[k]) for k in ("mo", "d", "H", "M", "S")))
+
+
+def scan(text: str) -> list[Run]:
+    """Finished lines (TpFinished) and throughput records (TpRecord), grouped by run."""
+    b = RunBuilder()
     js = _from_stats_json(text)
     if js is not None:
-        return js, [(r.epoch, r.global_step) for r in js]
-    clock = YearlessClock()
-    finished: list[tuple[int, int]] = []
+        for r in js:
+            b.add(1, TpFinished(r.epoch, r.global_step), iteration=r.global_step)
+            b.add(1, r)
+        return b.runs
     current: tuple[int, int] | None = None
-    out: list[TpRecord] = []
-    for line in clean_lines(text):
+    for no, line in enumerate(clean_lines(text), 1):
         m = FINISHED_RE.search(line)
         if m:
-            clock(int(m["mo"]), int(m["d"]), int(m["H"]), int(m["M"]), int(m["S"]))
             ep = (int(m["epoch"]), int(m["gs"]))
-            finished.append(ep)
             if current is None or ep[1] >= current[1]:
                 current = ep
+            b.add(no, TpFinished(*ep), iteration=ep[1], wall=_wall(m))
             continue
         m = THROUGHPUT_RE.search(line)
         if m and current is not None:
-            stamp = clock(int(m["mo"]), int(m["d"]), int(m["H"]), int(m["M"]), int(m["S"]))
-            out.append(TpRecord(current[0], current[1], float(m["thr"]), _rel_err_5g(m["thr"]), stamp))
-    return out, finished
+            b.add(no, TpRecord(current[0], current[1], float(m["thr"]), _rel_err_5g(m["thr"]), _wall(m)), wall=_wall(m))
+        elif START_RE.search(line):
+            b.mark(no, "Setup callbacks graph ...")
+            current = None
+    return b.runs
+
+
+def _split(run: Run) -> tuple[list[TpRecord], list[tuple[int, int]]]:
+    return ([r for r in run.records if isinstance(r, TpRecord)],
+            [(r.epoch, r.global_step) for r in run.records if isinstance(r, TpFinished)])
+
+
+def records(text: str) -> tuple[list[TpRecord], list[tuple[int, int]]]:
+    """Epoch records with a throughput, and every (epoch, global_step) announced as finished (every run)."""
+    recs: list[TpRecord] = []
+    finished: list[tuple[int, int]] = []
+    for run in scan(text):
+        r, f = _split(run)
+        recs += r
+        finished += f
+    return recs, finished
 
 
 def _steps_per_epoch(finished: list[tuple[int, int]]) -> int:
@@ -110,37 +146,36 @@ def _steps_per_epoch(finished: list[tuple[int, int]]) -> int:
     raise ParseError(f"tensorpack log: cannot tell the steps per epoch from epoch {e} ending at global_step {g}")
 
 
-class TensorpackParser(LogParser):
-    name = "tensorpack"
-    description = "tensorpack ThroughputTracker per-epoch samples/sec (log.log, stdout or stats.json)"
-
-    def measure(self, text, window, images_per_iter):
-        window = check_window(window)
-        recs, finished = records(text)
-        require_records(self.name, finished, "'Epoch N (global_step G) finished' lines")
+class TensorpackParser(LogParser, name="tensorpack", scan=scan,
+                        what="'Epoch N (global_step G) finished' lines"):
+    def span(self, run, window, images_per_iter):
+        recs, finished = _split(run)
+        if not finished:
+            raise ParseError("tensorpack log has Throughput lines but no 'Epoch N (global_step G) finished' line to "
+                             "place them; parse the whole log.log (or captured stdout)")
         spe = _steps_per_epoch(finished)
-        last = max(g for _, g in finished)
         if not recs:
             raise ParseError("tensorpack log has epochs but no 'Throughput (samples/sec)' lines: ThroughputTracker "
                              "was not among the callbacks, or this is a non-chief rank's output")
         by_step = dedupe(self.name, [(r.global_step, (r.throughput, r.rel_err)) for r in recs])
         blocks = []
         for g, (thr, rel) in by_step.items():
-            if thr <= 0:
-                continue
-            secs = spe * images_per_iter / thr
-            blocks.append((g - spe, g, secs, secs * rel / max(1 - rel, 1e-300)))
-        span = span_from_intervals(self.name, blocks, window, last)
-        e0, e1 = span.start // spe + 1, span.end // spe
-        method = (f"harmonic mean of tensorpack's per-epoch 'Throughput (samples/sec)' ({{:.5g}}) over epochs "
-                  f"{e0}..{e1} ({spe} steps each): {span.end - span.start} x {images_per_iter} images / "
-                  f"sum over epochs of ({spe} x {images_per_iter} / throughput), i.e. completed steps "
-                  f"{span.start + 1}..{span.end}; assumes samples_per_step = images_per_iter (one image per GPU); "
-                  "excludes epoch-end callbacks, by tensorpack's design")
-        return build_measurement(span, window, images_per_iter, method, last)
+            ok = math.isfinite(thr) and thr > 0
+            secs = spe * images_per_iter / thr if ok else float("nan")
+            blocks.append((g - spe, g, secs, secs * rel / max(1 - rel, 1e-300) if ok else 0.0))
+        span = span_from_intervals(self.name, blocks, window, max(g for _, g in finished))
+        return span
 
-    def progress(self, text):
-        recs, finished = records(text)
+    def method(self, run, span, images_per_iter):
+        spe, n = _steps_per_epoch(_split(run)[1]), span.end - span.start
+        return (f"harmonic mean of tensorpack's per-epoch 'Throughput (samples/sec)' ({{:.5g}}) over epochs "
+                f"{span.start // spe + 1}..{span.end // spe} ({spe} steps each): {n} x {images_per_iter} images / "
+                f"sum over epochs of ({spe} x {images_per_iter} / throughput), i.e. completed steps "
+                f"{span.start + 1}..{span.end}; assumes samples_per_step = images_per_iter (one image per GPU); "
+                "excludes epoch-end callbacks, by tensorpack's design")
+
+    def progress_of(self, run):
+        recs, finished = _split(run)
         if not finished:
             return None
         return Progress(last_iter=max(g for _, g in finished), rate=recs[-1].throughput if recs else None)
