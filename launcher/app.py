@@ -19,9 +19,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from .backends import get_backend
-from .backends.base import read_manifest
 from .plan import ConfigError, plan, runnable_problems
-from .result import RESULT_FILE, CorruptResult, Result, now_iso, read_result, write_result
+from .rundir import RESULT_FILE, STATUS_FILE, CorruptResult, Result, now_iso, read_manifest, read_result, write_result
 from .spec import JobSpec
 
 #: rows planned in this multirun, submitted together by SweepCallback.on_multirun_end
@@ -155,7 +154,7 @@ def task(cfg: DictConfig) -> int:
             print(f"launcher: rerun={cfg.rerun}: {spec.impl} in {run_dir} is {prev or 'unknown'}"
                   f"{'' if has_result else ' (no result yet)'}; not resubmitted")
             return 0
-        for stale in ("result.json", "status.json"):
+        for stale in (RESULT_FILE, STATUS_FILE):
             p = run_dir / stale
             if p.exists():
                 p.rename(run_dir / f"{stale}.{now_iso().replace(':', '')}.previous")  # keep, never lose

@@ -24,12 +24,9 @@ from typing import TextIO
 
 from . import parse
 from .execute import Execution, ExecResult, child_env
-from .result import Result, atomic_write_json, now_iso, write_result
+from .rundir import (JOB_SCRIPT, PROVENANCE_FILE, SPEC_FILE, STATUS_FILE, TRAIN_LOG, Result, atomic_write_json, now_iso,
+                     write_result)
 from .spec import JobSpec
-
-STATUS_FILE = "status.json"
-PROVENANCE_FILE = "provenance.json"
-TRAIN_LOG = "train.log"
 
 
 def _signal_name(num: int) -> str:
@@ -181,7 +178,7 @@ def run_node(run_dir: str | Path, echo: TextIO | None = None) -> Result:
         except Exception as e:
             return finish("failed", error=f"build failed: {e}")
         script = _script(spec)
-        (run_dir / "job.sh").write_text(script, encoding="utf-8")
+        (run_dir / JOB_SCRIPT).write_text(script, encoding="utf-8")
         if received:
             return finish("cancelled", error=f"cancelled before start ({received[0]})")
         execution = Execution(script, spec.exec_dir, child_env({}), run_dir / TRAIN_LOG, echo=echo).start()
@@ -234,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m launcher.node RUN_DIR  (a run directory holding spec.json)", file=sys.stderr)
         return 2
-    if not (Path(argv[0]) / "spec.json").is_file():
+    if not (Path(argv[0]) / SPEC_FILE).is_file():
         print(f"launcher.node: {argv[0]} holds no spec.json; plan the run with python -m launcher first", file=sys.stderr)
         return 2
     result = run_node(argv[0], echo=sys.stdout)

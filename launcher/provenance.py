@@ -25,8 +25,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from .rundir import PROVENANCE_FILE, atomic_write_json
+
 SCHEMA = 1
-PROVENANCE_FILE = "provenance.json"
 
 #: Environment variables that name the scheduler job, the container or the Python environment.
 SCHEDULER_ENV = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_NODELIST",
@@ -287,8 +288,6 @@ def capture(spec: Any = None, *, python: str | None = None, probe: bool = True,
 
 def write(run_dir: str | os.PathLike, prov: dict[str, Any]) -> Path:
     """Save `provenance.json` atomically in the run dir."""
-    from .result import atomic_write_json
-
     path = Path(run_dir) / PROVENANCE_FILE
     atomic_write_json(path, prov)
     return path

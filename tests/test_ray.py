@@ -24,7 +24,7 @@ import pytest
 
 from launcher import JOBS_DIR
 from launcher.backends.ray import RayBackend, RayBackendError, jobs_api_answers, node_resources
-from launcher.result import read_result
+from launcher.rundir import read_result
 from launcher.spec import JobSpec
 
 ADDRESS = os.environ.get("LAUNCHER_RAY_ADDRESS", "http://127.0.0.1:8265")

@@ -22,10 +22,11 @@ from pathlib import Path
 import pytest
 
 from launcher.backends import get_backend, job_state
-from launcher.backends.base import JobState, read_manifest
+from launcher.backends.base import JobState
+from launcher.rundir import read_manifest
 from launcher.backends.slurm import (NodeCall, SlurmBackend, _array_covers, _minutes, map_final,
                                      signal_delay_s)
-from launcher.result import read_result
+from launcher.rundir import read_result
 from launcher.spec import JobSpec
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..result import RESULT_FILE, CorruptResult, read_result
+from ..rundir import RESULT_FILE, STATUS_FILE, CorruptResult, read_result
 from ..spec import JobSpec
 from .base import Backend, JobState, append_manifest
 
@@ -45,7 +45,7 @@ class LocalBackend(Backend):
             except CorruptResult as e:
                 return JobState("unknown", str(e))
             return JobState(r.status, r.error)
-        status = run_dir / "status.json"
+        status = run_dir / STATUS_FILE
         if status.exists():
             try:
                 st = json.loads(status.read_text())

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .. import PACKAGE_DIR
-from ..result import CorruptResult, RESULT_FILE, atomic_write_json, read_result
+from ..rundir import RESULT_FILE, SPEC_FILE, STATUS_FILE, CorruptResult, atomic_write_json, read_result
 from ..spec import JobSpec
 from .base import Backend, JobState, append_manifest
 
@@ -67,8 +67,6 @@ _SHIPS_CODE_KEYS = ("working_dir", "py_modules")
 
 #: in a run dir submitted to a session head: where that head listens while its launcher runs
 SESSION_FILE = "ray-session.json"
-#: the node's marker while it runs (docs/architecture.md)
-STATUS_FILE = "status.json"
 
 # Ray's job states -> ours, before the node's own result.json is consulted
 _RAY_STATES = {"PENDING": "pending", "RUNNING": "running", "SUCCEEDED": "ok", "FAILED": "failed",
@@ -444,8 +442,8 @@ class RayBackend(Backend):
 
     def submit(self, specs: Sequence[JobSpec]) -> list[str]:
         for spec in specs:
-            if not (Path(spec.run_dir) / "spec.json").is_file():
-                raise RayBackendError(f"{spec.run_dir}/spec.json is missing: save the spec (spec.save()) "
+            if not (Path(spec.run_dir) / SPEC_FILE).is_file():
+                raise RayBackendError(f"{spec.run_dir}/{SPEC_FILE} is missing: save the spec (spec.save()) "
                                       "before submitting it")
         client = self.connect(start=True)
         self.check(specs)

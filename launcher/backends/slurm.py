@@ -39,14 +39,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import PACKAGE_DIR
-from ..result import RESULT_FILE, CorruptResult, Result, now_iso, read_result, write_result
-from ..spec import SPEC_FILE, JobSpec
+from ..rundir import RESULT_FILE, SPEC_FILE, STATUS_FILE, CorruptResult, Result, now_iso, read_result, write_result
+from ..spec import JobSpec
 from .base import Backend, JobState, append_manifest
 
 #: the project root: put on the job's PYTHONPATH so the node can import `launcher` without installing it
 PROJECT_ROOT = PACKAGE_DIR.parent
 SUBMITIT_DIR = ".submitit"
-STATUS_FILE = "status.json"
 
 #: sacct/squeue states, grouped by what they mean for a row
 ACTIVE_PENDING = {"PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
