@@ -192,7 +192,7 @@ def submit_and_report(specs: list[JobSpec], wait: bool, directory: Path) -> int:
         by_backend.setdefault(s.backend, []).append(s)
     ids: dict[str, str | None] = {}
     for name, group in by_backend.items():
-        backend = get_backend(name, {**group[0].backend_config, "wait": wait})
+        backend = get_backend(name, group[0].backend_config, wait=wait)
         try:
             job_ids = backend.submit(group)
         except Exception as e:

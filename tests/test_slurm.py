@@ -23,10 +23,10 @@ import pytest
 
 from launcher.backends import get_backend, job_state
 from launcher.backends.base import JobState
-from launcher.rundir import read_manifest
-from launcher.backends.slurm import (NodeCall, SlurmBackend, _array_covers, _minutes, map_final,
-                                     signal_delay_s)
-from launcher.rundir import read_result
+from launcher.backends.slurm import SlurmBackend
+from launcher.backends.slurm.accounting import _array_covers, _minutes, map_final
+from launcher.backends.slurm.job import NodeCall, signal_delay_s
+from launcher.rundir import read_manifest, read_result
 from launcher.spec import JobSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,7 +126,7 @@ def test_get_backend_is_lazy_and_rejects_unknown_names():
             "assert 'ray' not in sys.modules, 'ray imported for slurm'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
-    with pytest.raises(ValueError, match="available: local, slurm, ray"):
+    with pytest.raises(ValueError, match="available: local, ray, slurm"):
         get_backend("pbs")
 
 
