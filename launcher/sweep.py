@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 
 from .backends import Backend, get_backend
-from .rundir import CorruptResult, read_result
+from .rundir import RESULT_FILE, CorruptResult, read_result
 from .spec import JobSpec
 
 
@@ -123,7 +123,7 @@ class Sweep:
                       f"(+-{100 * (r.error_bound or 0):.3f}%); result in {s.run_dir}")
         if bad:
             print("launcher: not ok:\n  " + "\n  ".join(bad) + "\n(the whole reason and the output's tail: "
-                  "result.json in each run dir)", file=sys.stderr)
+                  f"{RESULT_FILE} in each run dir)", file=sys.stderr)
             return self.note(1)
         return 0
 

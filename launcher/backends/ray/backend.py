@@ -25,9 +25,10 @@ writes `status: timeout`; as a backstop against a node that cannot (hung, SIGKIL
 stops a job still running `TIMEOUT_GRACE_S` past its limit and reports it as `timeout`.
 
 No address (the embedded default): a Ray head is started for the session (head.py) and stopped by
-`close()` once the launcher has waited for the rows. `wait=false` is refused without an address: the embedded head is the launcher's child and its jobs die
-with it, so "submit and come back later" needs a head that outlives the launcher (`ray start --head`,
-or `.ci/services/ray.sh start`) passed as `backend.address`.
+`close()` once the launcher has waited for the rows. `wait=false` is refused without an address: the
+embedded head is the launcher's child and its jobs die with it, so "submit and come back later" needs
+a head that outlives the launcher (`ray start --head`, or `.ci/services/ray.sh start`) passed as
+`backend.address`.
 """
 
 from __future__ import annotations
