@@ -153,11 +153,14 @@ class SlurmBackend(Backend):
         base = base_state(rec)
         if base in ACTIVE_PENDING:  # requeued: the result is the interrupted attempt's
             return pending_state(job_id, rec)
-        if base in ACTIVE_RUNNING:  # sacct lags the controller by seconds: the result is the fresher word
-            return own
-        if own.state == "cancelled" or (own.state == "failed" and killed_by_signal(run_dir)):
-            # the node only saw a signal (or its command die of one); the scheduler knows why it came:
-            # who cancelled, a time limit, a preemption
+        # the node only saw a signal (or its command die of one); the scheduler knows why it came
+        signalled = own.state == "cancelled" or (own.state == "failed" and killed_by_signal(run_dir))
+        if base in ACTIVE_RUNNING:
+            if signalled:  # the job itself is still settling why (NodeCall: a time limit, a preemption)
+                return JobState("running", "ending after a signal; the node reported: "
+                                           + (own.reason or "").split("\n")[0])
+            return own  # sacct lags the controller by seconds: a result written meanwhile is the fresher word
+        if signalled:  # who cancelled, a time limit, a preemption
             sched = map_final(rec, job_id, run_dir)
             if sched.state in ("cancelled", "timeout"):
                 return JobState(sched.state, f"{sched.reason}; the node reported: {own.reason}")
