@@ -295,7 +295,10 @@ def test_preemption_requeues_a_bounded_number_of_times(cluster, tmp_path):
         if n == 0:
             wait_for(lambda: (Path(spec.run_dir) / "result.preempted-1.json").exists(), 30, "the requeue")
             assert b.state(job_id, spec.run_dir).state == "pending"
-            # Slurm holds a requeued job for two minutes; release it now rather than wait
+            # Slurm holds a requeued job for two minutes; release it now rather than wait. Not within the
+            # second of the requeue: slurmd refuses a credential issued in the second its predecessor was
+            # revoked in ("Killing non-startable batch JobId=N: Job credential revoked" in slurmctld.log)
+            time.sleep(2)
             wait_for(lambda: subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
                                             capture_output=True).returncode == 0, 20, "releasing the requeued job")
     st = wait_final(b, [job_id], [spec], 60)[0]
