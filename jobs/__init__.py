@@ -1,1 +1,5 @@
-"""Node-side job code (each row's command helpers), importable as ``launcher.jobs`` via the package symlink."""
+"""Node-side job code (each row's command helpers).
+
+Import it as ``launcher.jobs`` (the installed name: the package links ``launcher/jobs`` to this
+directory); from a checkout's root ``jobs`` alone also resolves, but nothing in the project uses it.
+"""

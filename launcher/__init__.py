@@ -1,7 +1,7 @@
 """launcher: the detectron2 Mask R-CNN training-throughput benchmark, as software.
 
-Stages, one module each: plan -> prepare -> backends (submit) -> node (execute, parse) -> gather.
-See docs/architecture.md.
+Stages, one module each: plan -> prepare -> backends (submit) -> node (execute, parse) -> gather; they
+talk to each other only through the run directory, whose contract is rundir.py. See docs/architecture.md.
 """
 
 from pathlib import Path

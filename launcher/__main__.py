@@ -1,4 +1,8 @@
-"""`python -m launcher`: the Hydra entry point (thin: all the work is in launcher.app)."""
+"""`python -m launcher`: the Hydra entry point (thin: the task is launcher.app, the rows' fate launcher.sweep).
+
+The entry point owns the `Sweep`: Hydra calls the task once per row, and when Hydra returns (after
+the last row of a multirun) the sweep submits what the multirun planned, follows it and reports.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +14,19 @@ from omegaconf import DictConfig
 from . import CONF_DIR
 from . import config as _config  # noqa: F401  (registers the schema and the ${lx.*} resolvers)
 from . import app
-
-
-@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
-def _hydra_main(cfg: DictConfig) -> None:
-    code = app.task(cfg)
-    app.EXIT["code"] = max(app.EXIT["code"], code)
+from .sweep import Sweep
 
 
 def main() -> None:
+    sweep = Sweep()
+
+    @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
+    def _hydra_main(cfg: DictConfig) -> None:
+        sweep.note(app.task(cfg, sweep))
+
     _hydra_main()
-    sys.exit(app.EXIT["code"])
+    sweep.finish()
+    sys.exit(sweep.exit_code)
 
 
 if __name__ == "__main__":

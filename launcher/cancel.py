@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 from .backends import backend_config_of, get_backend
-from .backends.base import read_manifest
+from .rundir import LIVE_STATES, MANIFEST_FILE, UNKNOWN, read_manifest
 
-ACTIVE = ("pending", "running", "unknown")
+#: states worth a cancel: still queued or running, or not known to have ended
+ACTIVE = LIVE_STATES + (UNKNOWN,)
 
 
 def latest_entries(directory: Path) -> list[dict]:
@@ -30,7 +31,7 @@ def cancel_dir(directory: Path, out=sys.stdout) -> int:
     """Cancel what is still queued or running under `directory`; return how many cancellations failed."""
     entries = latest_entries(directory)
     if not entries:
-        print(f"{directory}: no manifest.jsonl, so nothing was submitted from here (a local run in the "
+        print(f"{directory}: no {MANIFEST_FILE}, so nothing was submitted from here (a local run in the "
               "foreground is cancelled with Ctrl-C)", file=out)
         return 1
     failures = 0

@@ -2,7 +2,9 @@
 
 `conf/config.yaml` names `launcher_schema` first in its defaults list, so each config group
 (impl, hardware, backend) is merged onto these dataclasses and a typo or a wrong type fails at
-composition with a message that names the key.  Custom resolvers (``${lx.*:}``) used by the YAML
+composition with a message that names the key. Each backend's schema is its own dataclass, beside
+its code (launcher/backends/<name>), stored as `backend_<name>`: conf/backend/<name>.yaml names it
+first in its defaults list.  Custom resolvers (``${lx.*:}``) used by the YAML
 files are registered here too, since every entry point imports this module first.
 """
 
@@ -19,7 +21,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from . import JOBS_DIR
-from .backends.config import BackendConfig
+from .backends import BackendConfig, available, backend_class
 
 
 @dataclass
@@ -107,7 +109,7 @@ class DataConfig:
 class LauncherConfig:
     impl: ImplConfig = MISSING
     hardware: HardwareConfig = MISSING
-    backend: BackendConfig = MISSING
+    backend: BackendConfig = MISSING  # a backend's own dataclass (conf/backend/<name>.yaml names it)
     window: WindowConfig = field(default_factory=WindowConfig)
     data: DataConfig = field(default_factory=DataConfig)
     dry_run: bool = False
@@ -122,6 +124,8 @@ class LauncherConfig:
 def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="launcher_schema", node=LauncherConfig)
+    for name in available():
+        cs.store(name=f"backend_{name}", node=backend_class(name).Config)
 
 
 # ---------------------------------------------------------------- resolvers

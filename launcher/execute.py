@@ -8,7 +8,6 @@ cancellation or "the window is covered, stop training" ends every rank it spawne
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -17,6 +16,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TextIO
+
+from .process import stop_group
 
 KILL_GRACE_S = 10.0
 
@@ -77,23 +78,10 @@ class Execution:
         """Ask the command to end: SIGTERM to its process group, SIGKILL after a grace period."""
         if self._stop_reason is None:
             self._stop_reason = reason
-        if self.proc is None or self.proc.poll() is not None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-
-        def _kill_later(p: subprocess.Popen = self.proc) -> None:
-            try:
-                p.wait(KILL_GRACE_S)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-
-        threading.Thread(target=_kill_later, daemon=True).start()
+        stop_group(proc.pid, KILL_GRACE_S, lambda: proc.poll() is not None, background=True)
 
     def wait(self, timeout_s: float | None = None, poll: Callable[[], bool] | None = None,
              poll_every_s: float = 5.0) -> ExecResult:

@@ -16,9 +16,8 @@ from . import parse
 from .backends import get_backend
 from .backends.base import JobState
 from .node import log_file
+from .rundir import FINAL_STATES
 from .spec import JobSpec
-
-FINAL = {"ok", "failed", "timeout", "cancelled", "incomplete"}
 
 
 @dataclass
@@ -56,7 +55,7 @@ def describe(row: Row) -> str:
     eta = row.eta_s()
     if eta is not None and st == "running":
         parts.append(f"ETA {eta:.0f} s")
-    if row.state and row.state.reason and st in FINAL - {"ok"}:
+    if row.state and row.state.reason and st in FINAL_STATES and st != "ok":
         parts.append(f"({row.state.reason.splitlines()[0][:80]})")
     return "  ".join(parts)
 
@@ -70,7 +69,7 @@ def follow(specs: Sequence[JobSpec], job_ids: Sequence[str | None], poll_s: floa
     t0 = time.monotonic()
     while True:
         for i, row in enumerate(rows):
-            if row.state and row.state.state in FINAL:
+            if row.state and row.state.state in FINAL_STATES:
                 continue
             be = backends.setdefault(row.spec.backend, get_backend(row.spec.backend, row.spec.backend_config))
             row.state = be.state(row.job_id, row.spec.run_dir)
@@ -79,7 +78,7 @@ def follow(specs: Sequence[JobSpec], job_ids: Sequence[str | None], poll_s: floa
             if shown.get(i) != line:
                 shown[i] = line
                 print(f"[{time.strftime('%H:%M:%S')}] {line}", file=out, flush=True)
-        if all(r.state and r.state.state in FINAL for r in rows):
+        if all(r.state and r.state.state in FINAL_STATES for r in rows):
             return rows
         if timeout_s is not None and time.monotonic() - t0 > timeout_s:
             return rows

@@ -19,17 +19,15 @@ import sys
 import threading
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import Iterator, TextIO
 
 from . import parse
 from .execute import Execution, ExecResult, child_env
-from .result import Result, atomic_write_json, now_iso, write_result
+from .rundir import (JOB_SCRIPT, PROVENANCE_FILE, SPEC_FILE, TRAIN_LOG, Result, atomic_write_json, now_iso,
+                     write_result, write_status)
 from .spec import JobSpec
-
-STATUS_FILE = "status.json"
-PROVENANCE_FILE = "provenance.json"
-TRAIN_LOG = "train.log"
 
 
 def _signal_name(num: int) -> str:
@@ -40,6 +38,7 @@ def _signal_name(num: int) -> str:
 
 
 def scheduler_job_id() -> str | None:
+    """This job's id as its scheduler names it (result.json's `job_id`; an array task as ARRAYID_INDEX)."""
     for var in ("SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID", "RAY_JOB_SUBMISSION_ID", "LAUNCHER_JOB_ID"):
         if os.environ.get(var):
             if var == "SLURM_ARRAY_JOB_ID" and os.environ.get("SLURM_ARRAY_TASK_ID"):
@@ -123,110 +122,128 @@ def _data_kind(spec: JobSpec) -> str | None:
 
 def run_node(run_dir: str | Path, echo: TextIO | None = None) -> Result:
     """Run the row whose spec.json is in `run_dir`; always ends with result.json written."""
-    run_dir = Path(run_dir).resolve()
-    spec = JobSpec.load(run_dir)
-    spec.run_dir = str(run_dir)
-    started = now_iso()
-    base = dict(impl=spec.impl, label=spec.label, hardware=spec.hardware, backend=spec.backend,
-                window_requested=list(spec.window), images_per_iter=spec.images_per_iter,
-                reference=spec.reference, reference_hardware=spec.reference_hardware,
-                tolerance=spec.tolerance, gpus=spec.gpus, started_at=started, host=socket.gethostname(),
-                job_id=scheduler_job_id(), run_dir=str(run_dir), repo=spec.repo,
-                commit=spec.commit_full or spec.commit, recipe_hash=spec.recipe_hash,
-                command=spec.command, scale=spec.scale)
-    atomic_write_json(run_dir / STATUS_FILE, {"state": "running", "started_at": started, "host": base["host"],
-                                              "pid": os.getpid(), "job_id": base["job_id"]})
+    return NodeRun(run_dir, echo).run()
 
-    snapshot: ProvenanceSnapshot | None = None
 
-    def finish(status: str, **fields) -> Result:
-        if snapshot is not None:
-            snapshot.join(90.0)
-        result = Result(status=status, finished_at=now_iso(), **{**base, **fields})
-        write_result(run_dir, result)
-        atomic_write_json(run_dir / STATUS_FILE, {"state": status, "started_at": started,
-                                                  "finished_at": result.finished_at, "host": base["host"]})
+class NodeRun:
+    """One row on this node, from its spec.json to its result.json."""
+
+    def __init__(self, run_dir: str | Path, echo: TextIO | None = None) -> None:
+        self.run_dir = Path(run_dir).resolve()
+        self.spec = JobSpec.load(self.run_dir)
+        self.spec.run_dir = str(self.run_dir)
+        self.echo = echo
+        self.started = now_iso()
+        self.host = socket.gethostname()
+        self.job_id = scheduler_job_id()
+        self.fields: dict = {}  # what the run has found out so far: provenance, returncode, log_path, data
+        self.snapshot: ProvenanceSnapshot | None = None
+        self.execution: Execution | None = None
+        self.received: list[str] = []  # the signals that asked this node to stop
+
+    def run(self) -> Result:
+        write_status(self.run_dir, "running", started_at=self.started, host=self.host, pid=os.getpid(),
+                     job_id=self.job_id)
+        with self._signals_stop_the_command():
+            try:
+                return self._run()
+            except Exception as e:  # a bug of ours must still leave a row behind
+                return self.finish("failed", error=f"launcher error on the node: {e!r}\n{traceback.format_exc()[-2000:]}")
+
+    def finish(self, status: str, **fields) -> Result:
+        """Write the row's result.json (and the final marker): the run ends here, whatever happened."""
+        if self.snapshot is not None:
+            self.snapshot.join(90.0)
+        result = Result.for_spec(self.spec, status, started_at=self.started, host=self.host, job_id=self.job_id,
+                                 **{**self.fields, **fields})
+        write_result(self.run_dir, result)
+        write_status(self.run_dir, status, started_at=self.started, finished_at=result.finished_at, host=self.host)
         return result
 
-    execution: Execution | None = None
-    received: list[str] = []
+    @contextmanager
+    def _signals_stop_the_command(self) -> Iterator[None]:
+        """While the row runs, SIGTERM / SIGINT / SIGUSR2 stop its command (the row ends `cancelled`)."""
 
-    def on_signal(signum, _frame):
-        name = signal.Signals(signum).name
-        received.append(name)
-        if execution is not None:
-            execution.stop(f"received {name}")
+        def on_signal(signum, _frame):
+            name = signal.Signals(signum).name
+            self.received.append(name)
+            if self.execution is not None:
+                self.execution.stop(f"received {name}")
 
-    old_handlers = {}
-    if hasattr(signal, "SIGUSR2"):
-        sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
-    else:  # pragma: no cover
-        sigs = (signal.SIGTERM, signal.SIGINT)
-    try:
-        for s in sigs:
-            old_handlers[s] = signal.signal(s, on_signal)
-    except ValueError:  # not the main thread: the caller handles signals
+        sigs = (signal.SIGTERM, signal.SIGINT) + ((signal.SIGUSR2,) if hasattr(signal, "SIGUSR2") else ())
         old_handlers = {}
-    try:
+        try:
+            for s in sigs:
+                old_handlers[s] = signal.signal(s, on_signal)
+        except ValueError:  # not the main thread: the caller handles signals
+            old_handlers = {}
+        try:
+            yield
+        finally:
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+
+    def _run(self) -> Result:
+        spec, run_dir = self.spec, self.run_dir
         # Provenance probes (nvidia-smi, the row's framework version in a subprocess) take seconds; they
         # run beside the build and the command's start-up rather than before them, so the launcher adds
         # no start-up time, and finish long before the window the figure is measured over.
-        snapshot = ProvenanceSnapshot(spec, run_dir / PROVENANCE_FILE).start()
-        base["provenance"] = snapshot.result
+        self.snapshot = ProvenanceSnapshot(spec, run_dir / PROVENANCE_FILE).start()
+        self.fields["provenance"] = self.snapshot.result
         if spec.repo and not (spec.checkout_dir and Path(spec.checkout_dir).is_dir()):
-            return finish("failed", error=f"prepared work tree {spec.checkout_dir!r} is missing on {base['host']}: "
-                                           "prepare runs on the submit host; put cache_dir on a filesystem the nodes share")
+            return self.finish("failed", error=f"prepared work tree {spec.checkout_dir!r} is missing on {self.host}: "
+                                               "prepare runs on the submit host; put cache_dir on a filesystem the "
+                                               "nodes share")
         try:
-            _build(spec, echo)
+            _build(spec, self.echo)
         except Exception as e:
-            return finish("failed", error=f"build failed: {e}")
+            return self.finish("failed", error=f"build failed: {e}")
         script = _script(spec)
-        (run_dir / "job.sh").write_text(script, encoding="utf-8")
-        if received:
-            return finish("cancelled", error=f"cancelled before start ({received[0]})")
-        execution = Execution(script, spec.exec_dir, child_env({}), run_dir / TRAIN_LOG, echo=echo).start()
+        (run_dir / JOB_SCRIPT).write_text(script, encoding="utf-8")
+        if self.received:
+            return self.finish("cancelled", error=f"cancelled before start ({self.received[0]})")
+        self.execution = Execution(script, spec.exec_dir, child_env({}), run_dir / TRAIN_LOG, echo=self.echo).start()
+        res = self.execution.wait(timeout_s=spec.time_limit_min * 60.0,
+                                  poll=self._covered if spec.stop_when_covered else None)
+        self.fields.update(returncode=res.returncode, log_path=str(log_file(spec)), data=_data_kind(spec))
+        return self._outcome(res)
 
-        def covered() -> bool:
-            try:
-                measure(spec)
-                return True
-            except (parse.ParseError, OSError):
-                return False
+    def _covered(self) -> bool:
+        """Whether the log already covers the window (then the training can stop)."""
+        try:
+            measure(self.spec)
+            return True
+        except (parse.ParseError, OSError):
+            return False
 
-        res: ExecResult = execution.wait(timeout_s=spec.time_limit_min * 60.0,
-                                         poll=covered if spec.stop_when_covered else None)
-        base["returncode"] = res.returncode
-        base["log_path"] = str(log_file(spec))
-        base["data"] = _data_kind(spec)
+    def _outcome(self, res: ExecResult) -> Result:
+        """How the command ended, as the row's result: cancelled, timeout, failed, incomplete or ok."""
+        spec = self.spec
         if res.returncode is not None and res.returncode < 0 and not (res.stopped_early or res.timed_out):
             time.sleep(0.5)  # a scheduler signals every process of the job: let our own handler record it too
         killed_by = _signal_name(-res.returncode) if res.returncode is not None and res.returncode < 0 else None
-        if killed_by in ("SIGTERM", "SIGINT", "SIGHUP") and not (res.stopped_early or res.timed_out) and not received:
-            received.append(f"{killed_by} to the command")
-        if res.cancelled or received:
-            return finish("cancelled", error=f"cancelled ({', '.join(received) or 'stopped'}) after {res.elapsed_s:.0f} s; "
-                                             f"last output:\n{res.tail[-2000:]}")
+        if killed_by in ("SIGTERM", "SIGINT", "SIGHUP") and not (res.stopped_early or res.timed_out) \
+                and not self.received:
+            self.received.append(f"{killed_by} to the command")
+        if res.cancelled or self.received:
+            return self.finish("cancelled", error=f"cancelled ({', '.join(self.received) or 'stopped'}) after "
+                                                  f"{res.elapsed_s:.0f} s; last output:\n{res.tail[-2000:]}")
         if res.timed_out:
-            return finish("timeout", error=f"time limit of {spec.time_limit_min} min reached before the run ended; "
-                                           f"raise hardware.time_limit_min. Last output:\n{res.tail[-2000:]}")
+            return self.finish("timeout", error=f"time limit of {spec.time_limit_min} min reached before the run "
+                                                f"ended; raise hardware.time_limit_min. Last output:\n{res.tail[-2000:]}")
         if res.returncode != 0 and not res.stopped_early:
             how = (f"was killed by {killed_by}" + (" (out of memory?)" if killed_by == "SIGKILL" else "")
                    if killed_by else f"exited with status {res.returncode}")
             last = res.tail.strip().splitlines()[-1] if res.tail.strip() else "(no output)"
-            return finish("failed", error=f"command {how}: {last}\nlast output:\n{res.tail[-2000:]}")
+            return self.finish("failed", error=f"command {how}: {last}\nlast output:\n{res.tail[-2000:]}")
         try:
             m = measure(spec)
         except parse.WindowNotCovered as e:
-            return finish("incomplete", error=str(e))
+            return self.finish("incomplete", error=str(e))
         except (parse.ParseError, OSError) as e:
-            return finish("failed", error=f"cannot read the {spec.log_format} log {base['log_path']}: {e}")
-        return finish("ok", throughput=m.throughput, window=list(m.window), method=m.method,
-                      error_bound=m.error_bound, mean_step_time=m.mean_step_time)
-    except Exception as e:  # a bug of ours must still leave a row behind
-        return finish("failed", error=f"launcher error on the node: {e!r}\n{traceback.format_exc()[-2000:]}")
-    finally:
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
+            return self.finish("failed", error=f"cannot read the {spec.log_format} log {self.fields['log_path']}: {e}")
+        return self.finish("ok", throughput=m.throughput, window=list(m.window), method=m.method,
+                           error_bound=m.error_bound, mean_step_time=m.mean_step_time)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m launcher.node RUN_DIR  (a run directory holding spec.json)", file=sys.stderr)
         return 2
-    if not (Path(argv[0]) / "spec.json").is_file():
-        print(f"launcher.node: {argv[0]} holds no spec.json; plan the run with python -m launcher first", file=sys.stderr)
+    if not (Path(argv[0]) / SPEC_FILE).is_file():
+        print(f"launcher.node: {argv[0]} holds no {SPEC_FILE}; plan the run with python -m launcher first", file=sys.stderr)
         return 2
     result = run_node(argv[0], echo=sys.stdout)
     print(json.dumps({"status": result.status, "throughput": result.throughput, "error": result.error}))

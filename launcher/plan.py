@@ -13,6 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .rerun import MODES as RERUN_MODES
 from .spec import JobSpec
 
 SCALES = ("auto", "full", "smoke")
@@ -31,8 +32,8 @@ def _validate(cfg: DictConfig) -> None:
                           "the window is the iterations after window.start up to and including window.end")
     if cfg.scale not in SCALES:
         raise ConfigError(f"scale={cfg.scale!r} is not one of {', '.join(SCALES)}")
-    if cfg.rerun not in (None, "failed", "missing"):
-        raise ConfigError(f"rerun={cfg.rerun!r} is not one of failed, missing")
+    if cfg.rerun not in (None, *RERUN_MODES):
+        raise ConfigError(f"rerun={cfg.rerun!r} is not one of {', '.join(RERUN_MODES)}")
 
 
 def choose_scale(cfg: DictConfig) -> str:
@@ -67,8 +68,6 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
 
     `overrides` are the user's command-line overrides: at smoke scale they still win."""
     try:
-        if cfg.scale not in SCALES:
-            raise ConfigError(f"scale={cfg.scale!r} is not one of {', '.join(SCALES)}")
         scale = choose_scale(cfg)
         if scale == "smoke":
             cfg = apply_smoke(cfg, override_keys(overrides or []))

@@ -25,8 +25,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from .rundir import PROVENANCE_FILE, atomic_write_json
+
 SCHEMA = 1
-PROVENANCE_FILE = "provenance.json"
 
 #: Environment variables that name the scheduler job, the container or the Python environment.
 SCHEDULER_ENV = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_NODELIST",
@@ -246,31 +247,8 @@ def capture(spec: Any = None, *, python: str | None = None, probe: bool = True,
     prov.update(_safe(_nvidia_smi, {}))
     prov["launcher_version"] = _safe(lambda: __import__("launcher").__version__)
 
-    # scheduler: Slurm first (the array form names the task), then Ray
-    if "SLURM_JOB_ID" in environ:
-        job = environ.get("SLURM_JOB_ID")
-        if environ.get("SLURM_ARRAY_JOB_ID") and environ.get("SLURM_ARRAY_TASK_ID"):
-            job = f"{environ['SLURM_ARRAY_JOB_ID']}_{environ['SLURM_ARRAY_TASK_ID']} ({job})"
-        prov["scheduler_job_id"] = job
-        prov["scheduler_node_list"] = environ.get("SLURM_JOB_NODELIST")
-    elif environ.get("RAY_JOB_SUBMISSION_ID") or environ.get("RAY_JOB_ID"):
-        prov["scheduler_job_id"] = environ.get("RAY_JOB_SUBMISSION_ID") or environ.get("RAY_JOB_ID")
-        prov["scheduler_node_list"] = prov["system_name"]
-
-    # the environment the row runs in, as configured and as seen
-    env_cfg = _get(spec, "environment")
-    if isinstance(env_cfg, dict) and env_cfg:
-        prov["environment"] = {k: env_cfg.get(k) for k in ("kind", "path", "runtime", "recipe") if env_cfg.get(k)}
-        if env_cfg.get("kind") == "container":
-            prov["container_image"] = env_cfg.get("path")
-    for key in ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER", "PYXIS_CONTAINER_IMAGE"):
-        if environ.get(key) and not prov["container_image"]:
-            prov["container_image"] = environ[key]
-    if prov["environment"] is None:
-        seen = environ.get("VIRTUAL_ENV") or environ.get("CONDA_PREFIX")
-        prov["environment"] = {"kind": "venv" if environ.get("VIRTUAL_ENV") else "conda", "path": seen} if seen \
-            else {"kind": "host", "path": sys.prefix}
-
+    _add_scheduler(prov, environ)
+    _add_environment(prov, _get(spec, "environment"), environ)
     if probe:
         found = _safe(lambda: probe_framework(framework_name, python or _spec_python(spec), probe_timeout), {})
         for key in ("framework_version", "cuda_version", "cudnn_version", "nccl_version", "framework_error"):
@@ -285,10 +263,36 @@ def capture(spec: Any = None, *, python: str | None = None, probe: bool = True,
     return prov
 
 
+def _add_scheduler(prov: dict[str, Any], environ: Any) -> None:
+    """The scheduler's name for the job and its nodes: Slurm first (the array form names the task), then Ray."""
+    if "SLURM_JOB_ID" in environ:
+        job = environ.get("SLURM_JOB_ID")
+        if environ.get("SLURM_ARRAY_JOB_ID") and environ.get("SLURM_ARRAY_TASK_ID"):
+            job = f"{environ['SLURM_ARRAY_JOB_ID']}_{environ['SLURM_ARRAY_TASK_ID']} ({job})"
+        prov["scheduler_job_id"] = job
+        prov["scheduler_node_list"] = environ.get("SLURM_JOB_NODELIST")
+    elif environ.get("RAY_JOB_SUBMISSION_ID") or environ.get("RAY_JOB_ID"):
+        prov["scheduler_job_id"] = environ.get("RAY_JOB_SUBMISSION_ID") or environ.get("RAY_JOB_ID")
+        prov["scheduler_node_list"] = prov["system_name"]
+
+
+def _add_environment(prov: dict[str, Any], env_cfg: Any, environ: Any) -> None:
+    """The environment the row runs in, as configured (impl.environment) and as seen (container, venv, conda)."""
+    if isinstance(env_cfg, dict) and env_cfg:
+        prov["environment"] = {k: env_cfg.get(k) for k in ("kind", "path", "runtime", "recipe") if env_cfg.get(k)}
+        if env_cfg.get("kind") == "container":
+            prov["container_image"] = env_cfg.get("path")
+    for key in ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER", "PYXIS_CONTAINER_IMAGE"):
+        if environ.get(key) and not prov["container_image"]:
+            prov["container_image"] = environ[key]
+    if prov["environment"] is None:
+        seen = environ.get("VIRTUAL_ENV") or environ.get("CONDA_PREFIX")
+        prov["environment"] = {"kind": "venv" if environ.get("VIRTUAL_ENV") else "conda", "path": seen} if seen \
+            else {"kind": "host", "path": sys.prefix}
+
+
 def write(run_dir: str | os.PathLike, prov: dict[str, Any]) -> Path:
     """Save `provenance.json` atomically in the run dir."""
-    from .result import atomic_write_json
-
     path = Path(run_dir) / PROVENANCE_FILE
     atomic_write_json(path, prov)
     return path

@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .result import atomic_write_json
-
-SPEC_FILE = "spec.json"
+from .rundir import SPEC_FILE, atomic_write_json
 
 
 @dataclass

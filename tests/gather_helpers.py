@@ -1,7 +1,7 @@
 """Run directories as the node and the backends write them, for the gatherer's tests.
 
-Results go through the project's own writer (launcher.result.write_result), specs through
-JobSpec.save and manifests through append_manifest, so the files are the real formats.
+Results go through the project's own writer (launcher.rundir.write_result), specs through
+JobSpec.save and manifests through launcher.rundir.append_manifest, so the files are the real formats.
 """
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from launcher.backends.base import append_manifest
-from launcher.result import Result, write_result
+from launcher.rundir import STATUS_FILE, Result, append_manifest, write_result
 from launcher.spec import JobSpec
 
 REFS = {"detectron2": 62, "mmdetection": 53, "maskrcnn_benchmark": 53, "tensorpack": 50, "simpledet": 39,
@@ -50,6 +49,6 @@ def submitted(run_dir: Path, impl: str, job_id: str = "42", running_marker: bool
     s = spec(run_dir, impl, sweep_dir=sweep_dir)
     append_manifest(s, job_id)
     if running_marker:
-        (run_dir / "status.json").write_text(json.dumps(
+        (run_dir / STATUS_FILE).write_text(json.dumps(
             {"state": "running", "started_at": "2024-05-01T00:00:00+00:00", "host": "node7", "pid": 1}))
     return s

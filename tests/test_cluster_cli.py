@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.backends.base import read_manifest
-from launcher.result import read_result
+from launcher.rundir import read_manifest, read_result
 from tests.conftest import ROOT, run_launcher
 
 RAY_ADDRESS = os.environ.get("LAUNCHER_RAY_ADDRESS", "http://127.0.0.1:8265")

@@ -131,5 +131,5 @@ def test_user_overrides_win_over_smoke_scale(compose, tmp_path):
     ("missing", False, "failed", True), ("missing", False, "running", False), ("missing", False, "pending", False),
 ])
 def test_rerun_selects_exactly_its_rows(mode, has_result, state, wanted):
-    from launcher.app import rerun_wanted
+    from launcher.rerun import rerun_wanted
     assert rerun_wanted(mode, has_result, state) is wanted

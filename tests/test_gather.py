@@ -15,7 +15,7 @@ import launcher.backends as backends
 from launcher.backends.base import JobState
 from launcher.gather import gather, render, summary, write_tables
 from launcher.gather.__main__ import EXIT_SKIPPED, main
-from launcher.result import Result
+from launcher.rundir import Result
 
 # The seed page's table, as published (labels and figures, in its order).
 SEED_ROWS = [("|D2| |PT|", 62), ("mmdetection_ |PT|", 53), ("maskrcnn-benchmark_ |PT|", 53),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from launcher.execute import Execution, child_env
-from launcher.result import read_result
+from launcher.rundir import read_result
 from tests.conftest import ROOT, run_launcher
 
 try:

@@ -11,7 +11,7 @@ import pytest
 
 from launcher.prepare import (BuildError, build_once, check_inputs, job_script, marker_path,
                               recipe_hash, wrap_command)
-from launcher.prepare.environment import EnvironmentError_, bind_paths
+from launcher.prepare.environment import EnvironmentSpecError, bind_paths
 from launcher.spec import JobSpec
 
 FULL = "3deaec5d902d16e1daf56b62d5971d428dc920bc"
@@ -138,11 +138,11 @@ def test_pyxis_runs_one_task_per_node_in_the_image():
 
 
 def test_bad_environment_specs_name_the_key():
-    with pytest.raises(EnvironmentError_, match="impl.environment.kind='docker'"):
+    with pytest.raises(EnvironmentSpecError, match="impl.environment.kind='docker'"):
         wrap_command(spec(environment={"kind": "docker"}), "x")
-    with pytest.raises(EnvironmentError_, match="needs impl.environment.path"):
+    with pytest.raises(EnvironmentSpecError, match="needs impl.environment.path"):
         wrap_command(spec(environment={"kind": "venv"}), "x")
-    with pytest.raises(EnvironmentError_, match="runtime='podman'"):
+    with pytest.raises(EnvironmentSpecError, match="runtime='podman'"):
         wrap_command(spec(environment={"kind": "container", "path": "x.sif", "runtime": "podman"}), "x")
 
 

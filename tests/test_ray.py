@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from launcher import JOBS_DIR
-from launcher.backends.ray import RayBackend, RayBackendError, jobs_api_answers, node_resources
-from launcher.result import read_result
+from launcher.backends.ray import RayBackend, RayBackendError, jobs_api_answers, node_resources, session_head
+from launcher.rundir import read_result
 from launcher.spec import JobSpec
 
 ADDRESS = os.environ.get("LAUNCHER_RAY_ADDRESS", "http://127.0.0.1:8265")
@@ -252,8 +252,6 @@ def test_torchvision_tiny_row(backend, workdir):
 def test_embedded_head_for_the_session(workdir):
     """No address: one head for the process (the follower shares the submitter's), stopped by close();
     a row still running then is stopped through Ray first, so it ends `cancelled` and its command dies."""
-    from launcher.backends import ray as ray_backend
-
     submitter = RayBackend({"address": None})
     quick = make_spec(workdir, "emb-quick", probe_cmd(workdir, iters=2, dt=0.2))
     pidfile = workdir / "emb-slow.pid"
@@ -263,28 +261,28 @@ def test_embedded_head_for_the_session(workdir):
         s.save()
     try:
         ids = submitter.submit([quick, slow])
-        head = ray_backend._SESSION
+        head = session_head()
         assert head is not None and head.address != ADDRESS
         follower = RayBackend(quick.backend_config)  # as launcher.follow builds it
         assert wait_final(follower, ids[:1], [quick], 90)[ids[0]].state == "ok"
-        assert ray_backend._SESSION is head, "the follower started a second head"
+        assert session_head() is head, "the follower started a second head"
         deadline = time.monotonic() + 60
         while not pidfile.exists():
             assert time.monotonic() < deadline, follower.state(ids[1], slow.run_dir)
             time.sleep(0.3)
     finally:
         submitter.close()
-    assert ray_backend._SESSION is None and not jobs_api_answers(head.address)
+    assert session_head() is None and not jobs_api_answers(head.address)
     assert head.proc is None
     st = RayBackend({"address": None}).state(ids[1], slow.run_dir)  # from files; starts no head
     assert st.state == "cancelled", st
-    assert ray_backend._SESSION is None
+    assert session_head() is None
     assert not _alive(int(pidfile.read_text()))
 
 
 def test_wait_false_without_address_is_refused():
     with pytest.raises(RayBackendError, match="backend.address"):
-        RayBackend({"address": None, "wait": False})
+        RayBackend({"address": None}, wait=False)
 
 
 def test_time_limit_is_timeout(backend, overtime):

@@ -22,10 +22,11 @@ from pathlib import Path
 import pytest
 
 from launcher.backends import get_backend, job_state
-from launcher.backends.base import JobState, read_manifest
-from launcher.backends.slurm import (NodeCall, SlurmBackend, _array_covers, _minutes, map_final,
-                                     signal_delay_s)
-from launcher.result import read_result
+from launcher.backends.base import JobState
+from launcher.backends.slurm import SlurmBackend
+from launcher.backends.slurm.accounting import _array_covers, _minutes, map_final
+from launcher.backends.slurm.job import NodeCall, signal_delay_s
+from launcher.rundir import read_manifest, read_result
 from launcher.spec import JobSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,7 +126,7 @@ def test_get_backend_is_lazy_and_rejects_unknown_names():
             "assert 'ray' not in sys.modules, 'ray imported for slurm'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
-    with pytest.raises(ValueError, match="available: local, slurm, ray"):
+    with pytest.raises(ValueError, match="available: local, ray, slurm"):
         get_backend("pbs")
 
 
@@ -294,7 +295,10 @@ def test_preemption_requeues_a_bounded_number_of_times(cluster, tmp_path):
         if n == 0:
             wait_for(lambda: (Path(spec.run_dir) / "result.preempted-1.json").exists(), 30, "the requeue")
             assert b.state(job_id, spec.run_dir).state == "pending"
-            # Slurm holds a requeued job for two minutes; release it now rather than wait
+            # Slurm holds a requeued job for two minutes; release it now rather than wait. Not within the
+            # second of the requeue: slurmd refuses a credential issued in the second its predecessor was
+            # revoked in ("Killing non-startable batch JobId=N: Job credential revoked" in slurmctld.log)
+            time.sleep(2)
             wait_for(lambda: subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
                                             capture_output=True).returncode == 0, 20, "releasing the requeued job")
     st = wait_final(b, [job_id], [spec], 60)[0]

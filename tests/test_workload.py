@@ -20,8 +20,8 @@ import pytest
 torch = pytest.importorskip("torch", reason="the workload extra (torch, torchvision) is not installed")
 pytest.importorskip("torchvision", reason="the workload extra (torch, torchvision) is not installed")
 
-from jobs.torchvision import tvbench_data as data  # noqa: E402
-from jobs.torchvision import train as train_mod  # noqa: E402
+from launcher.jobs.torchvision import tvbench_data as data  # noqa: E402
+from launcher.jobs.torchvision import train as train_mod  # noqa: E402
 from launcher.parse import get_parser  # noqa: E402
 
 pytestmark = pytest.mark.workload

@@ -6,66 +6,58 @@ node entry point is the same one Slurm and Ray run, so a local row behaves like 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Mapping, TextIO
 
-from ..result import RESULT_FILE, CorruptResult, read_result
+from ..process import pid_alive
+from ..rundir import STATUS_FILE, read_status
 from ..spec import JobSpec
-from .base import Backend, JobState, append_manifest
+from .base import Backend, BackendConfig, JobState
+
+
+@dataclass
+class LocalConfig(BackendConfig):
+    """conf/backend/local.yaml: nothing to configure beyond the common keys."""
+
+    name: str = "local"
 
 
 class LocalBackend(Backend):
     name = "local"
+    Config = LocalConfig
 
-    def __init__(self, config: dict | None = None, echo=sys.stdout):
-        self.config = config or {}
+    def __init__(self, config: Mapping[str, Any] | BackendConfig | None = None, *, wait: bool = True,
+                 echo: TextIO | None = sys.stdout) -> None:
+        super().__init__(config, wait=wait)
         self.echo = echo
 
-    def submit(self, specs: Sequence[JobSpec]) -> list[str]:
+    def _submit(self, specs: list[JobSpec]) -> Iterator[tuple[JobSpec, str]]:
         from ..node import run_node
 
-        ids = []
         for spec in specs:
-            job_id = f"local-{os.getpid()}-{Path(spec.run_dir).name}"
-            append_manifest(spec, job_id)
-            ids.append(job_id)
+            yield spec, f"local-{os.getpid()}-{Path(spec.run_dir).name}"  # on record before it runs
             run_node(spec.run_dir, echo=self.echo)
-        return ids
 
-    def state(self, job_id: str, run_dir: str | Path | None = None) -> JobState:
+    def state(self, job_id: str | None, run_dir: str | Path | None = None) -> JobState:
         if run_dir is None:
             return JobState("unknown", "a local job is known only by its run directory")
-        run_dir = Path(run_dir)
-        if (run_dir / RESULT_FILE).exists():
-            try:
-                r = read_result(run_dir)
-            except CorruptResult as e:
-                return JobState("unknown", str(e))
-            return JobState(r.status, r.error)
-        status = run_dir / "status.json"
-        if status.exists():
-            try:
-                st = json.loads(status.read_text())
-            except (OSError, json.JSONDecodeError):
-                st = {}
-            pid = st.get("pid")
-            if st.get("state") == "running" and pid and not _alive(int(pid)):
-                return JobState("failed", f"the local process {pid} ended without writing a result")
-            return JobState(st.get("state", "running"), None)
-        return JobState("pending", None)
+        return super().state(job_id, run_dir)
+
+    def _scheduler_state(self, job_id: str, run_dir: str | Path | None) -> JobState:
+        """No scheduler: the node's marker, and whether the process it names still lives."""
+        if not (Path(run_dir) / STATUS_FILE).exists():
+            return JobState("pending", None)
+        status = read_status(run_dir)  # unreadable: being written, so running
+        pid = status.get("pid")
+        if status.get("state") == "running" and pid and not pid_alive(int(pid)):
+            return JobState("failed", f"the local process {pid} ended without writing a result")
+        return JobState(status.get("state", "running"), None)
 
     def cancel(self, job_id: str) -> None:
         pass  # local rows run in the foreground: Ctrl-C cancels them
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+BACKEND = LocalBackend

@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from ..result import atomic_write_text
+from ..rundir import atomic_write_text
 from .collect import Problem, collect
 from .history import DEFAULT_DB
 from .render import FORMATS, render

@@ -13,17 +13,13 @@ dicts, and leaves building the DataFrame to the caller, once.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from ..backends.base import MANIFEST_FILE
-from ..result import FINAL_STATES, RESULT_FILE, Result
-from ..spec import SPEC_FILE
-
-STATUS_FILE = "status.json"
+from ..rundir import (FINAL_STATES, LIVE_STATES, MANIFEST_FILE, RESULT_FILE, SPEC_FILE, Result, last_submission,
+                      read_manifest, read_status)
 
 #: The spec fields a run without a result contributes to its row.
 SPEC_FIELDS = ("impl", "label", "hardware", "backend", "reference", "reference_hardware", "tolerance", "gpus",
@@ -99,23 +95,6 @@ def _load_json(path: str) -> Any:
         return json.loads(f.read())
 
 
-def _last_manifest_entry(run_dir: str) -> dict | None:
-    path = os.path.join(run_dir, MANIFEST_FILE)
-    try:
-        with open(path, "rb") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # a torn last line from a killed writer
-        if isinstance(entry, dict):
-            return entry
-    return None
-
-
 def _default_job_state() -> Callable[[dict], Any] | None:
     """`launcher.backends.job_state(entry) -> JobState`, when the backends package provides it."""
     try:
@@ -129,11 +108,8 @@ def _default_job_state() -> Callable[[dict], Any] | None:
 
 def _marker_state(run_dir: str) -> tuple[str, str | None]:
     """Fallback when no backend can be asked: the node's status.json says running, else pending."""
-    try:
-        marker = _load_json(os.path.join(run_dir, STATUS_FILE))
-    except (OSError, ValueError):
-        marker = None
-    if isinstance(marker, dict) and marker.get("state") == "running":
+    marker = read_status(run_dir)
+    if marker.get("state") == "running":
         where = " on " + str(marker["host"]) if marker.get("host") else ""
         since = " since " + str(marker["started_at"]) if marker.get("started_at") else ""
         return "running", f"node marker: running{where}{since} (backend state not available)"
@@ -163,9 +139,6 @@ def _backend_state(entry: dict | None, run_dir: str, job_state: Callable | None)
     return _marker_state(run_dir)
 
 
-_RESULT_FIELDS = frozenset(f.name for f in dataclasses.fields(Result))
-
-
 def read_run(run_dir: str, job_state: Callable | None, files: frozenset | None = None
              ) -> tuple[dict | None, Problem | None]:
     """One run dir -> one record (or a problem). The record is result.json's fields, plus `source`.
@@ -179,7 +152,7 @@ def read_run(run_dir: str, job_state: Callable | None, files: frozenset | None =
             data = _load_json(rpath)
             if not isinstance(data, dict):
                 raise ValueError(f"expected a JSON object, found {type(data).__name__}")
-            Result(**{k: v for k, v in data.items() if k in _RESULT_FIELDS})  # the schema's own checks
+            Result.from_dict(data)  # the schema's own checks
         except (OSError, ValueError, TypeError) as e:
             problem = Problem(rpath, f"corrupt or half-written result, skipped ({e}); "
                                      "re-run the row or delete the file")
@@ -200,12 +173,12 @@ def read_run(run_dir: str, job_state: Callable | None, files: frozenset | None =
         rec["run_dir"] = run_dir  # where it is now
         rec.setdefault("reason", rec.get("error"))
         if rec.get("status") != "ok" and (files is None or MANIFEST_FILE in files):
-            entry = _last_manifest_entry(run_dir)
+            entry = last_submission(run_dir)
         # resubmitted after this result was written (rerun=failed): the live job is the row now
         if entry and rec.get("status") != "ok" and entry.get("submitted_at") and rec.get("finished_at") \
                 and str(entry["submitted_at"]) > str(rec["finished_at"]):
             state, reason = _backend_state(entry, run_dir, job_state)
-            if state in ("pending", "running"):
+            if state in LIVE_STATES:
                 rec.update(status=state, source="backend",
                            reason=f"resubmitted; previous attempt {data.get('status')}: {data.get('error')}")
         return rec, None
@@ -217,13 +190,13 @@ def read_run(run_dir: str, job_state: Callable | None, files: frozenset | None =
             rec["commit"] = spec.get("commit_full") or spec.get("commit")
     except (OSError, ValueError) as e:
         return None, Problem(os.path.join(run_dir, SPEC_FILE), f"unreadable spec and no result, skipped ({e})")
-    entry = _last_manifest_entry(run_dir)
+    entry = last_submission(run_dir)
     if entry:
         rec["job_id"] = entry.get("job_id")
         rec.setdefault("backend", entry.get("backend"))
         rec["submitted_at"] = entry.get("submitted_at")
     rec["status"], rec["reason"] = _backend_state(entry, run_dir, job_state)
-    if rec["status"] not in ("pending", "running") and os.path.exists(os.path.join(run_dir, RESULT_FILE)):
+    if rec["status"] not in LIVE_STATES and os.path.exists(os.path.join(run_dir, RESULT_FILE)):
         # the job ended between our look for result.json and the backend's answer: read what it wrote
         return read_run(run_dir, job_state, None)
     return rec, None
@@ -254,7 +227,7 @@ def collect(paths: Iterable[str | os.PathLike], job_state: Callable | None | boo
     for m in manifest_dirs:
         if m in found:
             continue
-        for line in _manifest_lines(m):
+        for line in read_manifest(m):
             rd = line.get("run_dir")
             if not rd:
                 continue
@@ -283,19 +256,3 @@ def collect(paths: Iterable[str | os.PathLike], job_state: Callable | None | boo
                 problems.append(problem)
     return records, problems
 
-
-def _manifest_lines(directory: str) -> list[dict]:
-    try:
-        with open(os.path.join(directory, MANIFEST_FILE), "rb") as f:
-            raw = f.read().splitlines()
-    except OSError:
-        return []
-    out = []
-    for line in raw:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict):
-            out.append(entry)
-    return out

@@ -17,6 +17,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from ..rundir import FINAL_STATES
 from . import stats
 
 DEFAULT_DB = os.path.join("outputs", "history.sqlite")
@@ -37,8 +38,6 @@ CREATE INDEX IF NOT EXISTS results_row ON results (impl, hardware, finished_at);
 _COLS = ("impl", "label", "hardware", "recipe_hash", "scale", "status", "throughput", "error_bound", "reference",
          "reference_hardware", "tolerance", "gpus", "gpu_model", "driver", "commit", "started_at", "finished_at",
          "run_dir", "job_id")
-
-FINAL = ("ok", "failed", "incomplete", "timeout", "cancelled")
 
 
 def connect(db: str | os.PathLike) -> sqlite3.Connection:
@@ -73,7 +72,7 @@ def append(db: str | os.PathLike, records: Iterable[dict]) -> int:
     Keys already stored are skipped before any serialising, so re-gathering a big tree stays cheap;
     INSERT OR IGNORE still guards against a concurrent writer.
     """
-    final = [rec for rec in records if rec.get("source") == "result" and rec.get("status") in FINAL]
+    final = [rec for rec in records if rec.get("source") == "result" and rec.get("status") in FINAL_STATES]
     if not final:
         return 0
     con = connect(db)

@@ -38,8 +38,6 @@ OLYMPIC_MIN = 5
 EDGE_EPS = 1e-9
 RECENT = 5
 
-VERDICTS = ("reproduced", "faster", "slower", "n/a")
-
 
 def olympic_mean(values: Sequence[float]) -> float | None:
     """Mean without one lowest and one highest value; None below OLYMPIC_MIN values."""

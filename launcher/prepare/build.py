@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable, TextIO, Union
 
-from ..result import atomic_write_json, now_iso
+from ..rundir import atomic_write_json, now_iso
 from ..spec import JobSpec
 from .environment import wrap_command
 from .errors import BuildError

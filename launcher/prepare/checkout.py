@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..result import atomic_write_json, now_iso
+from ..rundir import atomic_write_json, now_iso
 from ..spec import JobSpec
 from .errors import GitError
 from .git import discard, ensure_mirror, git, locked, normalize_repo, repo_key, resolve_commit

@@ -26,7 +26,7 @@ KINDS = ("host", "venv", "conda", "container")
 RUNTIMES = ("apptainer", "singularity", "pyxis")
 
 
-class EnvironmentError_(ValueError):
+class EnvironmentSpecError(ValueError):
     """A row's environment spec that cannot be used (names the key and the allowed values)."""
 
 
@@ -120,18 +120,18 @@ _CLASSES = {"host": Environment, "venv": Venv, "conda": Conda, "container": Cont
 
 
 def environment_for(spec: JobSpec) -> Environment:
-    """The Environment for SPEC's `environment` dict; raises EnvironmentError_ on an unusable spec."""
+    """The Environment for SPEC's `environment` dict; raises EnvironmentSpecError on an unusable spec."""
     env: dict[str, Any] = dict(spec.environment or {})
     kind = env.get("kind") or "host"
     if kind not in _CLASSES:
-        raise EnvironmentError_(f"impl.environment.kind={kind!r} for {spec.impl}; use one of {', '.join(KINDS)}")
+        raise EnvironmentSpecError(f"impl.environment.kind={kind!r} for {spec.impl}; use one of {', '.join(KINDS)}")
     path = env.get("path")
     if kind != "host" and not path:
         what = {"venv": "the venv directory", "conda": "the env name or prefix", "container": "the image"}[kind]
-        raise EnvironmentError_(f"impl.environment.kind={kind} for {spec.impl} needs impl.environment.path ({what})")
+        raise EnvironmentSpecError(f"impl.environment.kind={kind} for {spec.impl} needs impl.environment.path ({what})")
     runtime = env.get("runtime") or "apptainer"
     if kind == "container" and runtime not in RUNTIMES:
-        raise EnvironmentError_(f"impl.environment.runtime={runtime!r} for {spec.impl}; use one of {', '.join(RUNTIMES)}")
+        raise EnvironmentSpecError(f"impl.environment.runtime={runtime!r} for {spec.impl}; use one of {', '.join(RUNTIMES)}")
     return _CLASSES[kind](spec=spec, kind=kind, path=path, runtime=runtime)
 
 
@@ -146,7 +146,7 @@ def environment_problems(spec: JobSpec) -> list[str]:
     cannot be checked here and are not reported."""
     try:
         env = environment_for(spec)
-    except EnvironmentError_ as exc:
+    except EnvironmentSpecError as exc:
         return [str(exc)]
     problems = []
     if env.kind == "venv" and not (Path(env.path) / "bin" / "activate").is_file():

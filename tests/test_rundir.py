@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from launcher.result import CorruptResult, Result, read_result, write_result
+from launcher.rundir import CorruptResult, Result, read_result, write_result
 
 
 def ok_result(**kw):
@@ -55,7 +55,7 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
 
 WRITER = """
 import sys
-from launcher.result import Result, write_result
+from launcher.rundir import Result, write_result
 i = 0
 while True:
     i += 1

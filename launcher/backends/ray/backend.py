@@ -1,0 +1,353 @@
+"""The Ray backend: every row becomes one Ray job, submitted through the Jobs API (`ray.job_submission`).
+
+Why the Jobs API rather than Ray tasks: a job is a shell command that runs on a node of the cluster with
+reserved resources, survives the submitting process (`wait=false`, re-attach later from any shell), and
+has a status the cluster keeps, which is exactly the contract the other backends have. Each job runs
+the one node entry point, `python -m launcher.node RUN_DIR`, so a row behaves the same as anywhere else.
+
+Resources. The entrypoint reserves the row's GPUs (`entrypoint_num_gpus=spec.gpus`) so two 8-GPU rows
+never share a node's GPUs (Ray runs them one after the other), and the row's CPUs
+(`entrypoint_num_cpus=spec.cpus`: data loaders and the row's own rank processes need them on a real
+cluster). Memory is not reserved: `hardware.mem_gb` describes the machine, not the row's need, and Ray's
+`memory` resource is only a fraction of a node's RAM, so asking for it would leave the job pending forever.
+
+How the launcher's code reaches the node (pick one):
+  * shared filesystem (the default, as on most GPU clusters): the node runs the same Python interpreter
+    path as the submit host (`sys.executable`), and when the launcher is not installed into that
+    environment (a source checkout) the job's runtime_env gets `PYTHONPATH=<the checkout>`. Run
+    directories must be on the shared filesystem too (the node reads spec.json and writes result.json).
+  * a runtime_env that ships or installs it: `backend.runtime_env={working_dir: ., ...}` or
+    `py_modules`, `pip`, `conda`, `uv`, `py_executable`, `container`/`image_uri`; the launcher then
+    leaves PYTHONPATH alone and, when the runtime_env brings its own Python, runs `python` from its PATH.
+
+Time limits. Ray jobs have none, so the node entry point enforces `spec.time_limit_min` itself and
+writes `status: timeout`; as a backstop against a node that cannot (hung, SIGKILLed children), `state()`
+stops a job still running `TIMEOUT_GRACE_S` past its limit and reports it as `timeout`.
+
+No address (the embedded default): a Ray head is started for the session (head.py) and stopped by
+`close()` once the launcher has waited for the rows. `wait=false` is refused without an address: the
+embedded head is the launcher's child and its jobs die with it, so "submit and come back later" needs
+a head that outlives the launcher (`ray start --head`, or `.ci/services/ray.sh start`) passed as
+`backend.address`.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
+
+from ... import PACKAGE_DIR
+from ...rundir import RESULT_FILE, read_status
+from ...spec import JobSpec
+from ..base import Backend, BackendConfig, JobState
+from .head import (STOP_WAIT_S, RayBackendError, jobs_api_answers, node_resources, record_session_job, session_address,
+                   session_head, start_session_head, stop_session_head)
+
+#: a running job this long past its time limit is stopped by `state()` (the node should have ended it)
+TIMEOUT_GRACE_S = 120
+#: runtime_env keys that bring their own Python (so the entrypoint runs `python` from the job's PATH)
+_OWN_PYTHON_KEYS = ("pip", "conda", "uv", "py_executable", "container", "image_uri")
+#: runtime_env keys that ship the launcher's code to the node (so PYTHONPATH is left alone)
+_SHIPS_CODE_KEYS = ("working_dir", "py_modules")
+
+# Ray's job states -> ours
+_RAY_STATES = {"PENDING": "pending", "RUNNING": "running", "SUCCEEDED": "ok", "FAILED": "failed",
+               "STOPPED": "cancelled"}
+
+
+@dataclass
+class RayConfig(BackendConfig):
+    """conf/backend/ray.yaml: which cluster, and what each job's runtime_env adds."""
+
+    name: str = "ray"
+    address: Optional[str] = None  # http://head:8265; None starts a local head for the session
+    runtime_env: Dict[str, Any] = field(default_factory=dict)
+
+
+def _ray_env() -> None:
+    """Client-side settings: no usage-stats prompt or upload, no auth token on a plain local head."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+def _orphan_state(job_id: str) -> JobState:
+    """A job of an ended session head with no result: the head (and the job) ended with its launcher."""
+    return JobState("failed", f"job {job_id} ran on the Ray head of a launcher session that has ended "
+                              "(backend.address was unset), and the row wrote no result; rerun it")
+
+
+class RayBackend(Backend):
+    """Submits rows as Ray jobs to `config.address`, or to this process's session head.
+
+    `wait=False` without an address is refused before anything is submitted: the session head's jobs
+    die with the launcher.
+    """
+
+    name = "ray"
+    Config = RayConfig
+    config: RayConfig
+
+    def __init__(self, config: Mapping[str, Any] | BackendConfig | None = None, *, wait: bool = True) -> None:
+        super().__init__(config, wait=wait)
+        self.config_address: str | None = self.config.address or None
+        self.runtime_env: dict[str, Any] = dict(self.config.runtime_env or {})
+        if self.config_address is None and not self.wait:
+            raise RayBackendError(
+                "backend=ray with wait=false needs backend.address: without one the launcher starts a Ray "
+                "head for this session only, and its jobs would die with it when the launcher returns. "
+                "Start a head that outlives the launcher (`ray start --head --dashboard-host=127.0.0.1`, "
+                "or .ci/services/ray.sh start) and pass backend.address=http://127.0.0.1:8265, or use wait=true.")
+        self._client = None
+        self._client_address: str | None = None
+        _ray_env()
+
+    # -- connection
+
+    @property
+    def address(self) -> str | None:
+        """The Jobs API in use: the configured one, else the session head's (None when none runs)."""
+        if self.config_address:
+            return self.config_address
+        head = session_head()
+        return head.address if head is not None else None
+
+    @property
+    def embedded(self) -> bool:
+        return self.config_address is None
+
+    def connect(self, start: bool = False, run_dir: str | Path | None = None):
+        """The Jobs API client, or None when the row's session head is gone.
+
+        Only submission may start the session head (`start=True`): reading a state must never start a
+        cluster. Another process (`python -m launcher.gather` while the launcher still waits) finds a
+        live session head through the row's SESSION_FILE.
+        """
+        address = self.address
+        if self.embedded and session_head() is None:
+            if start:
+                address = start_session_head().address
+            else:
+                address = session_address(run_dir)
+                if address is None:
+                    return None
+        if self._client is None or self._client_address != address:
+            from ray.job_submission import JobSubmissionClient
+
+            if self.config_address and not jobs_api_answers(address):
+                raise RayBackendError(
+                    f"no Ray Jobs API answers at backend.address={address}. Is the head running "
+                    "(`ray status`), with its dashboard on (`ray start --head --include-dashboard=true "
+                    "--dashboard-host=0.0.0.0`) and that port reachable from here? Leave backend.address "
+                    "unset to start a local head for this session (wait=true).")
+            try:
+                self._client = JobSubmissionClient(address)
+            except Exception as e:  # ConnectionError, RuntimeError from the SDK
+                raise RayBackendError(f"cannot connect to the Ray Jobs API at {address}: {e}") from e
+            self._client_address = address
+        return self._client
+
+    def close(self) -> None:
+        """End this process's session head, if one runs (a head given by address is left alone).
+
+        Jobs still unfinished on it are stopped through the Jobs API first, so each node gets SIGTERM
+        and writes a `cancelled` result and each row's whole process tree ends (killing the head alone
+        would orphan a row's command). Also runs at interpreter exit.
+        """
+        self._client = None
+        if self.embedded:
+            stop_session_head()
+
+    # -- submit
+
+    def describe(self, spec: JobSpec) -> list[str]:
+        where = self.config_address or "a local Ray head started for this session"
+        return [f"ray (Jobs API at {where}): entrypoint_num_gpus={spec.gpus} entrypoint_num_cpus={spec.cpus}",
+                f"ray entrypoint:  {self.entrypoint(spec)}"]
+
+    def entrypoint(self, spec: JobSpec) -> str:
+        run_dir = str(Path(spec.run_dir).resolve())
+        python = "python" if any(k in self.runtime_env for k in _OWN_PYTHON_KEYS) else sys.executable
+        # cd into the run dir unless the runtime_env ships the code as the job's working dir: `python -m`
+        # puts the cwd first on sys.path, and the head's own cwd could hold a different launcher checkout
+        cd = "" if "working_dir" in self.runtime_env else f"cd {shlex.quote(run_dir)} && "
+        return f"{cd}exec {shlex.quote(python)} -m launcher.node {shlex.quote(run_dir)}"
+
+    def job_runtime_env(self) -> dict[str, Any]:
+        """The configured runtime_env plus what the shared-filesystem default needs."""
+        env = {k: v for k, v in self.runtime_env.items()}
+        env_vars = dict(env.get("env_vars") or {})
+        if not any(k in env for k in _SHIPS_CODE_KEYS) and not _installed_site_wide():
+            checkout = str(PACKAGE_DIR.parent)
+            env_vars["PYTHONPATH"] = os.pathsep.join(p for p in (checkout, env_vars.get("PYTHONPATH")) if p)
+        env_vars.setdefault("RAY_JOB_STOP_WAIT_TIME_S", str(STOP_WAIT_S))
+        env_vars.setdefault("PYTHONUNBUFFERED", "1")
+        env["env_vars"] = {k: str(v) for k, v in env_vars.items()}
+        return env
+
+    def check(self, specs: Sequence[JobSpec]) -> list[str]:
+        """Before anything is queued: can some node of the cluster ever hold each row?
+
+        On the embedded head (one node, nothing to add) a row that cannot fit is an error; on a
+        cluster given by address it is a warning, since an autoscaler may add a node that fits.
+        Returns the warnings.
+        """
+        nodes = self._node_resources()
+        problems = []
+        for spec in specs:
+            if nodes is None:
+                break
+            if not any(n.get("GPU", 0) >= spec.gpus and n.get("CPU", 0) >= spec.cpus for n in nodes):
+                have = ", ".join(f"{int(n.get('GPU', 0))} GPUs/{int(n.get('CPU', 0))} CPUs" for n in nodes) or "none"
+                problems.append(f"row {spec.impl}: needs one node with {spec.gpus} GPUs and {spec.cpus} CPUs; "
+                                f"the Ray cluster at {self.address} has nodes with {have}")
+        if problems and self.embedded:  # one node, nothing will join
+            raise RayBackendError("; ".join(problems) + ". Pick a smaller hardware config (hardware=local) or "
+                                  "pass backend.address of a cluster that has such a node.")
+        for p in problems:
+            print(f"[ray] warning: {p}; the job stays pending until a node that fits joins", file=sys.stderr)
+        return problems
+
+    def _node_resources(self) -> list[dict[str, float]] | None:
+        try:
+            return node_resources(self.address)
+        except Exception as e:  # the state API is optional for submission
+            print(f"[ray] warning: could not list the cluster's nodes ({e}); not checking resources", file=sys.stderr)
+            return None
+
+    def _submit(self, specs: list[JobSpec]) -> Iterator[tuple[JobSpec, str]]:
+        client = self.connect(start=True)
+        self.check(specs)
+        for spec in specs:
+            submission_id = f"launcher-{spec.impl}-{uuid.uuid4().hex[:10]}"
+            runtime_env = self.job_runtime_env()
+            # the node records where it ran (result.json's job_id), as SLURM_JOB_ID tells it on Slurm
+            runtime_env["env_vars"].update(LAUNCHER_JOB_ID=submission_id, LAUNCHER_BACKEND=self.name)
+            job_id = client.submit_job(
+                entrypoint=self.entrypoint(spec),
+                submission_id=submission_id,
+                runtime_env=runtime_env,
+                entrypoint_num_gpus=spec.gpus,
+                entrypoint_num_cpus=spec.cpus,
+                metadata={"launcher_impl": spec.impl, "launcher_hardware": spec.hardware,
+                          "launcher_run_dir": str(Path(spec.run_dir).resolve()),
+                          "launcher_time_limit_min": str(spec.time_limit_min)},
+            )
+            if self.embedded:
+                record_session_job(spec.run_dir, job_id)
+            yield spec, job_id
+
+    # -- state
+
+    def _job_info(self, job_id: str, run_dir: str | Path | None) -> tuple[Any, JobState | None]:
+        """(Ray's record of the job, None), or (None, what to say instead when there is no record to read)."""
+        try:
+            client = self.connect(run_dir=run_dir)
+            if client is None:  # submitted to a session head of a launcher that has ended
+                return None, _orphan_state(job_id)
+            return client.get_job_info(job_id), None
+        except RayBackendError as e:  # the head does not answer
+            return None, JobState("unknown", str(e))
+        except Exception as e:  # the SDK raises RuntimeError for an unknown job id
+            if "does not exist" in str(e) or "404" in str(e):
+                return None, JobState("failed", f"the Ray cluster at {self.address} has no record of job {job_id} "
+                                                "(its head was restarted, so the job died with it) and the row "
+                                                "wrote no result")
+            return None, JobState("unknown", f"cannot read job {job_id} from {self.address}: {e}")
+
+    def _settled(self, job_id: str, run_dir: str | Path | None, own: JobState) -> JobState:
+        """A `cancelled` result of a job our backstop stopped past its time limit is a timeout."""
+        if own.state != "cancelled":
+            return own
+        info, _ = self._job_info(job_id, run_dir)
+        if info is not None and _ours(info) == "cancelled" and _overran(info, run_dir):
+            return JobState("timeout", _overran_reason(info))
+        return own
+
+    def _scheduler_state(self, job_id: str, run_dir: str | Path | None) -> JobState:
+        info, instead = self._job_info(job_id, run_dir)
+        if info is None:
+            return instead  # type: ignore[return-value]
+        ours, message = _ours(info), info.message or None
+        if ours == "pending":
+            return JobState("pending", message)
+        if ours == "running":
+            return self._running(job_id, info, run_dir, message)
+        if ours == "cancelled":
+            if _overran(info, run_dir):
+                return JobState("timeout", _overran_reason(info))
+            return JobState("cancelled", message or "stopped through the Ray Jobs API")
+        if ours == "ok":
+            return JobState("failed", f"the Ray job succeeded but the row wrote no {RESULT_FILE} in {run_dir}")
+        return JobState(ours, message)
+
+    def _running(self, job_id: str, info, run_dir: str | Path | None, message: str | None) -> JobState:
+        limit_s = _time_limit_s(info)
+        started = _node_started(run_dir)
+        if limit_s is not None and started is not None:
+            elapsed = time.time() - started
+            if elapsed > limit_s + TIMEOUT_GRACE_S:
+                try:
+                    self.connect(run_dir=run_dir).stop_job(job_id)
+                except Exception:  # already ending
+                    pass
+                return JobState("timeout", f"still running {elapsed / 60:.1f} min after its start, past its time "
+                                           f"limit of {limit_s / 60:.0f} min; stopped by the launcher")
+        return JobState("running", message)
+
+    def cancel(self, job_id: str) -> None:
+        client = self.connect()
+        if client is None:  # its session head is gone, and the job ended with it
+            return
+        client.stop_job(job_id)
+
+
+def _ours(info) -> str:
+    """Ray's state of a job as ours (`unknown` for a state Ray adds later)."""
+    return _RAY_STATES.get(str(getattr(info.status, "value", info.status)), "unknown")
+
+
+def _installed_site_wide() -> bool:
+    """Whether the launcher is imported from an installed distribution (so the node's Python finds it)."""
+    parts = PACKAGE_DIR.parts
+    return "site-packages" in parts or "dist-packages" in parts
+
+
+def _time_limit_s(info) -> float | None:
+    try:
+        return float((info.metadata or {})["launcher_time_limit_min"]) * 60
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _node_started(run_dir: str | Path | None) -> float | None:
+    """When the node entry point started the row (status.json), as a POSIX time; None if it has not.
+
+    Ray's own start time counts the time a job waited for resources, which is no part of its limit.
+    """
+    if run_dir is None:
+        return None
+    try:
+        return datetime.fromisoformat(str(read_status(run_dir)["started_at"]).replace("Z", "+00:00")).timestamp()
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _overran(info, run_dir: str | Path | None) -> bool:
+    """Whether a stopped job had run past its time limit (plus the grace) when it was stopped."""
+    limit_s, started = _time_limit_s(info), _node_started(run_dir)
+    if limit_s is None or started is None:
+        return False
+    end = (info.end_time / 1000) if info.end_time else time.time()
+    return end - started > limit_s + TIMEOUT_GRACE_S
+
+
+def _overran_reason(info) -> str:
+    limit_s = _time_limit_s(info) or 0
+    return f"ran past its time limit of {limit_s / 60:.0f} min and was stopped"

@@ -1,0 +1,247 @@
+"""The Ray head a launcher session starts when no `backend.address` is given, and the Jobs API probe.
+
+No address (the embedded default): a Ray head is started for the session on free ports in its own
+temporary directory (`EmbeddedHead`) and stopped by `RayBackend.close()` (or at interpreter exit)
+once the launcher has waited for the rows. Every backend object of the process without an address
+shares that one head (the one that submits and the one that follows); another process (a `gather`
+while the launcher still waits) finds it through the row's SESSION_FILE.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ...process import group_alive, stop_group
+from ...rundir import atomic_write_json
+from ..base import BackendError
+
+#: how long Ray lets a stopped job's processes finish after SIGTERM (the node writes its result then)
+STOP_WAIT_S = 30
+#: in a run dir submitted to a session head: where that head listens while its launcher runs
+SESSION_FILE = "ray-session.json"
+
+
+class RayBackendError(BackendError):
+    """The Ray backend cannot do what was asked; the message names the problem and the way out."""
+
+
+# ---------------------------------------------------------------- the embedded head
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def jobs_api_answers(address: str, timeout: float = 3.0) -> bool:
+    """True when a Ray Jobs API answers at `address` (GET /api/jobs/ lists the jobs)."""
+    try:
+        with urllib.request.urlopen(address.rstrip("/") + "/api/jobs/", timeout=timeout) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+class EmbeddedHead:
+    """A single-node Ray head started for one launcher session, stopped when the session ends.
+
+    It runs `ray start --head --block` as the leader of its own process group: Ray ties the head's
+    processes to that command (they die with it), and `stop()` signals exactly that group, never
+    `ray stop`, which kills every Ray process on the machine by name (other heads included).
+    Every port is chosen free, and its temporary directory is its own, so it coexists with any other
+    Ray on the machine.
+    """
+
+    def __init__(self, num_cpus: int | None = None, num_gpus: int | None = None, start_timeout_s: float = 120):
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
+        self.start_timeout_s = start_timeout_s
+        self.proc: subprocess.Popen | None = None
+        self.address: str | None = None
+        self.tmpdir: str | None = None
+        self.log_path: str | None = None
+        self.jobs: list[str] = []  # submitted to it, stopped before it stops
+
+    def start(self) -> str:
+        # a short path: Ray puts unix sockets in it (108-byte limit)
+        self.tmpdir = tempfile.mkdtemp(prefix="lx-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+        self.log_path = os.path.join(self.tmpdir, "head.log")
+        dashboard_port = _free_port()
+        ports = {"--port": _free_port(), "--dashboard-port": dashboard_port,
+                 "--ray-client-server-port": _free_port(), "--dashboard-agent-listen-port": _free_port(),
+                 "--dashboard-agent-grpc-port": _free_port(), "--runtime-env-agent-port": _free_port(),
+                 "--metrics-export-port": _free_port(), "--node-manager-port": _free_port(),
+                 "--object-manager-port": _free_port()}
+        ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+        cmd = [ray_bin if os.path.exists(ray_bin) else "ray", "start", "--head", "--block",
+               "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--temp-dir={self.tmpdir}",
+               "--disable-usage-stats", f"--object-store-memory={256 * 2**20}"]
+        cmd += [f"{k}={v}" for k, v in ports.items()]
+        if self.num_cpus is not None:
+            cmd.append(f"--num-cpus={self.num_cpus}")
+        if self.num_gpus is not None:
+            cmd.append(f"--num-gpus={self.num_gpus}")
+        env = dict(os.environ, RAY_TMPDIR=self.tmpdir, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=env, cwd=self.tmpdir, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
+        self.address = f"http://127.0.0.1:{dashboard_port}"
+        deadline = time.monotonic() + self.start_timeout_s
+        while not jobs_api_answers(self.address, timeout=2):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = self._log_tail()
+                self.stop(keep_files=True)  # its log explains the failure
+                raise RayBackendError(
+                    f"could not start a local Ray head (log: {self.log_path}):\n{tail}\n"
+                    "Start one yourself (`ray start --head --dashboard-host=127.0.0.1`) and pass "
+                    "backend.address=http://127.0.0.1:8265")
+            time.sleep(0.5)
+        # the Jobs API answers before the raylet has registered the node's resources
+        while not self.node_resources():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = self._log_tail()
+                self.stop(keep_files=True)  # its log explains the failure
+                raise RayBackendError(f"the local Ray head started but reported no node (log: {self.log_path}):\n{tail}")
+            time.sleep(0.5)
+        return self.address
+
+    def node_resources(self) -> list[dict[str, float]]:
+        return node_resources(self.address)
+
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(Path(self.log_path).read_text(errors="replace").splitlines()[-lines:])
+        except (OSError, TypeError):
+            return "(no log)"
+
+    def stop(self, timeout_s: float = 3, keep_files: bool = False) -> None:
+        """SIGTERM the head's process group, SIGKILL what is left after `timeout_s`.
+
+        `ray start --block` itself ignores SIGTERM and its GCS and raylet take ~10 s to act on it, so
+        the group is SIGKILLed soon after, as `ray stop --force` would; the jobs' own processes (in
+        sessions of their own) are killed by their supervisors' watchers when the raylet goes.
+        """
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        pgid = proc.pid  # start_new_session: the group id is the leader's pid
+        stop_group(pgid, timeout_s, lambda: not group_alive(pgid), kill_wait_s=5)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILLed above
+            pass
+        if not keep_files and self.tmpdir:  # session logs and sockets: tens of MB per head
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+def node_resources(address: str) -> list[dict[str, float]]:
+    """Total resources of each alive node of the cluster whose dashboard is at `address`."""
+    from ray.util.state import list_nodes
+
+    return [dict(n.resources_total or {}) for n in list_nodes(address=address, detail=True) if n.state == "ALIVE"]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the launcher dies (even by SIGKILL), so a crashed
+    launcher leaves no head behind; Ray ties the head's own processes to `ray start --block`."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: atexit still stops it
+        pass
+
+
+# ---------------------------------------------------------------- the session head
+
+#: the embedded head of this process, shared by every RayBackend without an address (the one that
+#: submits and the one that follows), so a session never starts two
+_SESSION: EmbeddedHead | None = None
+
+
+def start_session_head() -> EmbeddedHead:
+    global _SESSION
+    head = EmbeddedHead()
+    head.start()
+    _SESSION = head
+    atexit.register(stop_session_head)  # never leave a session's head behind
+    print(f"[ray] started a local Ray head for this session at {head.address} (log {head.log_path}); "
+          "it stops when the launcher ends", file=sys.stderr)
+    return head
+
+
+def session_head() -> EmbeddedHead | None:
+    """This process's session head, if one runs."""
+    return _SESSION
+
+
+def record_session_job(run_dir: str | Path, job_id: str) -> None:
+    """A job submitted to the session head: stopped before the head stops, and noted in its run dir
+    (SESSION_FILE) so another process (`gather` while this launcher waits) finds the head."""
+    if _SESSION is None:
+        return
+    _SESSION.jobs.append(job_id)
+    atomic_write_json(Path(run_dir) / SESSION_FILE, {"address": _SESSION.address, "launcher_pid": os.getpid(),
+                                                      "host": socket.gethostname(), "job_id": job_id})
+
+
+def stop_session_head() -> None:
+    """Stop this process's session head after stopping its unfinished jobs (see RayBackend.close)."""
+    global _SESSION
+    head, _SESSION = _SESSION, None
+    if head is None:
+        return
+    try:
+        _stop_jobs(head)
+    finally:
+        head.stop()
+
+
+def _stop_jobs(head: EmbeddedHead) -> None:
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        client = JobSubmissionClient(head.address)
+        live = [j for j in head.jobs if not client.get_job_status(j).is_terminal()]
+        if live:
+            print(f"[ray] the session's Ray head stops with the launcher: stopping {len(live)} unfinished "
+                  "job(s) (their rows end cancelled); pass backend.address to keep jobs beyond the launcher",
+                  file=sys.stderr)
+        for j in live:
+            client.stop_job(j)
+        deadline = time.monotonic() + STOP_WAIT_S + 10
+        while live and time.monotonic() < deadline:
+            time.sleep(0.5)
+            live = [j for j in live if not client.get_job_status(j).is_terminal()]
+    except Exception as e:  # the head is already going: nothing more to stop through it
+        print(f"[ray] could not stop the session's jobs cleanly ({e})", file=sys.stderr)
+
+
+def session_address(run_dir: str | Path | None) -> str | None:
+    """The address of the live session head a row was submitted to from another process, if any."""
+    if run_dir is None:
+        return None
+    try:
+        data = json.loads((Path(run_dir) / SESSION_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if data.get("host") != socket.gethostname():  # a session head listens on 127.0.0.1 of its own host
+        return None
+    address = data.get("address")
+    return address if address and jobs_api_answers(address, timeout=2) else None
+
+

@@ -1,0 +1,183 @@
+"""Submission to Slurm through submitit, and the state of a submitted row.
+
+* **One task per node.** Every seed row brings its own process launcher (`torch.distributed.launch`,
+  `dist_train.sh`, `mpirun -np 8`, one process driving all GPUs), so a job is one node, one task,
+  the row's GPUs as `--gres=gpu:N`; the row's command spawns its ranks. srun never multiplies them.
+* **Arrays.** The rows of one `submit()` call that share resources go out as one job array
+  (`executor.batch()`), capped by `array_parallelism`; ids are `ARRAYID_INDEX`.
+* **Honest states.** `state()` believes the node's `result.json` when it belongs to this job, and
+  adds the scheduler's reason when the node only saw a signal (who cancelled it, a time limit);
+  a row without a result gets its state from accounting (accounting.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+from ...rundir import Result
+from ...spec import JobSpec
+from ..base import Backend, BackendConfig, BackendError, JobState
+from .accounting import (ACTIVE_PENDING, ACTIVE_RUNNING, base_state, job_record, killed_by_signal, map_final,
+                         pending_state, slurm_command)
+from .job import PROJECT_ROOT, NodeCall, signal_delay_s, submitit_folder
+
+
+@dataclass
+class SlurmConfig(BackendConfig):
+    """conf/backend/slurm.yaml: where and how rows are queued (sbatch options)."""
+
+    name: str = "slurm"
+    partition: Optional[str] = None  # --partition
+    account: Optional[str] = None  # --account
+    qos: Optional[str] = None  # --qos
+    constraint: Optional[str] = None  # --constraint, e.g. volta32gb
+    exclusive: bool = False  # --exclusive: no other job on the node
+    array_parallelism: Optional[int] = None  # cap on rows of one sweep running at once
+    max_requeue: int = 2  # preemption requeues, bounded (a time limit never requeues)
+    additional_parameters: Dict[str, Any] = field(default_factory=dict)  # extra sbatch parameters
+    setup: List[str] = field(default_factory=list)  # shell lines run in the job before the node entry point
+    poll_s: float = 5.0  # how often a waiting launcher asks sacct
+
+
+class SlurmUnavailable(BackendError):
+    """The Slurm client commands are missing or the controller does not answer."""
+
+
+def check_slurm() -> None:
+    """Fail before queueing anything when Slurm cannot be reached, saying why and what to do."""
+    missing = [c for c in ("sbatch", "srun", "sacct", "squeue", "scancel") if shutil.which(c) is None]
+    if missing:
+        raise SlurmUnavailable(f"Slurm client commands not found: {', '.join(missing)}; run on a Slurm "
+                               "login node (or start the CI cluster: .ci/services/slurm.sh start)")
+    try:
+        p = slurm_command(["sinfo", "-h", "-o", "%P %a"], timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SlurmUnavailable(f"`sinfo` did not answer: {e}") from e
+    if p.returncode != 0:
+        conf = os.environ.get("SLURM_CONF", "the default slurm.conf")
+        raise SlurmUnavailable(f"the Slurm controller does not answer (`sinfo` failed with {conf}): "
+                               f"{p.stderr.strip()}; check SLURM_CONF or that slurmctld is up")
+
+
+class SlurmBackend(Backend):
+    name = "slurm"
+    Config = SlurmConfig
+    config: SlurmConfig
+
+    # -- resources ---------------------------------------------------------------------------------
+    def parameters(self, spec: JobSpec) -> dict[str, Any]:
+        """submitit SlurmExecutor parameters for one row: one node, one task, its GPUs, CPUs, memory, time."""
+        cfg: SlurmConfig = self.config.merged(spec.backend_config)  # type: ignore[assignment]
+        if spec.nodes != 1:
+            raise ValueError(f"row {spec.impl}: nodes={spec.nodes}, but the Slurm backend runs one-node rows "
+                             "(each seed row is one 8-GPU node); set hardware.nodes=1")
+        setup = [f"export PYTHONPATH={shlex.quote(str(PROJECT_ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}"]
+        setup += list(cfg.setup or [])
+        params: dict[str, Any] = {
+            "nodes": 1,
+            "ntasks_per_node": 1,  # the row's own launcher spawns its ranks
+            "cpus_per_task": max(1, int(spec.cpus)),
+            "time": int(spec.time_limit_min),
+            "signal_delay_s": signal_delay_s(spec.time_limit_min),
+            "setup": setup,
+        }
+        if spec.gpus:
+            params["gres"] = f"gpu:{int(spec.gpus)}"
+        if spec.mem_gb:
+            params["mem"] = f"{int(spec.mem_gb)}GB"
+        for key in ("partition", "account", "qos", "constraint"):
+            if getattr(cfg, key):
+                params[key] = str(getattr(cfg, key))
+        if cfg.exclusive:
+            params["exclusive"] = True
+        if cfg.array_parallelism:
+            params["array_parallelism"] = int(cfg.array_parallelism)
+        if cfg.additional_parameters:
+            params["additional_parameters"] = dict(cfg.additional_parameters)
+        return params
+
+    def describe(self, spec: JobSpec) -> list[str]:
+        params = {k: v for k, v in self.parameters(spec).items() if k != "setup"}
+        return [f"slurm (submitit): {' '.join(f'{k}={v}' for k, v in params.items())}",
+                "slurm job runs:  python -m launcher.node RUN_DIR (one task on one node)"]
+
+    def _node_call(self, spec: JobSpec) -> NodeCall:
+        cfg: SlurmConfig = self.config.merged(spec.backend_config)  # type: ignore[assignment]
+        return NodeCall(spec.time_limit_min, int(cfg.max_requeue))
+
+    # -- submit --------------------------------------------------------------------------------------
+    def _submit(self, specs: list[JobSpec]) -> Iterator[tuple[JobSpec, str]]:
+        """Rows with equal resources (and submitit folder) go out as one job array."""
+        import submitit
+
+        if not specs:
+            return
+        check_slurm()
+        groups: dict[str, list[JobSpec]] = {}
+        params_of: dict[str, tuple[Path, dict]] = {}
+        for spec in specs:
+            params = self.parameters(spec)
+            folder = submitit_folder(spec)
+            key = json.dumps([str(folder), params], sort_keys=True, default=str)
+            groups.setdefault(key, []).append(spec)
+            params_of[key] = (folder, params)
+        for key, members in groups.items():
+            folder, params = params_of[key]
+            first = members[0]
+            name = first.impl if len(members) == 1 else Path(first.sweep_dir or first.run_dir).name
+            # timeouts never requeue (max_num_timeout=0); preemption requeues are bounded by NodeCall
+            executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=0)
+            executor.update_parameters(**{**params, "job_name": f"launcher-{name}"})
+            jobs = []
+            with executor.batch():
+                for spec in members:
+                    jobs.append(executor.submit(self._node_call(spec), str(Path(spec.run_dir).resolve())))
+            for spec, job in zip(members, jobs):
+                yield spec, str(job.job_id)
+
+    # -- state ---------------------------------------------------------------------------------------
+    def _owns(self, result: Result, job_id: str) -> bool:
+        return not result.job_id or result.job_id == job_id  # else an earlier submission's, same run dir
+
+    def _settled(self, job_id: str, run_dir: str | Path | None, own: JobState) -> JobState:
+        rec = job_record(job_id)
+        if rec is None:
+            return own
+        base = base_state(rec)
+        if base in ACTIVE_PENDING:  # requeued: the result is the interrupted attempt's
+            return pending_state(job_id, rec)
+        # the node only saw a signal (or its command die of one); the scheduler knows why it came
+        signalled = own.state == "cancelled" or (own.state == "failed" and killed_by_signal(run_dir))
+        if base in ACTIVE_RUNNING:
+            if signalled:  # the job itself is still settling why (NodeCall: a time limit, a preemption)
+                return JobState("running", "ending after a signal; the node reported: "
+                                           + (own.reason or "").split("\n")[0])
+            return own  # sacct lags the controller by seconds: a result written meanwhile is the fresher word
+        if signalled:  # who cancelled, a time limit, a preemption
+            sched = map_final(rec, job_id, run_dir)
+            if sched.state in ("cancelled", "timeout"):
+                return JobState(sched.state, f"{sched.reason}; the node reported: {own.reason}")
+        return own
+
+    def _scheduler_state(self, job_id: str, run_dir: str | Path | None) -> JobState:
+        rec = job_record(job_id)
+        if rec is None:
+            return JobState("unknown", f"Slurm knows no job {job_id} (neither sacct nor squeue lists it)")
+        base = base_state(rec)
+        if base in ACTIVE_PENDING:
+            return pending_state(job_id, rec)
+        if base in ACTIVE_RUNNING:
+            return JobState("running", "suspended" if base == "SUSPENDED" else None)
+        return map_final(rec, job_id, run_dir)
+
+    def cancel(self, job_id: str) -> None:
+        p = slurm_command(["scancel", str(job_id)])
+        if p.returncode != 0:
+            raise RuntimeError(f"scancel {job_id} failed: {p.stderr.strip() or p.stdout.strip()}")

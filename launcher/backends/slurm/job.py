@@ -1,0 +1,182 @@
+"""What runs inside a Slurm job: the node entry point under submitit, and the job's end on a signal.
+
+* **The same node entry point as every backend.** The submitit job runs `NodeCall`, which starts
+  `python -m launcher.node RUN_DIR` as a child process. A child (not `run_node` in-process) keeps
+  the node's own SIGTERM/SIGUSR2 handlers intact next to submitit's, and lets `NodeCall` stop the
+  node and settle its result when Slurm says the time is up or the job is preempted.
+* **Time limit vs preemption.** submitit asks Slurm for SIGUSR2 shortly before the time limit
+  (`--signal=USR2@N`); a preemption that lets the job checkpoint sends the same signal. `NodeCall.
+  checkpoint` tells them apart as submitit does (time used against time requested): a time limit
+  ends the row as `timeout` (running it again would run out of time again); a preemption requeues
+  it, at most `max_requeue` times, keeping the interrupted attempt's result as
+  `result.preempted-<n>.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ... import PACKAGE_DIR
+from ...process import stop_group
+from ...rundir import RESULT_FILE, CorruptResult, Result, now_iso, read_result, read_status, set_aside, write_result
+from ...spec import JobSpec
+
+#: the project root: put on the job's PYTHONPATH so the node can import `launcher` without installing it
+PROJECT_ROOT = PACKAGE_DIR.parent
+#: submitit's pickles and logs, in the sweep dir (or the run dir of a single row)
+SUBMITIT_DIR = ".submitit"
+
+
+def submitit_folder(spec: JobSpec) -> Path:
+    """One submitit folder per sweep (every row's pickles and logs), or per run for a single row."""
+    base = Path(spec.sweep_dir) if spec.sweep_dir else Path(spec.run_dir)
+    return base.resolve() / SUBMITIT_DIR / "%j"
+
+
+def submitit_log(run_dir: str | Path, job_id: str, stream: str = "err") -> Path | None:
+    """The submitit log of a job (stream 'out' or 'err'), where the node's output and errors land."""
+    try:
+        spec = JobSpec.load(run_dir)
+    except (OSError, ValueError, TypeError):
+        return None
+    folder = Path(str(submitit_folder(spec)).replace("%j", str(job_id)))
+    return folder / f"{job_id}_0_log.{stream}"
+
+
+def signal_delay_s(time_limit_min: int) -> int:
+    """Seconds before the time limit at which Slurm sends SIGUSR2 (submitit's `signal_delay_s`).
+
+    submitit's 90 s would fire at once in a job of a minute or two; a quarter of the limit (at least
+    15 s) keeps short jobs running for most of their time. Slurm may send it up to a minute early.
+    """
+    return int(min(90, max(15, time_limit_min * 60 // 4)))
+
+
+class NodeCall:
+    """What a Slurm job runs: the node entry point for one run dir, with submitit's checkpoint hook.
+
+    Picklable and stateless apart from how many times this row has been requeued after a preemption.
+    """
+
+    def __init__(self, time_limit_min: int, max_requeue: int, python: str | None = None,
+                 pythonpath: str | None = None, requeues: int = 0) -> None:
+        self.time_limit_min = int(time_limit_min)
+        self.max_requeue = int(max_requeue)
+        self.python = python or sys.executable
+        self.pythonpath = pythonpath or str(PROJECT_ROOT)
+        self.requeues = requeues
+        self._proc: subprocess.Popen | None = None
+        self._started = 0.0
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_proc"] = None  # a running child never travels in a pickle
+        return state
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        paths = [self.pythonpath] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        env["LAUNCHER_REQUEUES"] = str(self.requeues)
+        return env
+
+    def __call__(self, run_dir: str) -> str:
+        """Run the node entry point to its end; return the status it wrote in result.json."""
+        self._started = time.time()
+        # its own session: stopping it (checkpoint) reaches the row's whole process tree
+        self._proc = subprocess.Popen([self.python, "-m", "launcher.node", str(run_dir)], env=self._env(),
+                                      start_new_session=True)
+        # poll rather than wait(): submitit's SIGUSR2 handler may interrupt this loop, and a blocking
+        # Popen.wait() would hold the lock the handler needs to reap the child
+        while self._proc.poll() is None:
+            time.sleep(0.5)
+        code = self._proc.returncode
+        result = _own_result(run_dir)
+        if result is None:
+            raise RuntimeError(f"the node entry point exited with code {code} without writing "
+                               f"{Path(run_dir) / RESULT_FILE}; its output is in this job's submitit log")
+        signalled = result.status == "cancelled" or (result.status == "failed" and (result.returncode or 0) < 0)
+        if signalled and self._near_limit(margin_s=5):
+            # Slurm's SIGTERM at the time limit looks like a cancellation to the node (or, when the
+            # command got the signal first, like a command that died)
+            result = settle_result(run_dir, "timeout", self._timeout_reason())
+        return result.status
+
+    # -- submitit's hook: called on SIGUSR2 (time limit near, or preemption) ----------------------
+    def _timed_out(self) -> bool:
+        """submitit's own rule (SignalHandler.has_timed_out): past min(80 %, limit - 10 min) of the time.
+
+        So in a job of 10 min or less every SIGUSR2 counts as the time limit (and is never requeued),
+        as submitit itself would decide.
+        """
+        limit = self.time_limit_min * 60.0
+        return time.time() - self._started >= min(0.8 * limit, limit - 600.0)
+
+    def _near_limit(self, margin_s: float) -> bool:
+        """Whether the job ran to within `margin_s` of its time limit (Slurm's SIGTERM at the limit)."""
+        return time.time() - self._started + margin_s >= self.time_limit_min * 60.0
+
+    def _timeout_reason(self) -> str:
+        return (f"Slurm time limit of {self.time_limit_min} min reached (stopped after "
+                f"{time.time() - self._started:.0f} s on the scheduler's warning); raise hardware.time_limit_min")
+
+    def _stop_node(self, grace_s: float = 30.0) -> None:
+        """Ask the node to stop (it writes a 'cancelled' result), then make sure its tree is gone."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        stop_group(proc.pid, grace_s, lambda: proc.poll() is not None)
+
+    def checkpoint(self, run_dir: str) -> Any:
+        """submitit calls this on SIGUSR2: return a resubmission to requeue, None to end the job."""
+        from submitit.helpers import DelayedSubmission
+
+        timed_out = self._timed_out()
+        self._stop_node()
+        if timed_out:
+            settle_result(run_dir, "timeout", self._timeout_reason())
+            return None
+        if self.requeues >= self.max_requeue:
+            settle_result(run_dir, "cancelled", f"preempted after {self.requeues} requeue(s); "
+                                                f"max_requeue={self.max_requeue} reached, not requeued again")
+            return None
+        set_aside(run_dir, RESULT_FILE, f"result.preempted-{self.requeues + 1}.json")  # kept, not lost
+        again = NodeCall(self.time_limit_min, self.max_requeue, self.python, self.pythonpath, self.requeues + 1)
+        return DelayedSubmission(again, run_dir)
+
+
+def _own_result(run_dir: str | Path) -> Result | None:
+    try:
+        return read_result(Path(run_dir) / RESULT_FILE)
+    except CorruptResult:
+        return None
+
+
+def settle_result(run_dir: str | Path, status: str, reason: str) -> Result:
+    """Make result.json say `status` with `reason`, unless the row already ended `ok`.
+
+    The node's own words are kept after ours; a run with no result yet gets one built from its spec.
+    """
+    run_dir = Path(run_dir)
+    old = _own_result(run_dir)
+    if old is not None and old.status == "ok":
+        return old
+    if old is not None:
+        error = reason + (f"\nthe node reported: {old.error}" if old.error else "")
+        new = dataclasses.replace(old, status=status, error=error, throughput=None,
+                                  finished_at=old.finished_at or now_iso())
+    else:
+        from ...node import scheduler_job_id
+
+        spec = JobSpec.load(run_dir)
+        spec.run_dir = str(run_dir)
+        new = Result.for_spec(spec, status, error=reason, started_at=read_status(run_dir).get("started_at"),
+                              job_id=scheduler_job_id())
+    write_result(run_dir, new)
+    return new

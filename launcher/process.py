@@ -1,0 +1,77 @@
+"""Process groups: how every part of the launcher ends a process tree it started.
+
+A row's command, the node entry point inside a Slurm job and an embedded Ray head each run as the
+leader of their own process group (`start_new_session=True`), so one signal to the group reaches
+every rank, data loader or raylet they spawned. Ending one is always the same: SIGTERM, so the tree
+can write what it must (the node writes its result), then SIGKILL for whatever is left after a grace
+period.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Callable
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the process group `pgid` exists (an unreaped leader counts)."""
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - exists, not ours
+        return True
+
+
+def stop_group(pgid: int, grace_s: float, done: Callable[[], bool] | None = None, *,
+               kill_wait_s: float = 0.0, background: bool = False, poll_s: float = 0.2) -> None:
+    """SIGTERM the process group `pgid`; SIGKILL it if `done()` is not true within `grace_s`.
+
+    `done` defaults to "the group is gone"; pass `lambda: proc.poll() is not None` when the leader's
+    end is what counts. `kill_wait_s`: how long to wait for `done()` after SIGKILL. `background`:
+    send SIGTERM now and leave the waiting and the SIGKILL to a daemon thread (the caller goes on).
+    """
+    done = done or (lambda: not group_alive(pgid))
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+
+    def kill_after_grace() -> None:
+        if _wait(done, grace_s, poll_s):
+            return
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        _wait(done, kill_wait_s, poll_s)
+
+    if background:
+        threading.Thread(target=kill_after_grace, name=f"stop-group-{pgid}", daemon=True).start()
+    else:
+        kill_after_grace()
+
+
+def _wait(done: Callable[[], bool], timeout_s: float, poll_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if done():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)

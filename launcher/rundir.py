@@ -1,0 +1,267 @@
+"""The run directory: the one contract between the submit host, the node and the gatherer.
+
+Every row has its own directory; every stage talks to the others only through the files in it. This
+module is that contract in one place, so no other module spells a file name, a state or a file
+format:
+
+    spec.json        the JobSpec (launcher/spec.py), written by plan on the submit host
+    manifest.jsonl   one line per submission: row <-> backend <-> job id <-> run dir (backend)
+    status.json      the node's marker: `running` while it runs, its final state after
+    job.sh           the exact script the node ran
+    train.log        the row's output as captured
+    provenance.json  the machine as the job saw it
+    result.json      the `Result` below: the only place a throughput figure lives
+
+States: a node ends a row in one of `FINAL_STATES`; `LIVE_STATES` only ever come from a scheduler;
+`unknown` is what is said when neither the run dir nor the scheduler can tell.
+
+Writes that readers may race (status, result, spec) are atomic: temporary file in the same
+directory, fsync, rename, so a reader sees the old file or the whole new one, whatever kills the
+writer. Manifest lines are appended with one short write each (atomic under O_APPEND).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the spec module imports this one
+    from .spec import JobSpec
+
+# ---------------------------------------------------------------- the files
+
+SPEC_FILE = "spec.json"
+MANIFEST_FILE = "manifest.jsonl"
+STATUS_FILE = "status.json"
+JOB_SCRIPT = "job.sh"
+TRAIN_LOG = "train.log"
+PROVENANCE_FILE = "provenance.json"
+RESULT_FILE = "result.json"
+
+# ---------------------------------------------------------------- the states
+
+#: how a row can end; result.json's `status` is always one of these
+FINAL_STATES = ("ok", "failed", "incomplete", "timeout", "cancelled")
+#: a job the scheduler still holds (never written in result.json)
+LIVE_STATES = ("pending", "running")
+UNKNOWN = "unknown"
+#: every state a backend may report for a job
+JOB_STATES = LIVE_STATES + FINAL_STATES + (UNKNOWN,)
+
+RESULT_SCHEMA = 1
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` so that readers see either the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def set_aside(run_dir: str | os.PathLike, name: str, new_name: str) -> Path | None:
+    """Rename `name` in the run dir to `new_name`, out of a new attempt's way (nothing written is lost)."""
+    src = Path(run_dir) / name
+    if not src.exists():
+        return None
+    dst = src.with_name(new_name)
+    os.replace(src, dst)
+    return dst
+
+
+# ---------------------------------------------------------------- status.json: the node's marker
+
+
+def write_status(run_dir: str | os.PathLike, state: str, **fields: Any) -> None:
+    """The node's marker: `running` (with started_at, host, pid, job_id) while it runs, its final state after."""
+    atomic_write_json(Path(run_dir) / STATUS_FILE, {"state": state, **fields})
+
+
+def read_status(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The node's marker as a dict; {} when there is none or it cannot be read."""
+    try:
+        data = json.loads((Path(run_dir) / STATUS_FILE).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+# ---------------------------------------------------------------- manifest.jsonl
+
+
+def append_manifest(spec: "JobSpec", job_id: str | None) -> dict:
+    """Record row <-> backend <-> job id <-> run dir in the run dir and, for a sweep, the sweep dir."""
+    entry = {"impl": spec.impl, "hardware": spec.hardware, "backend": spec.backend, "job_id": job_id,
+             "run_dir": str(Path(spec.run_dir).resolve()), "submitted_at": now_iso()}
+    line = json.dumps(entry, sort_keys=True) + "\n"
+    dirs = [Path(spec.run_dir)]
+    if spec.sweep_dir:
+        dirs.append(Path(spec.sweep_dir))
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+        with open(d / MANIFEST_FILE, "a", encoding="utf-8") as f:  # one short write: atomic under O_APPEND
+            f.write(line)
+    return entry
+
+
+def read_manifest(directory: str | os.PathLike) -> list[dict]:
+    """Every manifest line of a run or sweep dir, oldest first ([] when there is none)."""
+    try:
+        raw = (Path(directory) / MANIFEST_FILE).read_bytes().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in raw:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a torn last line from a killed writer; the rest stays usable
+        if isinstance(entry, dict):
+            out.append(entry)
+    return out
+
+
+def last_submission(run_dir: str | os.PathLike) -> dict | None:
+    """The run dir's latest manifest line: the job that stands for the row now (a rerun supersedes)."""
+    entries = read_manifest(run_dir)
+    return entries[-1] if entries else None
+
+
+# ---------------------------------------------------------------- result.json
+
+
+class CorruptResult(ValueError):
+    """A result file that cannot be read as a result."""
+
+
+@dataclass
+class Result:
+    """result.json, schema 1 (docs/architecture.md lists every field)."""
+
+    impl: str
+    hardware: str
+    backend: str
+    status: str
+    label: str = ""
+    throughput: float | None = None
+    window: list[int] | None = None
+    window_requested: list[int] | None = None
+    images_per_iter: int | None = None
+    method: str | None = None
+    error_bound: float | None = None
+    error: str | None = None
+    reference: float | None = None
+    reference_hardware: str | None = None
+    tolerance: float | None = None
+    gpus: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    host: str | None = None
+    job_id: str | None = None
+    run_dir: str | None = None
+    repo: str | None = None
+    commit: str | None = None
+    recipe_hash: str | None = None
+    command: str | None = None
+    returncode: int | None = None
+    log_path: str | None = None
+    data: str | None = None
+    scale: str | None = None
+    mean_step_time: float | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    schema: int = RESULT_SCHEMA
+
+    def __post_init__(self) -> None:
+        if self.status not in FINAL_STATES:
+            raise ValueError(f"result status must be one of {FINAL_STATES}, not {self.status!r}")
+        if self.status == "ok" and not (self.throughput and self.throughput > 0):
+            raise ValueError("an ok result needs a positive throughput")
+        if self.status != "ok" and self.throughput is not None:
+            raise ValueError(f"a {self.status} result carries no throughput")
+
+    @classmethod
+    def for_spec(cls, spec: "JobSpec", status: str, **fields: Any) -> "Result":
+        """The result of the row `spec` describes: its identity from the spec, the outcome from `fields`.
+
+        The one way every writer (node, app, a scheduler settling a row) builds a result, so every
+        result names its row the same way. `host` defaults to this machine, `finished_at` to now."""
+        base: dict[str, Any] = dict(
+            impl=spec.impl, label=spec.label, hardware=spec.hardware, backend=spec.backend,
+            window_requested=list(spec.window), images_per_iter=spec.images_per_iter, reference=spec.reference,
+            reference_hardware=spec.reference_hardware, tolerance=spec.tolerance, gpus=spec.gpus,
+            run_dir=str(spec.run_dir), repo=spec.repo, commit=spec.commit_full or spec.commit,
+            recipe_hash=spec.recipe_hash, command=spec.command, scale=spec.scale,
+            host=socket.gethostname(), finished_at=now_iso())
+        base.update(fields)
+        return cls(status=status, **base)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Result":
+        """The result `data` describes; keys it does not know (a newer schema's) are left out."""
+        return cls(**{k: v for k, v in data.items() if k in _RESULT_FIELDS})
+
+
+_RESULT_FIELDS = frozenset(f.name for f in dataclasses.fields(Result))
+
+
+def write_result(run_dir: str | os.PathLike, result: Result) -> Path:
+    path = Path(run_dir) / RESULT_FILE
+    atomic_write_json(path, result.to_dict())
+    return path
+
+
+def read_result(path: str | os.PathLike) -> Result:
+    """Read a result file (or a run dir's); a corrupt or half-written one raises `CorruptResult` naming it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULT_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CorruptResult(f"{path}: not a readable result file ({e}); re-run the row or delete the file") from e
+    if not isinstance(data, dict):
+        raise CorruptResult(f"{path}: expected a JSON object, found {type(data).__name__}")
+    try:
+        return Result.from_dict(data)
+    except (TypeError, ValueError) as e:
+        raise CorruptResult(f"{path}: {e}") from e
