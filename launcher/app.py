@@ -54,6 +54,10 @@ def render_plan(spec: JobSpec, script: str | None) -> str:
         f"repository:      {spec.repo or '(none: runs from the launcher package)'}",
         f"commit:          {spec.commit or '-'}" + (f"  ({spec.commit_note})" if spec.commit_note else ""),
         "patches:         " + (", ".join(f"{p['name']} ({p['kind']})" for p in spec.patches) or "none"),
+        f"stack:           {spec.stack}" + (f"; compat patches: " + ", ".join(f"{p['name']} ({p['kind']})"
+                                                                          for p in spec.compat_patches)
+                                            if spec.compat_patches else "")
+        + (f"; BLOCKED: {spec.blocker}" if spec.blocker else ""),
         "env vars:        " + (" ".join(f"{k}={v}" for k, v in spec.env.items()) or "none"),
         f"working dir:     {spec.workdir}" + ("" if spec.repo else " (the run directory)"),
         f"command:         {spec.command}",
@@ -171,7 +175,8 @@ def task(cfg: DictConfig) -> int:
                                      images_per_iter=spec.images_per_iter, reference=spec.reference,
                                      reference_hardware=spec.reference_hardware, tolerance=spec.tolerance,
                                      started_at=now_iso(), finished_at=now_iso(), run_dir=str(run_dir),
-                                     repo=spec.repo, commit=spec.commit, command=spec.command, scale=spec.scale))
+                                     repo=spec.repo, commit=spec.commit, command=spec.command, scale=spec.scale,
+                                     stack=spec.stack))
         return _fail(f"{spec.impl}: prepare failed: {e}", 1)
     if cfg.prepare_only:
         print(f"prepared {spec.impl}: work tree {spec.exec_dir if spec.repo else '(none: no repository)'}\n"

@@ -103,7 +103,7 @@ def _script(spec: JobSpec) -> str:
 
 
 def _build(spec: JobSpec, echo: TextIO | None) -> None:
-    if spec.build:
+    if spec.build or (spec.environment or {}).get("managed"):  # a managed venv is made by build_once
         from .prepare import build_once
         build_once(spec, echo)
 
@@ -115,6 +115,8 @@ def measure(spec: JobSpec):
 
 
 def _data_kind(spec: JobSpec) -> str | None:
+    if spec.data_root and (Path(spec.data_root) / "LAUNCHER_SYNTHETIC.json").is_file():
+        return "synthetic"  # a COCO-format set made by `python -m launcher.data synth`, whatever the log calls it
     try:
         return parse.get_parser(spec.log_format).data_kind(parse.read_log(Path(spec.run_dir) / TRAIN_LOG))
     except (OSError, parse.ParseError):
@@ -133,7 +135,7 @@ def run_node(run_dir: str | Path, echo: TextIO | None = None) -> Result:
                 tolerance=spec.tolerance, gpus=spec.gpus, started_at=started, host=socket.gethostname(),
                 job_id=scheduler_job_id(), run_dir=str(run_dir), repo=spec.repo,
                 commit=spec.commit_full or spec.commit, recipe_hash=spec.recipe_hash,
-                command=spec.command, scale=spec.scale)
+                command=spec.command, scale=spec.scale, stack=spec.stack)
     atomic_write_json(run_dir / STATUS_FILE, {"state": "running", "started_at": started, "host": base["host"],
                                               "pid": os.getpid(), "job_id": base["job_id"]})
 

@@ -62,6 +62,7 @@ class Result:
     log_path: str | None = None
     data: str | None = None
     scale: str | None = None
+    stack: str | None = None  # seed | today (conf/stack/): which software the row's code ran on
     mean_step_time: float | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA

@@ -27,7 +27,8 @@ STATUS_FILE = "status.json"
 
 #: The spec fields a run without a result contributes to its row.
 SPEC_FIELDS = ("impl", "label", "hardware", "backend", "reference", "reference_hardware", "tolerance", "gpus",
-               "repo", "recipe_hash", "command", "scale", "images_per_iter", "window")
+               "repo", "recipe_hash", "command", "scale", "images_per_iter", "window",
+               "stack")
 
 
 @dataclass
