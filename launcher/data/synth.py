@@ -54,7 +54,7 @@ class SynthError(ValueError):
 
 @dataclass(frozen=True)
 class Params:
-    images: int = 16  # training images (train2017)
+    images: int = 100  # training images (train2017); mmdetection logs only inside an epoch: ~50 iterations at batch 2
     val_images: int = 4  # validation images (val2017 = minival2014)
     seed: int = 0
     max_instances: int = 20
