@@ -196,12 +196,14 @@ def _torchrun(gpus: Any) -> str:
 PLANNING: Dict[str, Optional[str]] = {"run_dir": None}
 
 
+RUN_DIR_UNPLANNED = "<run_dir>"
+
+
 def _run_dir() -> str:
     """`${lx.run_dir:}`: the run directory of the row being planned, so a row can point its own output
-    directory there (every run's log is its own). Known only while plan() resolves the config."""
-    if PLANNING["run_dir"] is None:
-        raise ValueError("${lx.run_dir:} is known only while a run is planned (launcher.plan.plan)")
-    return PLANNING["run_dir"]
+    directory there (every run's log is its own). Known only while plan() resolves the config; elsewhere
+    (`python -m launcher.parse` reading a row's defaults, `--cfg job --resolve`) it reads `<run_dir>`."""
+    return PLANNING["run_dir"] or RUN_DIR_UNPLANNED
 
 
 def register_resolvers() -> None:

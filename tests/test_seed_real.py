@@ -66,6 +66,7 @@ def test_detectron2_v012_runs_for_real_on_todays_stack(tmp_path):
     csrc = Path(spec["checkout_dir"]) / "detectron2" / "layers" / "csrc"
     assert ".scalar_type()" in (csrc / "ROIAlign" / "ROIAlign_cpu.cpp").read_text()
     assert not any(".type()" in p.read_text() for p in csrc.rglob("*") if p.is_file())
+    assert "ATen/cuda/Atomic.cuh" in (csrc / "deformable" / "deform_conv_cuda_kernel.cu").read_text()
     assert list(Path(spec["checkout_dir"], "detectron2").glob("_C*.so"))
     probe = subprocess.run([sys.executable, "-c", "import detectron2"], cwd=tmp_path, capture_output=True, text=True)
     assert probe.returncode != 0 and "No module named 'detectron2'" in probe.stderr

@@ -27,7 +27,8 @@ def test_stack_today_selects_the_rows_own_entry(compose, tmp_path):
     today = plan(compose("impl=detectron2", "hardware=v100x8", "stack=today"), tmp_path)
     assert (seed.stack, today.stack) == ("seed", "today")
     assert seed.compat_patches == [] and seed.environment["kind"] == "host" and seed.build == ["python -m pip install -e ."]
-    assert [p["name"] for p in today.compat_patches] == ["tensor-type-is-cuda", "tensor-type-to-scalar-type"]
+    assert [p["name"] for p in today.compat_patches] == ["tensor-type-is-cuda", "tensor-type-to-scalar-type",
+                                                         "thc-atomics-to-aten"]
     assert today.patches == seed.patches  # the seed's own patches stay, separate
     assert today.environment["managed"] and today.environment["requirements"] == ["pillow<10", "pycocotools"]
     assert today.build == ["python -m pip install --no-build-isolation -e ."]
@@ -45,7 +46,7 @@ def test_compat_patches_and_the_stack_are_in_the_recipe_hash(compose, tmp_path):
     today = dataclasses.replace(plan(compose("impl=detectron2", "hardware=v100x8", "stack=today"), tmp_path),
                                 commit_full=D2)
     assert "compat_patches" not in recipe_document(seed) and "stack" not in recipe_document(seed)
-    assert recipe_document(today)["stack"] == "today" and len(recipe_document(today)["compat_patches"]) == 2
+    assert recipe_document(today)["stack"] == "today" and len(recipe_document(today)["compat_patches"]) == 3
     assert recipe_hash(seed) != recipe_hash(today)
     other = dataclasses.replace(today, compat_patches=today.compat_patches[:1])
     assert recipe_hash(other) != recipe_hash(today)
