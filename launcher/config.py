@@ -51,6 +51,11 @@ class EnvironmentConfig:
     runtime: str = "apptainer"  # container runtime: apptainer | singularity | pyxis
     recipe: Optional[str] = None  # build recipe under jobs/<row>/ (container definition / environment file)
     software: Dict[str, str] = field(default_factory=dict)  # the stack the published figure was measured with
+    # kind=venv, managed=true: a venv the launcher makes on the node before the build, one per recipe under
+    # <cache_dir>/envs/, reused with the build (path stays null); see launcher/prepare/venv.py
+    managed: bool = False
+    host_packages: bool = True  # a managed venv sees the launcher's Python packages (torch) behind its own
+    requirements: List[str] = field(default_factory=list)  # pip specifiers installed into a managed venv
 
 
 @dataclass
@@ -65,7 +70,8 @@ class ImplConfig:
     workdir: str = "."
     command: str = MISSING
     env: Dict[str, str] = field(default_factory=dict)
-    patches: List[PatchConfig] = field(default_factory=list)
+    patches: List[PatchConfig] = field(default_factory=list)  # the seed's own patches
+    compat_patches: List[PatchConfig] = field(default_factory=list)  # what a non-seed stack needs (impl.stacks)
     setup: List[str] = field(default_factory=list)  # run before every command, in the work dir (data links)
     build: List[str] = field(default_factory=list)  # run once per recipe on the node, in the work dir
     environment: EnvironmentConfig = field(default_factory=EnvironmentConfig)
@@ -80,6 +86,16 @@ class ImplConfig:
     smoke: Dict[str, Any] = field(default_factory=dict)  # overrides applied at smoke scale (CPU-only)
     options: Dict[str, Any] = field(default_factory=dict)  # row-specific knobs used by its command
     notes: str = ""
+    # per software stack (conf/stack/<name>.yaml selects one): impl keys that replace the row's own under that
+    # stack (smoke, env, options, paths merge key by key), e.g. stacks.today.compat_patches; see launcher/stack.py
+    stacks: Dict[str, Any] = field(default_factory=dict)
+    blocker: str = ""  # why the row cannot run (on the selected stack): it becomes a failed row saying so
+
+
+@dataclass
+class StackConfig:
+    name: str = "seed"  # seed: the 2020 software the page used | today: the pinned code on today's packages
+    description: str = ""
 
 
 @dataclass
@@ -110,6 +126,7 @@ class LauncherConfig:
     impl: ImplConfig = MISSING
     hardware: HardwareConfig = MISSING
     backend: BackendConfig = MISSING  # a backend's own dataclass (conf/backend/<name>.yaml names it)
+    stack: StackConfig = field(default_factory=StackConfig)
     window: WindowConfig = field(default_factory=WindowConfig)
     data: DataConfig = field(default_factory=DataConfig)
     dry_run: bool = False
@@ -179,6 +196,20 @@ def _torchrun(gpus: Any) -> str:
     return "python" if n <= 1 else f"torchrun --standalone --nproc_per_node={n}"
 
 
+#: the run directory of the row being planned (set by plan.plan while it resolves the config)
+PLANNING: Dict[str, Optional[str]] = {"run_dir": None}
+
+
+RUN_DIR_UNPLANNED = "<run_dir>"
+
+
+def _run_dir() -> str:
+    """`${lx.run_dir:}`: the run directory of the row being planned, so a row can point its own output
+    directory there (every run's log is its own). Known only while plan() resolves the config; elsewhere
+    (`python -m launcher.parse` reading a row's defaults, `--cfg job --resolve`) it reads `<run_dir>`."""
+    return PLANNING["run_dir"] or RUN_DIR_UNPLANNED
+
+
 def register_resolvers() -> None:
     resolvers = {
         "lx.gpus": detect_gpus,
@@ -190,6 +221,7 @@ def register_resolvers() -> None:
         "lx.per_gpu": lambda per_gpu, gpus: int(per_gpu) * max(1, int(gpus)),
         "lx.dirname": lambda p: os.path.dirname(str(p).rstrip("/")) or "/",
         "lx.flag": lambda flag, value: "" if value in (None, "", "null") else f"{flag} {value}",
+        "lx.run_dir": _run_dir,
         "lx.cache": lambda: os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "launcher"),
     }
     for name, fn in resolvers.items():

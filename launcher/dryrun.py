@@ -20,6 +20,10 @@ def render_plan(spec: JobSpec, script: str | None) -> str:
         f"repository:      {spec.repo or '(none: runs from the launcher package)'}",
         f"commit:          {spec.commit or '-'}" + (f"  ({spec.commit_note})" if spec.commit_note else ""),
         "patches:         " + (", ".join(f"{p['name']} ({p['kind']})" for p in spec.patches) or "none"),
+        f"stack:           {spec.stack}" + ("; compat patches: " + ", ".join(f"{p['name']} ({p['kind']})"
+                                                                         for p in spec.compat_patches)
+                                            if spec.compat_patches else "")
+        + (f"; BLOCKED: {spec.blocker}" if spec.blocker else ""),
         "env vars:        " + (" ".join(f"{k}={v}" for k, v in spec.env.items()) or "none"),
         f"working dir:     {spec.workdir}" + ("" if spec.repo else " (the run directory)"),
         f"command:         {spec.command}",

@@ -102,7 +102,7 @@ def _script(spec: JobSpec) -> str:
 
 
 def _build(spec: JobSpec, echo: TextIO | None) -> None:
-    if spec.build:
+    if spec.build or (spec.environment or {}).get("managed"):  # a managed venv is made by build_once
         from .prepare import build_once
         build_once(spec, echo)
 
@@ -114,6 +114,8 @@ def measure(spec: JobSpec):
 
 
 def _data_kind(spec: JobSpec) -> str | None:
+    if spec.data_root and (Path(spec.data_root) / "LAUNCHER_SYNTHETIC.json").is_file():
+        return "synthetic"  # a COCO-format set made by `python -m launcher.data synth`, whatever the log calls it
     try:
         return parse.get_parser(spec.log_format).data_kind(parse.read_log(Path(spec.run_dir) / TRAIN_LOG))
     except (OSError, parse.ParseError):

@@ -13,8 +13,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .config import PLANNING
 from .rerun import MODES as RERUN_MODES
 from .spec import JobSpec
+from .stack import StackError, apply_stack, stack_name
 
 SCALES = ("auto", "full", "smoke")
 
@@ -54,7 +56,8 @@ def apply_smoke(cfg: DictConfig, keep: set[str] = frozenset()) -> DictConfig:
     OmegaConf.set_struct(cfg, False)
     if not cfg.impl.smoke:
         raise ConfigError(f"scale=smoke: impl {cfg.impl.name!r} defines no smoke scale (impl.smoke is empty)")
-    for key, value in cfg.impl.smoke.items():
+    # unresolved: a value may refer to another smoke value (`${impl.images_per_iter}`), resolved after all are set
+    for key, value in OmegaConf.to_container(cfg.impl.smoke, resolve=False).items():
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
             raise ConfigError(f"impl.smoke of {cfg.impl.name!r} overrides {key!r}, which is not a config key")
         if key not in keep:
@@ -67,12 +70,21 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
     """Resolve `cfg` into the JobSpec of one row (nothing is written or touched).
 
     `overrides` are the user's command-line overrides: at smoke scale they still win."""
+    run_dir = Path(run_dir).resolve()
     try:
+        keep = override_keys(overrides or [])
+        cfg = apply_stack(cfg, keep)
         scale = choose_scale(cfg)
         if scale == "smoke":
-            cfg = apply_smoke(cfg, override_keys(overrides or []))
+            cfg = apply_smoke(cfg, keep)
         _validate(cfg)
-        c: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[assignment]
+        PLANNING["run_dir"] = str(run_dir)  # for ${lx.run_dir:}
+        try:
+            c: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[assignment]
+        finally:
+            PLANNING["run_dir"] = None
+    except StackError as e:
+        raise ConfigError(str(e)) from e
     except OmegaConfBaseException as e:
         raise ConfigError(f"cannot resolve the config: {e}") from e
     impl, hw, be = c["impl"], c["hardware"], c["backend"]
@@ -92,6 +104,9 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
         commit=None if impl["commit"] is None else str(impl["commit"]),
         commit_note=impl["commit_note"],
         patches=impl["patches"],
+        compat_patches=impl.get("compat_patches") or [],
+        stack=stack_name(cfg),
+        blocker=impl.get("blocker") or "",
         setup=list(impl["setup"]),
         build=list(impl["build"]),
         environment=impl["environment"],
@@ -113,14 +128,16 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
         scale=scale,
         seed=int(c["seed"]),
         data_root=str(c["data"]["coco_root"]),
-        run_dir=str(Path(run_dir).resolve()),
+        run_dir=str(run_dir),
         sweep_dir=None if sweep_dir is None else str(Path(sweep_dir).resolve()),
     )
 
 
 def runnable_problems(spec: JobSpec) -> list[str]:
     """What stops this plan from running on its hardware (a dry run shows them; a real run refuses)."""
-    problems = []
+    problems: list[str] = []
+    if spec.blocker:  # it becomes a failed row saying why (prepare refuses it), not a refusal to plan
+        return problems
     if spec.gpus < spec.min_gpus:
         problems.append(f"{spec.impl} needs at least {spec.min_gpus} GPU and hardware {spec.hardware!r} has "
                         f"{spec.gpus}: pick hardware=v100x8 (or a100x8, h100x8) for a GPU node, or set hardware.gpus")

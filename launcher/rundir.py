@@ -204,6 +204,7 @@ class Result:
     log_path: str | None = None
     data: str | None = None
     scale: str | None = None
+    stack: str | None = None  # seed | today (conf/stack/): which software the row's code ran on
     mean_step_time: float | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     schema: int = RESULT_SCHEMA
@@ -227,7 +228,7 @@ class Result:
             window_requested=list(spec.window), images_per_iter=spec.images_per_iter, reference=spec.reference,
             reference_hardware=spec.reference_hardware, tolerance=spec.tolerance, gpus=spec.gpus,
             run_dir=str(spec.run_dir), repo=spec.repo, commit=spec.commit_full or spec.commit,
-            recipe_hash=spec.recipe_hash, command=spec.command, scale=spec.scale,
+            recipe_hash=spec.recipe_hash, command=spec.command, scale=spec.scale, stack=spec.stack,
             host=socket.gethostname(), finished_at=now_iso())
         base.update(fields)
         return cls(status=status, **base)

@@ -32,7 +32,10 @@ class JobSpec:
     repo: str | None = None
     commit: str | None = None  # as configured (tag, abbreviated or full hash)
     commit_note: str = ""
-    patches: list[dict[str, Any]] = field(default_factory=list)
+    patches: list[dict[str, Any]] = field(default_factory=list)  # the seed's own
+    compat_patches: list[dict[str, Any]] = field(default_factory=list)  # what the stack needs, applied after
+    stack: str = "seed"  # seed | today (conf/stack/)
+    blocker: str = ""  # why this row cannot run on its stack (prepare refuses it with this reason)
     setup: list[str] = field(default_factory=list)
     build: list[str] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)

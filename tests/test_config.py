@@ -20,6 +20,8 @@ SEED_COMMANDS = {
     "detectron": "python tools/train_net.py --cfg configs/12_2017_baselines/e2e_mask_rcnn_R-50-FPN_1x.yaml",
     "matterport": "python coco.py train --dataset=/data/coco/ --model=imagenet",
 }
+# Appended by the launcher: the row writes its log into the run directory (a second run reads its own log).
+OWN_OUTPUTS = {"detectron2": " OUTPUT_DIR {run_dir}/output"}
 SEED_REFERENCE = {"detectron2": 62, "mmdetection": 53, "maskrcnn_benchmark": 53, "tensorpack": 50,
                   "simpledet": 39, "detectron": 19, "matterport": 14}
 SEED_COMMIT = {"detectron2": "v0.1.2", "mmdetection": "b0d845f", "maskrcnn_benchmark": "0ce8f6f",
@@ -42,7 +44,8 @@ def test_every_row_composes_and_plans(compose, row, hw, tmp_path):
 @pytest.mark.parametrize("row", SEED_ROWS)
 def test_seed_rows_carry_the_seed_facts(compose, row, tmp_path):
     spec = plan(compose(f"impl={row}", "hardware=v100x8"), tmp_path)
-    assert spec.command == SEED_COMMANDS[row]
+    # the seed's command, then only what points the row's own outputs into this run's directory
+    assert spec.command == SEED_COMMANDS[row] + OWN_OUTPUTS.get(row, "").format(run_dir=tmp_path.resolve())
     assert spec.reference == SEED_REFERENCE[row] and spec.reference_hardware == "v100x8"
     assert spec.images_per_iter in (8, 16)
     assert spec.window == [100, 500] and spec.scale == "full"

@@ -256,3 +256,15 @@ def test_moved_sweep_does_not_invent_missing_rows(tmp_path):
     runs, problems = gather([moved], job_state=False)
     assert problems == [] and sorted(runs["impl"]) == ["detectron2", "mmdetection"]
     assert "missing" not in " ".join(str(r) for r in runs["reason"])
+
+
+def test_a_figure_of_another_stack_is_labelled_and_never_averaged_with_the_seeds(tmp_path):
+    result(tmp_path / "a", "detectron2", throughput=60.0, n=1)  # an older result: no stack recorded (= seed)
+    result(tmp_path / "b", "detectron2", throughput=90.0, n=2, stack="today", recipe_hash="r2")
+    runs, problems = gather([tmp_path], job_state=False)
+    table = summary(runs)
+    d2 = table[table["impl"] == "detectron2"]
+    assert sorted(d2["throughput"]) == [60.0, 90.0] and sorted(d2["stack"].fillna("-")) == ["-", "today"]
+    labels = first_column(render(runs, "rst"))
+    assert "|D2| |PT| (stack=today)" in labels and "|D2| |PT|" in labels
+    assert "Detectron2 (stack=today)" in render(runs, "md") and json.loads(render(runs, "json"))

@@ -23,7 +23,8 @@ from ..rundir import (FINAL_STATES, LIVE_STATES, MANIFEST_FILE, RESULT_FILE, SPE
 
 #: The spec fields a run without a result contributes to its row.
 SPEC_FIELDS = ("impl", "label", "hardware", "backend", "reference", "reference_hardware", "tolerance", "gpus",
-               "repo", "recipe_hash", "command", "scale", "images_per_iter", "window")
+               "repo", "recipe_hash", "command", "scale", "images_per_iter", "window",
+               "stack")
 
 
 @dataclass

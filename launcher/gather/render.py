@@ -27,7 +27,7 @@ DISPLAY_COLUMNS = (COL_IMPL, COL_THROUGHPUT, "Spread", "Published (img/s)", "Rat
 CSV_COLUMNS = ("implementation", "impl", "label", "throughput", "aggregate", "count", "mean", "std", "min", "max",
                "olympic_mean", "cv", "unstable", "error_bound", "reference", "reference_hardware", "ratio",
                "tolerance", "verdict", "verdict_note", "hardware", "gpus", "per_gpu", "reference_per_gpu",
-               "status", "reason", "scale", "data", "method", "gpu_model", "driver", "commit", "recipe_hash",
+               "status", "reason", "scale", "stack", "data", "method", "gpu_model", "driver", "commit", "recipe_hash",
                "finished_at", "run_dirs")
 
 FORMATS = ("rst", "md", "csv", "json", "console")
@@ -84,6 +84,11 @@ def _short(v: Any, n: int = 10) -> str:
     return ", ".join(s.strip()[:n] for s in str(v).split(","))
 
 
+def stack_label(stack: Any) -> str:
+    """What the row's label says about its software: nothing for the seed's (the default), else which."""
+    return "" if _isnull(stack) or str(stack) in ("", "seed") else f" (stack={stack})"
+
+
 def display_rows(table: pd.DataFrame, label_col: str = "label") -> list[dict[str, str]]:
     """The table's cells as text, shared by RST and Markdown."""
     out = []
@@ -117,7 +122,7 @@ def display_rows(table: pd.DataFrame, label_col: str = "label") -> list[dict[str
         if r.get("scale") == "smoke":
             status += " (smoke)"
         out.append({
-            COL_IMPL: str(r.get(label_col) or r.get("impl")),
+            COL_IMPL: str(r.get(label_col) or r.get("impl")) + stack_label(r.get("stack")),
             COL_THROUGHPUT: fmt_num(r.get("throughput"), eb),
             "Spread": spread,
             "Published (img/s)": fmt_ref(r.get("reference")),

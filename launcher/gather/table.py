@@ -21,7 +21,7 @@ RUN_COLUMNS = ("impl", "label", "hardware", "backend", "status", "throughput", "
                "window_requested", "images_per_iter", "method", "error_bound", "reference",
                "reference_hardware", "tolerance", "gpus", "started_at", "finished_at", "submitted_at",
                "host", "job_id", "run_dir", "repo", "commit", "recipe_hash", "command", "returncode",
-               "log_path", "data", "scale", "mean_step_time", "provenance", "source", "gpu_model",
+               "log_path", "data", "scale", "stack", "mean_step_time", "provenance", "source", "gpu_model",
                "driver")
 
 STATUS_ORDER = {"ok": 0, "running": 1, "pending": 2, "incomplete": 3, "timeout": 4, "failed": 5,
@@ -163,6 +163,7 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
             gpus=_first(r.get("gpus") for r in g), gpu_model=_joined(r.get("gpu_model") for r in g),
             driver=_joined(r.get("driver") for r in g), commit=_joined(r.get("commit") for r in g),
             data=_joined(r.get("data") for r in g), method=_joined(r.get("method") for r in g),
+            stack=_joined(r.get("stack") for r in g),
             finished_at=max((str(r["finished_at"]) for r in g if r.get("finished_at")), default=None),
             run_dirs=[r.get("run_dir") for r in g],
         )
@@ -176,7 +177,7 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
             hardware=rec.get("hardware"), recipe_hash=rec.get("recipe_hash"), scale=rec.get("scale"),
             status=rec.get("status") or "unknown", reason=short_reason(rec.get("reason")),
             gpus=rec.get("gpus"), gpu_model=rec.get("gpu_model"), driver=rec.get("driver"),
-            commit=rec.get("commit"), data=rec.get("data"), method=None,
+            commit=rec.get("commit"), data=rec.get("data"), method=None, stack=rec.get("stack"),
             finished_at=rec.get("finished_at"), run_dirs=[rec.get("run_dir")], count=0,
         )
         out.append(_finish(row))

@@ -51,12 +51,15 @@ def marker_path(spec: JobSpec) -> Path:
 
 def build_once(spec: JobSpec, log: Log = None) -> bool:
     """Run SPEC's build steps unless its recipe is already built. Returns True when it built."""
-    if not spec.build:
+    from .venv import ensure_venv, is_managed
+    if not spec.build and not is_managed(spec):
         return False
     write, close = _sink(log)
     marker = marker_path(spec)
     try:
         with locked(marker.with_name(marker.name + ".lock")):
+            if is_managed(spec) and ensure_venv(spec, write) and marker.is_file():
+                marker.unlink()  # a new venv holds nothing of the old build: build again
             if marker.is_file():
                 write(f"[launcher] build: already done for recipe {(spec.recipe_hash or '')[:16]} ({marker})")
                 return False

@@ -29,7 +29,7 @@ from typing import Callable
 
 from ..rundir import atomic_write_json, now_iso
 from ..spec import JobSpec
-from .errors import GitError
+from .errors import GitError, StackBlocked
 from .git import discard, ensure_mirror, git, locked, normalize_repo, repo_key, resolve_commit
 from .patches import apply_patches
 from .recipe import recipe_hash, row_dir
@@ -85,11 +85,12 @@ def _build_tree(spec: JobSpec, mirror: Path, tree: Path, jobs_dir: str | Path | 
     try:
         git(["clone", "--quiet", "--shared", "--no-checkout", str(mirror), str(tmp)])
         git(["checkout", "--quiet", "--detach", spec.commit_full], cwd=tmp)
-        applied = apply_patches(tmp, spec.patches, row_dir(spec, jobs_dir), log)
+        # the seed's own patches, then what the stack needs (impl.stacks.<name>.compat_patches)
+        applied = apply_patches(tmp, list(spec.patches) + list(spec.compat_patches), row_dir(spec, jobs_dir), log)
         git(["add", "-A"], cwd=tmp)  # the patched state, staged: `git diff` then shows later edits
         atomic_write_json(tmp / ".git" / MARKER, {
             "recipe_hash": spec.recipe_hash, "impl": spec.impl, "repo": spec.repo, "commit": spec.commit,
-            "commit_full": spec.commit_full,
+            "commit_full": spec.commit_full, "stack": spec.stack,
             "patches": [{"name": a.name, "kind": a.kind, "files": a.files} for a in applied],
             "prepared_at": now_iso(), "host": socket.gethostname(),
         })
@@ -126,6 +127,8 @@ def prepare(spec: JobSpec, cache_dir: str | Path, *, jobs_dir: str | Path | None
     that git cannot read is discarded and cloned again, once.
     """
     say = _say(log)
+    if spec.blocker:
+        raise StackBlocked(spec.blocker)
     spec = dataclasses.replace(spec)
     if not spec.repo:
         spec.commit_full = None

@@ -78,6 +78,11 @@ class Venv(Environment):
         return f". {_q(str(Path(self.path) / 'bin' / 'activate'))} && {command}"
 
     def describe(self) -> str:
+        if (self.spec.environment or {}).get("managed"):
+            reqs = (self.spec.environment or {}).get("requirements") or []
+            sees = " that sees the launcher's packages" if (self.spec.environment or {}).get("host_packages", True) else ""
+            return (f"launcher-managed venv {self.path}{sees}, made once per recipe before the build"
+                    + (f" with {' '.join(reqs)}" if reqs else ""))
         return f"Python virtual environment {self.path}"
 
 
@@ -126,6 +131,12 @@ def environment_for(spec: JobSpec) -> Environment:
     if kind not in _CLASSES:
         raise EnvironmentSpecError(f"impl.environment.kind={kind!r} for {spec.impl}; use one of {', '.join(KINDS)}")
     path = env.get("path")
+    if env.get("managed"):
+        if kind != "venv":
+            raise EnvironmentSpecError(f"impl.environment.managed=true for {spec.impl} needs kind=venv (it is {kind!r})")
+        from .venv import managed_venv_path
+        where = managed_venv_path(spec)
+        path = str(where) if where else "<managed venv: made beside the prepared tree>"
     if kind != "host" and not path:
         what = {"venv": "the venv directory", "conda": "the env name or prefix", "container": "the image"}[kind]
         raise EnvironmentSpecError(f"impl.environment.kind={kind} for {spec.impl} needs impl.environment.path ({what})")
@@ -149,7 +160,8 @@ def environment_problems(spec: JobSpec) -> list[str]:
     except EnvironmentSpecError as exc:
         return [str(exc)]
     problems = []
-    if env.kind == "venv" and not (Path(env.path) / "bin" / "activate").is_file():
+    managed = bool((spec.environment or {}).get("managed"))  # made on the node by build_once
+    if env.kind == "venv" and not managed and not (Path(env.path) / "bin" / "activate").is_file():
         problems.append(f"environment: venv {env.path} has no bin/activate (create it, or fix impl.environment.path)")
     if env.kind == "conda" and "/" in env.path and not (Path(env.path) / "conda-meta").is_dir():
         problems.append(f"environment: conda prefix {env.path} does not exist (no conda-meta/); "

@@ -22,3 +22,7 @@ class PatchError(PrepareError):
 
 class BuildError(PrepareError):
     """A build step failed (names the step, its exit status and the tail of its output)."""
+
+
+class StackBlocked(PrepareError):
+    """The row cannot run on the selected software stack (impl.blocker, or no impl.stacks.<name> entry)."""

@@ -51,7 +51,8 @@ def row_dir(spec: JobSpec, jobs_dir: str | Path | None = None) -> Path:
 def _neutral(text: str, spec: JobSpec, jobs_dir: Path) -> str:
     """Replace site-specific locations with placeholders (data root, this checkout's jobs/ dir)."""
     for path, token in ((str(jobs_dir.resolve()), "${lx.jobs}"), (str(jobs_dir), "${lx.jobs}"),
-                        (spec.data_root.rstrip("/") if spec.data_root else "", "${data.coco_root}")):
+                        (spec.data_root.rstrip("/") if spec.data_root else "", "${data.coco_root}"),
+                        (spec.run_dir.rstrip("/") if spec.run_dir else "", "${lx.run_dir}")):
         if path and len(path) > 1:
             text = text.replace(path, token)
     return text
@@ -62,25 +63,32 @@ def recipe_document(spec: JobSpec, jobs_dir: str | Path | None = None) -> dict[s
     jobs = Path(jobs_dir or JOBS_DIR)
     rdir = row_dir(spec, jobs)
     n = lambda s: _neutral(str(s), spec, jobs)  # noqa: E731
-    patches = []
-    for p in spec.patches:
-        entry = {k: p.get(k) for k in ("kind", "glob", "old", "new")}
-        if (p.get("kind") or "diff") == "diff" and p.get("file"):
-            f = Path(p["file"])
-            entry["file_sha256"] = _file_digest(f if f.is_absolute() else rdir / f)
-        patches.append(entry)
+
+    def patch_entries(patch_list: list) -> list:
+        out = []
+        for p in patch_list:
+            entry = {k: p.get(k) for k in ("kind", "glob", "old", "new")}
+            if (p.get("kind") or "diff") == "diff" and p.get("file"):
+                f = Path(p["file"])
+                entry["file_sha256"] = _file_digest(f if f.is_absolute() else rdir / f)
+            out.append(entry)
+        return out
+
     env = dict(spec.environment or {})
+    if not env.get("managed"):  # keys a managed venv adds: left out otherwise, so older recipes keep their hashes
+        for key in ("managed", "host_packages", "requirements"):
+            env.pop(key, None)
     if env.get("recipe"):
         env["recipe_sha256"] = _file_digest(rdir / env["recipe"])
     if spec.repo:
         code: Any = {"commit": spec.commit_full} if spec.commit_full else {"unresolved": f"{spec.repo}@{spec.commit}"}
     else:
         code = {"jobs_files": _tree_digest(rdir)}
-    return {
+    doc = {
         "version": VERSION,
         "impl": spec.impl,
         "code": code,
-        "patches": patches,
+        "patches": patch_entries(spec.patches),
         "env": {k: n(v) for k, v in sorted((spec.env or {}).items())},
         "workdir": spec.workdir,
         "setup": [n(s) for s in spec.setup],
@@ -88,6 +96,12 @@ def recipe_document(spec: JobSpec, jobs_dir: str | Path | None = None) -> dict[s
         "command": n(spec.command),
         "environment": {k: (n(v) if isinstance(v, str) else v) for k, v in sorted(env.items())},
     }
+    # added only when used, so the recipes of the seed stack keep the hashes they had
+    if spec.compat_patches:
+        doc["compat_patches"] = patch_entries(spec.compat_patches)
+    if spec.stack and spec.stack != "seed":
+        doc["stack"] = spec.stack
+    return doc
 
 
 def recipe_hash(spec: JobSpec, jobs_dir: str | Path | None = None) -> str:

@@ -39,7 +39,9 @@ def job_script(spec: JobSpec) -> str:
         lines.append(f"# code: {spec.repo} at {spec.commit}"
                      + (f" = {spec.commit_full}" if spec.commit_full else " (not resolved: prepare has not run)")
                      + (f", {len(spec.patches)} patch(es): {', '.join(p.get('name') or '?' for p in spec.patches)}"
-                        if spec.patches else ""))
+                        if spec.patches else "")
+                     + (f", stack {spec.stack}: {len(spec.compat_patches)} compat patch(es): "
+                        f"{', '.join(p.get('name') or '?' for p in spec.compat_patches)}" if spec.compat_patches else ""))
     lines.append(f"# recipe: {spec.recipe_hash or '(not computed yet)'}")
     lines.append(f"# environment: {env.describe()}")
     if spec.build:

@@ -1,0 +1,43 @@
+"""`python -m launcher.data synth --out DIR [--images N] [--val-images M] [--seed S] [--force]`
+
+Writes DIR/coco (see launcher/data/synth.py) and prints the `data.coco_root=` override to use it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .synth import Params, SynthError, synth
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m launcher.data",
+                                 description="Data sets the launcher makes itself.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("synth", help="a tiny COCO-format set (2017 and 2014 names, 80 categories, polygon masks)")
+    s.add_argument("--out", required=True, help="directory to write; the set goes to OUT/coco")
+    s.add_argument("--images", type=int, default=Params.images, help="training images (default %(default)s)")
+    s.add_argument("--val-images", type=int, default=Params.val_images,
+                   help="validation images (default %(default)s)")
+    s.add_argument("--seed", type=int, default=Params.seed, help="same seed, same files (default %(default)s)")
+    s.add_argument("--max-instances", type=int, default=Params.max_instances,
+                   help="objects per image at most (default %(default)s)")
+    s.add_argument("--force", action="store_true", help="replace a set of ours made with other parameters")
+    args = ap.parse_args(argv)
+    t0 = time.monotonic()
+    params = Params(images=args.images, val_images=args.val_images, seed=args.seed, max_instances=args.max_instances)
+    try:
+        root, counts, written = synth(args.out, params, force=args.force)
+    except SynthError as e:
+        print(f"launcher.data: error: {e}", file=sys.stderr)
+        return 2
+    what = "wrote" if written else "already there (same parameters), kept"
+    print(f"launcher.data: {what} a synthetic COCO-format set in {root} in {time.monotonic() - t0:.1f} s: "
+          + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print(f"use it with: data.coco_root={root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
