@@ -149,3 +149,58 @@ def test_ci_head_listens_on_loopback_only(tmp_path):
     finally:
         subprocess.run(["bash", str(script), "stop"], env=env, capture_output=True, text=True, timeout=60)
         shutil.rmtree(state, ignore_errors=True)
+
+
+CONNECT = """
+import sys
+from launcher.backends.ray import RayBackend, RayBackendError
+try:
+    b = RayBackend({"address": sys.argv[1]})
+    print("jobs", b.connect().list_jobs())
+except RayBackendError as e:
+    print("refused", e)
+"""
+
+
+def test_a_head_with_token_authentication_is_reached_with_the_token(tmp_path):
+    """docs/cluster.md's advice holds: against a head started with RAY_AUTH_MODE=token the launcher's
+    probe sees the Jobs API (401 is an answer) and its client gets in with RAY_AUTH_MODE=token and the
+    token in its environment, and is refused, saying so, without them."""
+    token = "launcher-test-" + os.urandom(12).hex()
+    tmp = Path("/tmp") / f"lx-tok-{os.getpid()}"
+    tmp.mkdir()
+    port = _free_port()
+    ports = [f"--port={_free_port()}", f"--dashboard-port={port}", f"--ray-client-server-port={_free_port()}",
+             f"--dashboard-agent-listen-port={_free_port()}"]
+    env = dict(os.environ, RAY_TMPDIR=str(tmp), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0",
+               RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1", *ports,
+                             f"--temp-dir={tmp}", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"],
+                            env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    address = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not jobs_api_answers(address):
+            assert head.poll() is None and time.monotonic() < deadline, "the token head did not start"
+            time.sleep(0.5)
+        client_env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+        client_env["PYTHONPATH"] = str(ROOT)
+
+        def connect(**extra: str) -> str:
+            return subprocess.run([sys.executable, "-c", CONNECT, address], env=dict(client_env, **extra),
+                                  capture_output=True, text=True, timeout=120).stdout
+        out = connect(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+        assert out.startswith("jobs []"), out
+        out = connect()
+        assert out.startswith("refused") and "RAY_AUTH_MODE=token" in out, out
+    finally:
+        os.killpg(head.pid, 15)
+        time.sleep(2)
+        try:
+            os.killpg(head.pid, 9)
+        except ProcessLookupError:
+            pass
+        head.wait(30)
+        shutil.rmtree(tmp, ignore_errors=True)

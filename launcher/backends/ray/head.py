@@ -57,10 +57,13 @@ def _free_port() -> int:
 
 
 def jobs_api_answers(address: str, timeout: float = 3.0) -> bool:
-    """True when a Ray Jobs API answers at `address` (GET /api/jobs/ lists the jobs)."""
+    """True when a Ray Jobs API answers at `address` (GET /api/jobs/ lists the jobs, or asks for the
+    token of a head with token authentication: Ray's own client then sends it, see docs/cluster.md)."""
     try:
         with urllib.request.urlopen(address.rstrip("/") + "/api/jobs/", timeout=timeout) as r:
             return r.status == 200
+    except urllib.error.HTTPError as e:
+        return e.code in (401, 403)
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
