@@ -3,6 +3,14 @@
 Everything a node needs is decided here, on the submit host: the command with every interpolation
 resolved, the window (and the smoke-scale overrides on a machine without GPUs), the resources, which
 log to read. Bad values are rejected with a message that names the key.
+
+Shell lines (`SHELL_TEMPLATES`: the row's command, setup and build lines, the backend's setup lines)
+are resolved a second time with every interpolated value quoted for the spot where it lands
+(launcher/shellquote.py), so a data root with a space stays one argument and a `$(...)` in it stays
+text.  Chosen over a `quote` resolver row authors would have to remember at every use, and over
+quoting the resolved text afterwards (impossible: value and shell are one string by then).  The other
+fields (paths, env values, the work dir) are plain values: whoever puts them in the script quotes them
+(prepare/script.py), and the checks and the node use them as paths.
 """
 
 from __future__ import annotations
@@ -14,9 +22,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .rerun import MODES as RERUN_MODES
+from .shellquote import QuoteError, resolve_templates
 from .spec import JobSpec
 
 SCALES = ("auto", "full", "smoke")
+#: config keys that hold shell text (templates); every value they interpolate is quoted
+SHELL_TEMPLATES = ("impl.command", "impl.setup", "impl.build", "backend.setup")
 
 
 class ConfigError(ValueError):
@@ -73,15 +84,21 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
             cfg = apply_smoke(cfg, override_keys(overrides or []))
         _validate(cfg)
         c: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[assignment]
+        shell = resolve_templates(c, OmegaConf.to_container(cfg, resolve=False), SHELL_TEMPLATES,  # type: ignore[arg-type]
+                                  collapse=("impl.command",))
     except OmegaConfBaseException as e:
         raise ConfigError(f"cannot resolve the config: {e}") from e
-    impl, hw, be = c["impl"], c["hardware"], c["backend"]
+    except QuoteError as e:
+        raise ConfigError(f"cannot put a value into the job script: {e}") from e
+    impl, hw, be = c["impl"], c["hardware"], dict(c["backend"])
+    if "backend.setup" in shell:
+        be["setup"] = shell["backend.setup"]
     return JobSpec(
         impl=impl["name"],
         label=impl["label"],
         title=impl["title"],
         framework=impl["framework"],
-        command=" ".join(str(impl["command"]).split()),
+        command=shell["impl.command"],
         images_per_iter=int(impl["images_per_iter"]),
         window=[int(c["window"]["start"]), int(c["window"]["end"])],
         log_format=impl["log"]["format"],
@@ -92,8 +109,8 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
         commit=None if impl["commit"] is None else str(impl["commit"]),
         commit_note=impl["commit_note"],
         patches=impl["patches"],
-        setup=list(impl["setup"]),
-        build=list(impl["build"]),
+        setup=shell["impl.setup"],
+        build=shell["impl.build"],
         environment=impl["environment"],
         paths={k: str(v) for k, v in impl["paths"].items()},
         reference=impl["reference"],
