@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .credentials import credential_problems
 from .rerun import MODES as RERUN_MODES
 from .shellquote import QuoteError, resolve_templates
 from .spec import JobSpec
@@ -32,6 +33,10 @@ SHELL_TEMPLATES = ("impl.command", "impl.setup", "impl.build", "backend.setup")
 
 class ConfigError(ValueError):
     """A config that cannot be planned; the message names the key and the way out."""
+
+
+class CredentialError(ConfigError):
+    """A config value holds a URL with a secret in it (launcher/credentials.py): refused, masked."""
 
 
 def _validate(cfg: DictConfig) -> None:
@@ -84,6 +89,9 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
             cfg = apply_smoke(cfg, override_keys(overrides or []))
         _validate(cfg)
         c: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[assignment]
+        secrets = credential_problems(c)
+        if secrets:
+            raise CredentialError("; ".join(secrets))
         shell = resolve_templates(c, OmegaConf.to_container(cfg, resolve=False), SHELL_TEMPLATES,  # type: ignore[arg-type]
                                   collapse=("impl.command",))
     except OmegaConfBaseException as e:
