@@ -50,6 +50,41 @@ def _validate(cfg: DictConfig) -> None:
         raise ConfigError(f"scale={cfg.scale!r} is not one of {', '.join(SCALES)}")
     if cfg.rerun not in (None, *RERUN_MODES):
         raise ConfigError(f"rerun={cfg.rerun!r} is not one of {', '.join(RERUN_MODES)}")
+    _check_window_for_format(cfg)
+    _check_hardware(cfg.hardware)
+    if cfg.impl.repo is not None and not str(cfg.impl.repo).strip():
+        raise ConfigError(f"impl.repo={cfg.impl.repo!r} is empty: give the repository's URL or path, or "
+                          "impl.repo=null for a row that runs from the launcher package itself")
+
+
+def _check_window_for_format(cfg: DictConfig) -> None:
+    """A window that starts before the first iteration the row's log format can ever time is refused
+    now, not after an hour in a queue; the parser says where its logs start covering."""
+    from .parse import UnknownFormat, formats, get_parser
+
+    fmt = cfg.impl.log.format
+    try:
+        first = get_parser(fmt).earliest_start
+    except UnknownFormat:
+        raise ConfigError(f"impl.log.format={fmt!r} has no parser; known formats: {', '.join(formats())}") from None
+    if cfg.window.start < first:
+        raise ConfigError(f"window.start={cfg.window.start} can never be measured for {cfg.impl.name}: a {fmt} log "
+                          f"times iterations from window.start={first} on (launcher/parse/{fmt}.py); "
+                          f"set window.start={first} or later")
+
+
+#: hardware keys and the least each may be (what a value below it would mean)
+_HARDWARE_MIN = {"gpus": (0, "GPUs per node; 0 runs on CPU where the row allows it"),
+                 "cpus": (1, "CPU cores per node"), "mem_gb": (0, "memory per node; 0 leaves it to the scheduler"),
+                 "nodes": (1, "nodes per row"), "time_limit_min": (1, "minutes a row may run")}
+
+
+def _check_hardware(hw: DictConfig) -> None:
+    for key, (least, what) in _HARDWARE_MIN.items():
+        value = hw[key]
+        if value < least:
+            raise ConfigError(f"hardware.{key}={value} must be at least {least} ({what}); "
+                              f"fix it in conf/hardware/{hw.name}.yaml or override hardware.{key}")
 
 
 def choose_scale(cfg: DictConfig) -> str:
