@@ -197,6 +197,8 @@ def _quote_for(state: str, value: str) -> str:
         return "'" + shlex.quote(value) + "$'"
     if state == "comment":
         return value.replace("\n", " ")
+    if state == "bq":  # bash unescapes \\ \` \$ inside `...` before it parses the command
+        return re.sub(r"([\\`$])", r"\\\1", shlex.quote(value))
     if state == "param":
         raise QuoteError(f"the value {value!r} sits inside a shell ${{...}} expansion, where it cannot be quoted; "
                          "assign it to a variable first (X=${...}; ... ${X:-...})")
@@ -227,41 +229,33 @@ def render(text: str, collapse: bool = False) -> str:
     return "".join(out)
 
 
+#: contexts that only their end character closes (a backslash escapes it in $'...' alone)
+_ENDS = {"sq": "'", "comment": "\n", "ansi": "'"}
+#: what `$` followed by a character opens (inside "..." only $( and ${ do)
+_OPENERS = {"$(": "sub", "${": "param", "$'": "ansi"}
+
+
 def _scan(text: str, i: int, stack: list[list]) -> int:
     """Advance the shell-context `stack` over the character(s) at `i`; returns how many were consumed."""
     state, ch, two = stack[-1][0], text[i], text[i:i + 2]
-    if state == "sq":
-        if ch == "'":
-            stack.pop()
-        return 1
-    if state == "comment":
-        if ch == "\n":
-            stack.pop()
-        return 1
-    if ch == "\\":
+    if ch == "\\" and state not in ("sq", "comment"):
         if text.startswith(OPEN, i + 1):
             raise QuoteError("a backslash right before an interpolated value would escape its quoting; remove it")
         return 2
-    if state == "ansi":
-        if ch == "'":
+    if state in _ENDS:
+        if ch == _ENDS[state]:
             stack.pop()
         return 1
+    if two in _OPENERS and not (state == "dq" and two == "$'"):
+        stack.append([_OPENERS[two], 0])
+        return 2
     if state == "dq":
         if ch == '"':
             stack.pop()
-        elif two in ("$(", "${"):
-            stack.append(["sub" if two == "$(" else "param", 0])
-            return 2
         elif ch == "`":
             stack.append(["bq", 0])
         return 1
     # unquoted: top level, $( ), ` `, ${ }
-    if two == "$'":
-        stack.append(["ansi", 0])
-        return 2
-    if two in ("$(", "${"):
-        stack.append(["sub" if two == "$(" else "param", 0])
-        return 2
     if ch == "'":
         stack.append(["sq", 0])
     elif ch == '"':

@@ -118,6 +118,7 @@ def test_a_cache_dir_and_run_dir_with_odd_characters_are_quoted(compose, tmp_pat
     ('printf "%s" "$(basename ${data.coco_root})"', "{b}"),     # in $( ) inside double quotes
     ("printf %s ${data.coco_root} # ${data.coco_root}", "{v}"),  # in a comment
     ("printf %s ${lx.dirname:${data.coco_root}}", "{d}"),      # a data resolver's result
+    ("printf %s \"`printf %s ${data.coco_root}`\"", "{v}"),      # in backticks (bash unescapes there first)
     ("printf '%s|' ${lx.flag:--opt,${data.coco_root}}", "--opt|{v}|"),  # a shell resolver keeps its data quoted
 ])
 def test_values_are_quoted_for_where_they_land(compose, tmp_path, template, expect):
