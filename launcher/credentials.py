@@ -26,10 +26,18 @@ _TOKEN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat
                    "ATBB", "hf_")
 _TOKEN_LENGTH = 20
 
-HOW = ("give the URL without them and let git supply them: a credential helper (`git config --global "
-       "credential.helper store`, `cache`, or your platform's manager), GIT_ASKPASS, ~/.netrc, or an SSH URL with "
-       "a key (git@host:org/repo.git); the launcher refuses such URLs so the secret is not printed or written "
-       "into spec.json, result.json and Hydra's .hydra/ files")
+WHY = "the launcher refuses such URLs so the secret is not printed or written into spec.json, result.json and " \
+      "Hydra's .hydra/ files"
+HOW_GIT = ("give the URL without them and let git supply them: a credential helper (`git config --global "
+           "credential.helper store`, `cache`, or your platform's manager), GIT_ASKPASS, ~/.netrc, or an SSH URL "
+           "with a key (git@host:org/repo.git); " + WHY)
+HOW_OTHER = ("give the URL without them and the secret to the tool that needs it through its own environment "
+             "or files (a Ray head's token: RAY_AUTH_MODE=token with RAY_AUTH_TOKEN or ~/.ray/auth_token, "
+             "docs/cluster.md); " + WHY)
+
+
+def _how(key: str) -> str:
+    return HOW_GIT if "repo" in key else HOW_OTHER
 
 
 def _is_secret(scheme: str, userinfo: str) -> bool:
@@ -65,13 +73,13 @@ def _strings(node: Any, key: str = "") -> Iterable[tuple[str, str]]:
 
 def credential_problems(config: dict) -> list[str]:
     """One message per config value (a resolved container) that holds a URL with a secret; masked."""
-    return [f"{key}={mask(value)} carries credentials in the URL: {HOW}"
+    return [f"{key}={mask(value)} carries credentials in the URL: {_how(key)}"
             for key, value in _strings(config) if carries_secret(value)]
 
 
 def check_argv(argv: list[str]) -> str | None:
     """The refusal for a command line that holds a URL with a secret (None when it holds none)."""
-    bad = [mask(a) for a in argv if carries_secret(a)]
+    bad = [a for a in argv if carries_secret(a)]
     if not bad:
         return None
-    return f"{', '.join(bad)}: a URL with credentials in it; {HOW}"
+    return f"{', '.join(mask(a) for a in bad)}: a URL with credentials in it; {_how(' '.join(bad))}"
