@@ -14,10 +14,15 @@ from omegaconf import DictConfig
 from . import CONF_DIR
 from . import config as _config  # noqa: F401  (registers the schema and the ${lx.*} resolvers)
 from . import app
+from .credentials import check_argv
 from .sweep import Sweep
 
 
 def main() -> None:
+    refusal = check_argv(sys.argv[1:])  # before Hydra writes the command line into .hydra/
+    if refusal:
+        print(f"launcher: error: {refusal}", file=sys.stderr)
+        sys.exit(2)
     sweep = Sweep()
 
     @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")

@@ -8,13 +8,14 @@ status says so.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .plan import ConfigError, plan, runnable_problems
+from .plan import ConfigError, CredentialError, plan, runnable_problems
 from .rundir import Result, now_iso, write_result
 from .spec import JobSpec
 from .sweep import Sweep
@@ -28,6 +29,9 @@ def task(cfg: DictConfig, sweep: Sweep) -> int:
     sweep_dir = Path(hc.sweep.dir).resolve() if multirun else None
     try:
         spec = plan(cfg, run_dir, sweep_dir, list(hc.overrides.task))
+    except CredentialError as e:  # Hydra has already copied the config: take those copies back
+        _take_back_hydra_files(run_dir, sweep_dir)
+        return sweep.fail(str(e))
     except ConfigError as e:
         return sweep.fail(str(e))
     problems = runnable_problems(spec)
@@ -71,6 +75,22 @@ def _dry_run(spec: JobSpec, problems: list[str], run_dir: Path, sweep: Sweep, sw
     remove_hydra_traces(run_dir)
     sweep.dry_run, sweep.directory = True, sweep_dir
     return 0
+
+
+def _take_back_hydra_files(run_dir: Path, sweep_dir: Path | None) -> None:
+    """A refused row's config held a secret, and Hydra wrote it into the row's .hydra/ (and the sweep's
+    multirun.yaml) before the task ran: remove the row's directory as a dry run does, and mask what
+    the sweep dir keeps for its other rows."""
+    from .credentials import mask
+    from .dryrun import remove_hydra_traces
+    from .rundir import atomic_write_text
+
+    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+    remove_hydra_traces(run_dir)
+    if sweep_dir is not None and (sweep_dir / "multirun.yaml").is_file():
+        text = (sweep_dir / "multirun.yaml").read_text(encoding="utf-8")
+        if mask(text) != text:
+            atomic_write_text(sweep_dir / "multirun.yaml", mask(text))
 
 
 def _prepare(spec: JobSpec, cfg: DictConfig) -> JobSpec:

@@ -22,6 +22,7 @@ from omegaconf import MISSING, OmegaConf
 
 from . import JOBS_DIR
 from .backends import BackendConfig, available, backend_class
+from .shellquote import DATA_RESOLVER, data, plain_args, shell_text, unmark
 
 
 @dataclass
@@ -210,20 +211,33 @@ def _run_dir() -> str:
     return PLANNING["run_dir"] or RUN_DIR_UNPLANNED
 
 
+def _flag(flag: Any, value: Any) -> str:
+    """`--flag VALUE`, or nothing when VALUE is unset; in a shell template VALUE stays data (quoted)."""
+    return "" if unmark(value) in (None, "", "null") else f"{flag} {data(value)}"
+
+
 def register_resolvers() -> None:
-    resolvers = {
+    """The `${lx.*}` resolvers.  Each returns data (a path, a number), quoted wherever it lands in a
+    row's shell lines, except `lx.torchrun`, `lx.flag` and `lx.shell`, which return shell text
+    (launcher/shellquote.py: how plan quotes every interpolated value)."""
+    data_resolvers = {
         "lx.gpus": detect_gpus,
         "lx.gpu_model": detect_gpu_model,
         "lx.cpus": _cpus,
         "lx.mem_gb": _mem_gb,
         "lx.jobs": lambda: str(JOBS_DIR),
-        "lx.torchrun": _torchrun,
         "lx.per_gpu": lambda per_gpu, gpus: int(per_gpu) * max(1, int(gpus)),
         "lx.dirname": lambda p: os.path.dirname(str(p).rstrip("/")) or "/",
-        "lx.flag": lambda flag, value: "" if value in (None, "", "null") else f"{flag} {value}",
         "lx.run_dir": _run_dir,
         "lx.cache": lambda: os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "launcher"),
     }
+    resolvers = {name: plain_args(fn) for name, fn in data_resolvers.items()}
+    resolvers.update({
+        "lx.torchrun": lambda gpus: _torchrun(unmark(gpus)),  # shell: a process launcher
+        "lx.flag": _flag,  # shell: a flag, its value quoted
+        "lx.shell": shell_text,  # shell: a config value its author says is shell text
+        DATA_RESOLVER: data,  # what plan wraps around every other resolver call in a shell template
+    })
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

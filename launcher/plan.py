@@ -3,6 +3,14 @@
 Everything a node needs is decided here, on the submit host: the command with every interpolation
 resolved, the window (and the smoke-scale overrides on a machine without GPUs), the resources, which
 log to read. Bad values are rejected with a message that names the key.
+
+Shell lines (`SHELL_TEMPLATES`: the row's command, setup and build lines, the backend's setup lines)
+are resolved a second time with every interpolated value quoted for the spot where it lands
+(launcher/shellquote.py), so a data root with a space stays one argument and a `$(...)` in it stays
+text.  Chosen over a `quote` resolver row authors would have to remember at every use, and over
+quoting the resolved text afterwards (impossible: value and shell are one string by then).  The other
+fields (paths, env values, the work dir) are plain values: whoever puts them in the script quotes them
+(prepare/script.py), and the checks and the node use them as paths.
 """
 
 from __future__ import annotations
@@ -14,15 +22,23 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import PLANNING
+from .credentials import credential_problems
 from .rerun import MODES as RERUN_MODES
+from .shellquote import QuoteError, resolve_templates
 from .spec import JobSpec
 from .stack import StackError, apply_stack, stack_name
 
 SCALES = ("auto", "full", "smoke")
+#: config keys that hold shell text (templates); every value they interpolate is quoted
+SHELL_TEMPLATES = ("impl.command", "impl.setup", "impl.build", "backend.setup")
 
 
 class ConfigError(ValueError):
     """A config that cannot be planned; the message names the key and the way out."""
+
+
+class CredentialError(ConfigError):
+    """A config value holds a URL with a secret in it (launcher/credentials.py): refused, masked."""
 
 
 def _validate(cfg: DictConfig) -> None:
@@ -36,6 +52,41 @@ def _validate(cfg: DictConfig) -> None:
         raise ConfigError(f"scale={cfg.scale!r} is not one of {', '.join(SCALES)}")
     if cfg.rerun not in (None, *RERUN_MODES):
         raise ConfigError(f"rerun={cfg.rerun!r} is not one of {', '.join(RERUN_MODES)}")
+    _check_window_for_format(cfg)
+    _check_hardware(cfg.hardware)
+    if cfg.impl.repo is not None and not str(cfg.impl.repo).strip():
+        raise ConfigError(f"impl.repo={cfg.impl.repo!r} is empty: give the repository's URL or path, or "
+                          "impl.repo=null for a row that runs from the launcher package itself")
+
+
+def _check_window_for_format(cfg: DictConfig) -> None:
+    """A window that starts before the first iteration the row's log format can ever time is refused
+    now, not after an hour in a queue; the parser says where its logs start covering."""
+    from .parse import UnknownFormat, formats, get_parser
+
+    fmt = cfg.impl.log.format
+    try:
+        first = get_parser(fmt).earliest_start
+    except UnknownFormat:
+        raise ConfigError(f"impl.log.format={fmt!r} has no parser; known formats: {', '.join(formats())}") from None
+    if cfg.window.start < first:
+        raise ConfigError(f"window.start={cfg.window.start} can never be measured for {cfg.impl.name}: a {fmt} log "
+                          f"times iterations from window.start={first} on (launcher/parse/{fmt}.py); "
+                          f"set window.start={first} or later")
+
+
+#: hardware keys and the least each may be (what a value below it would mean)
+_HARDWARE_MIN = {"gpus": (0, "GPUs per node; 0 runs on CPU where the row allows it"),
+                 "cpus": (1, "CPU cores per node"), "mem_gb": (0, "memory per node; 0 leaves it to the scheduler"),
+                 "nodes": (1, "nodes per row"), "time_limit_min": (1, "minutes a row may run")}
+
+
+def _check_hardware(hw: DictConfig) -> None:
+    for key, (least, what) in _HARDWARE_MIN.items():
+        value = hw[key]
+        if value < least:
+            raise ConfigError(f"hardware.{key}={value} must be at least {least} ({what}); "
+                              f"fix it in conf/hardware/{hw.name}.yaml or override hardware.{key}")
 
 
 def choose_scale(cfg: DictConfig) -> str:
@@ -78,22 +129,31 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
         if scale == "smoke":
             cfg = apply_smoke(cfg, keep)
         _validate(cfg)
-        PLANNING["run_dir"] = str(run_dir)  # for ${lx.run_dir:}
+        PLANNING["run_dir"] = str(run_dir)  # for ${lx.run_dir:}, in both resolutions
         try:
             c: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[assignment]
+            secrets = credential_problems(c)
+            if secrets:
+                raise CredentialError("; ".join(secrets))
+            shell = resolve_templates(c, OmegaConf.to_container(cfg, resolve=False), SHELL_TEMPLATES,  # type: ignore[arg-type]
+                                      collapse=("impl.command",))
         finally:
             PLANNING["run_dir"] = None
     except StackError as e:
         raise ConfigError(str(e)) from e
     except OmegaConfBaseException as e:
         raise ConfigError(f"cannot resolve the config: {e}") from e
-    impl, hw, be = c["impl"], c["hardware"], c["backend"]
+    except QuoteError as e:
+        raise ConfigError(f"cannot put a value into the job script: {e}") from e
+    impl, hw, be = c["impl"], c["hardware"], dict(c["backend"])
+    if "backend.setup" in shell:
+        be["setup"] = shell["backend.setup"]
     return JobSpec(
         impl=impl["name"],
         label=impl["label"],
         title=impl["title"],
         framework=impl["framework"],
-        command=" ".join(str(impl["command"]).split()),
+        command=shell["impl.command"],
         images_per_iter=int(impl["images_per_iter"]),
         window=[int(c["window"]["start"]), int(c["window"]["end"])],
         log_format=impl["log"]["format"],
@@ -107,8 +167,8 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
         compat_patches=impl.get("compat_patches") or [],
         stack=stack_name(cfg),
         blocker=impl.get("blocker") or "",
-        setup=list(impl["setup"]),
-        build=list(impl["build"]),
+        setup=shell["impl.setup"],
+        build=shell["impl.build"],
         environment=impl["environment"],
         paths={k: str(v) for k, v in impl["paths"].items()},
         reference=impl["reference"],

@@ -11,7 +11,11 @@
 #  * RAY_TMPDIR (sessions, sockets, logs) lives under the state dir, so nothing is shared with another
 #    Ray on the machine and a rerun starts clean; its path is kept short because Ray puts unix sockets
 #    in it (108-byte limit).
-#  * RAY_AUTH_MODE=disabled and usage stats off: no token to distribute, nothing phones home.
+#  * RAY_AUTH_MODE=disabled and usage stats off: no token to distribute, nothing phones home.  So every
+#    server of the head listens on 127.0.0.1 only: --node-ip-address=127.0.0.1 and single-machine mode
+#    (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, without which Ray 2.60 swaps 127.0.0.1 for the host's routable
+#    address); tests/test_ray_head.py checks every listening socket with `ss`.  A real cluster's head is
+#    secured differently: docs/cluster.md.
 #  * The dashboard is on: the Jobs API is served by it.
 #  * `ray start --block` runs under setsid and its process group is what `stop` signals, so stop ends
 #    exactly the processes this script started (never `ray stop`, which kills every Ray process on
@@ -23,6 +27,8 @@ repo="$(cd "$here/../.." && pwd)"
 state="${LAUNCHER_CI_STATE:-$repo/.ci/state}/ray"
 port="${LAUNCHER_RAY_DASHBOARD_PORT:-8265}"
 gcs_port="${LAUNCHER_RAY_GCS_PORT:-6380}"
+client_port="${LAUNCHER_RAY_CLIENT_PORT:-10001}"        # Ray's defaults; a second head (a test) moves them
+agent_port="${LAUNCHER_RAY_AGENT_PORT:-52365}"
 num_gpus="${LAUNCHER_RAY_GPUS:-8}"
 # enough for three small rows at once plus a pair of 8-GPU rows; Ray only counts them
 num_cpus="${LAUNCHER_RAY_CPUS:-16}"
@@ -44,6 +50,7 @@ fi
 
 export RAY_TMPDIR="$tmpdir"
 export RAY_AUTH_MODE=disabled
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 export RAY_USAGE_STATS_ENABLED=0
 export RAY_DISABLE_DOCKER_CPU_WARNING=1
 
@@ -90,7 +97,8 @@ cmd_start() {
     # run from the state dir: jobs inherit the head's cwd, which must not hold a launcher checkout
     cd "$state"
     setsid "$ray_bin" start --head --block \
-        --port="$gcs_port" \
+        --node-ip-address=127.0.0.1 \
+        --port="$gcs_port" --ray-client-server-port="$client_port" --dashboard-agent-listen-port="$agent_port" \
         --num-gpus="$num_gpus" --num-cpus="$num_cpus" \
         --object-store-memory=$((256 * 1024 * 1024)) \
         --include-dashboard=true --dashboard-host=127.0.0.1 --dashboard-port="$port" \

@@ -18,8 +18,8 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from ..rundir import atomic_write_text
 from .collect import Problem, collect
+from .fileset import write_set
 from .history import DEFAULT_DB
 from .render import FORMATS, render
 from .table import runs_frame, summary
@@ -49,14 +49,10 @@ def gather(paths: Iterable[str | os.PathLike], *, db: str | os.PathLike | None =
 
 
 def write_tables(runs: pd.DataFrame, out_dir: str | os.PathLike) -> list[Path]:
-    """table.rst, table.md and results.csv in `out_dir`, each written atomically."""
+    """table.rst, table.md and results.csv in `out_dir`, replaced as one set (fileset.py): two gathers
+    writing one directory, or one dying midway, never leave files of different gathers side by side."""
     table = summary(runs)
-    written = []
-    for fmt, name in TABLE_FILES.items():
-        path = Path(out_dir) / name
-        atomic_write_text(path, render(runs, fmt, table=table))
-        written.append(path)
-    return written
+    return write_set(out_dir, {name: render(runs, fmt, table=table) for fmt, name in TABLE_FILES.items()})
 
 
 def report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike | None = None, *,

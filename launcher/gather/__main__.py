@@ -2,15 +2,16 @@
                               [--history [--since DATE] [--impl NAME] [--hardware NAME]] [--db PATH]
 
 Exit status: 0 all read; 3 something was skipped (a corrupt or half-written result, an unreadable
-directory: listed by path on stderr); 2 bad usage.
+directory, a directory without runs: listed by path on stderr); 2 bad usage.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from . import DEFAULT_DB, FORMATS, gather, write_tables
+from . import DEFAULT_DB, FORMATS, Problem, gather, write_tables
 from . import history as hist
 import json
 
@@ -51,11 +52,20 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give sweep or run directories, or --history")
     if not args.history and (args.since or args.impl or args.hardware):
         ap.error("--since, --impl and --hardware filter the history: add --history")
+    if args.since:
+        try:
+            args.since = hist.parse_since(args.since)
+        except ValueError as e:
+            ap.error(str(e))
 
     problems = []
     table = None
     if args.paths:
         runs, problems = gather(args.paths, db=None if args.no_record else args.db)
+        if runs.empty:  # a wrong path must not look like a sweep where nothing ran
+            problems += [Problem(os.path.abspath(p), "no runs found under it (no run directory with spec.json or "
+                                 "result.json); the table shows the published rows only")
+                         for p in args.paths if os.path.isdir(p)]
         table = summary(runs)
         if not (args.history and args.format == "json"):
             sys.stdout.write(render(runs, args.format, table=table))

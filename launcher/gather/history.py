@@ -8,6 +8,7 @@ change); the result's full JSON is kept beside the indexed columns.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -99,6 +100,24 @@ def append(db: str | os.PathLike, records: Iterable[dict]) -> int:
             return con.total_changes - before
     finally:
         con.close()
+
+
+def parse_since(text: str) -> str:
+    """`--since` as the store compares it: a date stays `YYYY-MM-DD` (a prefix of every stamp that day),
+    a time becomes UTC ISO 8601 like `finished_at` (one without an offset is taken as UTC).  Anything
+    else raises ValueError: a filter that can match nothing must not pass silently."""
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--since {text!r} is not an ISO 8601 date or time (e.g. 2024-05-01 or "
+                         "2024-05-01T02:00:00+02:00)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def load(db: str | os.PathLike, since: str | None = None, impl: str | None = None,

@@ -78,6 +78,18 @@ def fmt_ref(value: Any) -> str:
     return str(int(v)) if v.is_integer() else f"{v:g}"
 
 
+#: ANSI escape sequences (CSI, OSC, two-byte), other C0/C1 controls, bidi overrides and marks: a label or a
+#: reason (the log's tail) carrying them would recolour a terminal, hide or reorder a table's text
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?"
+                      r"|[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(text: str) -> str:
+    """A table cell's text: escape sequences and control / bidi characters dropped, line breaks and tabs
+    made spaces (a cell is one line). Every text format goes through it; JSON escapes them itself."""
+    return _CONTROL.sub(lambda m: " " if m[0] in "\t\n\r\v\f" else "", text)
+
+
 def _short(v: Any, n: int = 10) -> str:
     if _isnull(v):
         return ""
@@ -121,7 +133,7 @@ def display_rows(table: pd.DataFrame, label_col: str = "label") -> list[dict[str
             status += f": {r['reason']}"
         if r.get("scale") == "smoke":
             status += " (smoke)"
-        out.append({
+        out.append({k: clean(v) for k, v in {
             COL_IMPL: str(r.get(label_col) or r.get("impl")) + stack_label(r.get("stack")),
             COL_THROUGHPUT: fmt_num(r.get("throughput"), eb),
             "Spread": spread,
@@ -135,7 +147,7 @@ def display_rows(table: pd.DataFrame, label_col: str = "label") -> list[dict[str
             "Driver": "" if _isnull(r.get("driver")) else str(r["driver"]),
             "Commit": _short(r.get("commit")),
             "Recipe": _short(r.get("recipe_hash")),
-        })
+        }.items()})
     return out
 
 
@@ -191,13 +203,17 @@ def render_console(table: pd.DataFrame) -> str:
     return grid_table(cols, [[c[k] for k in cols] for c in cells])
 
 
+def _csv_cell(v: Any) -> Any:
+    return clean(v) if isinstance(v, str) else v
+
+
 def render_csv(table: pd.DataFrame) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     for r in table.to_dict("records"):
         r = dict(r, implementation=r.get("title"), run_dirs=";".join(str(x) for x in r.get("run_dirs") or []))
-        w.writerow(["" if _isnull(r.get(k)) else _plain(r.get(k)) for k in CSV_COLUMNS])
+        w.writerow(["" if _isnull(r.get(k)) else _csv_cell(_plain(r.get(k))) for k in CSV_COLUMNS])
     return buf.getvalue()
 
 
@@ -230,7 +246,7 @@ def render_history(trend: pd.DataFrame, fmt: str = "rst") -> str:
         buf = io.StringIO()
         cols = ["impl", "label", "hardware", "scale", "count", "first", "last", "latest", "recent_mean",
                 "recent_std", "change", "noise", "regression", "status"]
-        trend.reindex(columns=cols).to_csv(buf, index=False, lineterminator="\n")
+        trend.reindex(columns=cols).map(_csv_cell).to_csv(buf, index=False, lineterminator="\n")
         return buf.getvalue()
     from .catalog import load_rows
 
@@ -246,10 +262,11 @@ def render_history(trend: pd.DataFrame, fmt: str = "rst") -> str:
                 before += f" ± {fmt_num(r['recent_std'])}"
         status = r["status"] + (f" (below by more than {fmt_num(r['noise'])})" if r["regression"] else "")
         scale = f" ({r['scale']})" if r.get("scale") not in (None, "full") and not _isnull(r.get("scale")) else ""
-        cells.append([name, f"{r.get('hardware') or ''}{scale}", str(r["count"]), str(r["first"] or "")[:10],
-                      str(r["last"] or "")[:10], fmt_num(r["latest"]), before,
-                      "" if _isnull(r.get("change")) else f"{100 * r['change']:+.1f}%",
-                      " → ".join(fmt_num(v) for v in r["values"][-6:]), status])
+        cells.append([clean(c) for c in (
+            name, f"{r.get('hardware') or ''}{scale}", str(r["count"]), str(r["first"] or "")[:10],
+            str(r["last"] or "")[:10], fmt_num(r["latest"]), before,
+            "" if _isnull(r.get("change")) else f"{100 * r['change']:+.1f}%",
+            " → ".join(fmt_num(v) for v in r["values"][-6:]), status)])
     if fmt == "md":
         lines = ["| " + " | ".join(HISTORY_COLUMNS) + " |", "|" + "|".join("---" for _ in HISTORY_COLUMNS) + "|"]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]

@@ -41,6 +41,11 @@ def get_parser(fmt: str) -> LogParser:
     return getattr(importlib.import_module(f"{__name__}.{mod}"), cls)()
 
 
+def earliest_start(fmt: str) -> int:
+    """The smallest window start a log of format `fmt` can ever cover (what the plan checks against)."""
+    return get_parser(fmt).earliest_start
+
+
 def read_log(path: str | Path) -> str:
     return Path(path).read_text(encoding="utf-8", errors="replace")
 
@@ -51,4 +56,4 @@ def measure(fmt: str, text: str, window: tuple[int, int], images_per_iter: int, 
 
 
 __all__ = ["BadRequest", "LogParser", "Measurement", "ParseError", "Progress", "REGISTRY", "SeveralRuns", "StaleLog",
-           "UnknownFormat", "WindowNotCovered", "formats", "get_parser", "measure", "read_log"]
+           "UnknownFormat", "WindowNotCovered", "earliest_start", "formats", "get_parser", "measure", "read_log"]

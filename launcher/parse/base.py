@@ -170,12 +170,17 @@ class LogParser:
     what: ClassVar[str] = "records"
     #: the format's records, grouped by training run (see runs.py), in log order: text -> list[Run]
     scan: ClassVar[Callable[[str], list[Run]]]
+    #: the smallest window start any log of this format can cover: the first record boundary of a run
+    #: that starts at iteration 0 (a resumed run's is later).  The plan refuses a window.start below it.
+    earliest_start: ClassVar[int] = 0
 
     def __init_subclass__(cls, name: str = "", what: str = "", scan: Callable[[str], list[Run]] | None = None,
-                          **kw: Any) -> None:
+                          earliest_start: int | None = None, **kw: Any) -> None:
         super().__init_subclass__(**kw)
         cls.name = name or cls.name
         cls.what = what or cls.what
+        if earliest_start is not None:
+            cls.earliest_start = earliest_start
         if scan is not None:
             cls.scan = staticmethod(scan)
 

@@ -89,7 +89,8 @@ def _origin(run: Run) -> int:
     return start + LOG_PERIOD + 1
 
 
-class DetectronParser(LogParser, name="detectron", scan=scan,
+# earliest_start: the timer's reset point in a run from iteration 0 (see _origin)
+class DetectronParser(LogParser, name="detectron", scan=scan, earliest_start=LOG_PERIOD + 1,
                        what="'json_stats: {...}' lines"):
     def span(self, run, window, images_per_iter):
         origin = _origin(run)

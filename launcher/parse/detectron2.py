@@ -74,7 +74,8 @@ def scan(text: str) -> list[Run]:
     return b.runs
 
 
-class Detectron2Parser(LogParser, name="detectron2", scan=scan,
+# earliest_start: the running mean's origin in a run from iteration 0 (its first two iterations are untimed)
+class Detectron2Parser(LogParser, name="detectron2", scan=scan, earliest_start=WARMUP,
                         what="'d2.utils.events ... eta: ... iter:' lines"):
     def _origin(self, run: Run) -> int:
         """Completed iterations at which the run's running mean starts (its value there is 0)."""

@@ -72,7 +72,8 @@ def _frequent(recs: list[SdRecord]) -> int:
     return steps[0] if steps else recs[0].batch
 
 
-class SimpledetParser(LogParser, name="simpledet", scan=scan,
+# earliest_start: the Speedometer starts its clock after batch 0, so the first block is (1, 11]
+class SimpledetParser(LogParser, name="simpledet", scan=scan, earliest_start=1,
                        what="'Epoch[e] Batch [n] ... Speed: X samples/sec' lines"):
     def span(self, run, window, images_per_iter):
         freq = _frequent(run.records)

@@ -48,7 +48,8 @@ def _by_iter(fmt: str, run: Run) -> dict[int, tuple[float, int]]:
     return dedupe(fmt, [(r.iter, (r.t, r.images)) for r in run.records])
 
 
-class TorchvisionParser(LogParser, name="torchvision", scan=scan,
+# earliest_start: the first stamp is taken after iteration 1 (nothing stamps the start of iteration 1)
+class TorchvisionParser(LogParser, name="torchvision", scan=scan, earliest_start=1,
                          what="'tvbench iter=' lines"):
     def span(self, run, window, images_per_iter):
         recs = _by_iter(self.name, run)

@@ -143,13 +143,16 @@ class RayBackend(Backend):
             if self.config_address and not jobs_api_answers(address):
                 raise RayBackendError(
                     f"no Ray Jobs API answers at backend.address={address}. Is the head running "
-                    "(`ray status`), with its dashboard on (`ray start --head --include-dashboard=true "
-                    "--dashboard-host=0.0.0.0`) and that port reachable from here? Leave backend.address "
-                    "unset to start a local head for this session (wait=true).")
+                    "(`ray status`), with its dashboard on (`ray start --head --include-dashboard=true`) and "
+                    "its port reachable from here (an SSH tunnel to the head's 127.0.0.1:8265, see "
+                    "docs/cluster.md)? Leave backend.address unset to start a local head for this session "
+                    "(wait=true).")
             try:
                 self._client = JobSubmissionClient(address)
             except Exception as e:  # ConnectionError, RuntimeError from the SDK
-                raise RayBackendError(f"cannot connect to the Ray Jobs API at {address}: {e}") from e
+                raise RayBackendError(f"cannot connect to the Ray Jobs API at {address}: {e}"
+                                      + (" (a head with token authentication: set RAY_AUTH_MODE=token and the "
+                                         "token, see docs/cluster.md)" if "token" in str(e).lower() else "")) from e
             self._client_address = address
         return self._client
 

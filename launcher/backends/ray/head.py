@@ -32,6 +32,16 @@ STOP_WAIT_S = 30
 #: in a run dir submitted to a session head: where that head listens while its launcher runs
 SESSION_FILE = "ray-session.json"
 
+#: A session head serves this host only, so every one of its servers binds to loopback.  Ray 2.60 turns
+#: `--node-ip-address=127.0.0.1` back into the host's routable address (services.resolve_ip_for_localhost)
+#: unless it runs in single-machine mode, which `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` selects on Linux too
+#: (ray_constants.ENABLE_RAY_CLUSTER; get_node_ip_address then answers 127.0.0.1).  With both, GCS, raylet,
+#: object manager, dashboard and its agents, runtime-env agent, client server, metrics exporter and the
+#: workers' gRPC servers all listen on 127.0.0.1 (tests/test_ray_head.py checks with `ss`); without them
+#: they listen on every interface, unauthenticated.  .ci/services/ray.sh starts its head the same way.
+LOOPBACK_ARGS = ("--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1")
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
 
 class RayBackendError(BackendError):
     """The Ray backend cannot do what was asked; the message names the problem and the way out."""
@@ -47,10 +57,13 @@ def _free_port() -> int:
 
 
 def jobs_api_answers(address: str, timeout: float = 3.0) -> bool:
-    """True when a Ray Jobs API answers at `address` (GET /api/jobs/ lists the jobs)."""
+    """True when a Ray Jobs API answers at `address` (GET /api/jobs/ lists the jobs, or asks for the
+    token of a head with token authentication: Ray's own client then sends it, see docs/cluster.md)."""
     try:
         with urllib.request.urlopen(address.rstrip("/") + "/api/jobs/", timeout=timeout) as r:
             return r.status == 200
+    except urllib.error.HTTPError as e:
+        return e.code in (401, 403)
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
@@ -62,7 +75,8 @@ class EmbeddedHead:
     processes to that command (they die with it), and `stop()` signals exactly that group, never
     `ray stop`, which kills every Ray process on the machine by name (other heads included).
     Every port is chosen free, and its temporary directory is its own, so it coexists with any other
-    Ray on the machine.
+    Ray on the machine.  Every port listens on 127.0.0.1 only (LOOPBACK_ARGS): authentication is off,
+    so nothing of it may face the network.
     """
 
     def __init__(self, num_cpus: int | None = None, num_gpus: int | None = None, start_timeout_s: float = 120):
@@ -86,15 +100,16 @@ class EmbeddedHead:
                  "--metrics-export-port": _free_port(), "--node-manager-port": _free_port(),
                  "--object-manager-port": _free_port()}
         ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
-        cmd = [ray_bin if os.path.exists(ray_bin) else "ray", "start", "--head", "--block",
-               "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--temp-dir={self.tmpdir}",
+        cmd = [ray_bin if os.path.exists(ray_bin) else "ray", "start", "--head", "--block", *LOOPBACK_ARGS,
+               "--include-dashboard=true", f"--temp-dir={self.tmpdir}",
                "--disable-usage-stats", f"--object-store-memory={256 * 2**20}"]
         cmd += [f"{k}={v}" for k, v in ports.items()]
         if self.num_cpus is not None:
             cmd.append(f"--num-cpus={self.num_cpus}")
         if self.num_gpus is not None:
             cmd.append(f"--num-gpus={self.num_gpus}")
-        env = dict(os.environ, RAY_TMPDIR=self.tmpdir, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+        env = dict(os.environ, **LOOPBACK_ENV, RAY_TMPDIR=self.tmpdir, RAY_AUTH_MODE="disabled",
+                   RAY_USAGE_STATS_ENABLED="0")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=env, cwd=self.tmpdir, start_new_session=True,
