@@ -13,6 +13,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .config import PLANNING
+from .data.stage import StageError, dataset_for
 from .rerun import MODES as RERUN_MODES
 from .spec import JobSpec
 
@@ -67,15 +69,24 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
     """Resolve `cfg` into the JobSpec of one row (nothing is written or touched).
 
     `overrides` are the user's command-line overrides: at smoke scale they still win."""
+    run_dir = Path(run_dir).resolve()
     try:
         scale = choose_scale(cfg)
         if scale == "smoke":
             cfg = apply_smoke(cfg, override_keys(overrides or []))
         _validate(cfg)
-        c: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[assignment]
+        PLANNING["run_dir"] = str(run_dir)  # for ${lx.run_dir:}
+        try:
+            c: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[assignment]
+        finally:
+            PLANNING["run_dir"] = None
+        dataset = dataset_for(c["impl"].get("dataset") or {}, c["data"])
     except OmegaConfBaseException as e:
         raise ConfigError(f"cannot resolve the config: {e}") from e
+    except StageError as e:
+        raise ConfigError(str(e)) from e
     impl, hw, be = c["impl"], c["hardware"], c["backend"]
+    weights_dir = str(c.get("weights_dir") or "")
     return JobSpec(
         impl=impl["name"],
         label=impl["label"],
@@ -96,6 +107,10 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
         build=list(impl["build"]),
         environment=impl["environment"],
         paths={k: str(v) for k, v in impl["paths"].items()},
+        dataset=dataset,
+        weights=[{**w, "path": str(Path(weights_dir) / w["dest"])} for w in impl.get("weights") or []],
+        weights_dir=weights_dir,
+        processes=dict(impl.get("processes") or {}),
         reference=impl["reference"],
         reference_hardware=impl["reference_hardware"],
         tolerance=float(impl["tolerance"]),
@@ -103,6 +118,8 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
         min_gpus=int(impl["min_gpus"]),
         hardware=hw["name"],
         gpu_model=str(hw["gpu"]),
+        gpu_type=hw.get("gpu_type") or None,
+        compute_capability=None if hw.get("compute_capability") in (None, "") else str(hw["compute_capability"]),
         gpus=int(hw["gpus"]),
         cpus=int(hw["cpus"]),
         mem_gb=int(hw["mem_gb"]),
@@ -113,14 +130,16 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
         scale=scale,
         seed=int(c["seed"]),
         data_root=str(c["data"]["coco_root"]),
-        run_dir=str(Path(run_dir).resolve()),
+        run_dir=str(run_dir),
         sweep_dir=None if sweep_dir is None else str(Path(sweep_dir).resolve()),
     )
 
 
 def runnable_problems(spec: JobSpec) -> list[str]:
     """What stops this plan from running on its hardware (a dry run shows them; a real run refuses)."""
-    problems = []
+    from .fit import arch_problems, process_problems
+
+    problems = arch_problems(spec) + process_problems(spec)
     if spec.gpus < spec.min_gpus:
         problems.append(f"{spec.impl} needs at least {spec.min_gpus} GPU and hardware {spec.hardware!r} has "
                         f"{spec.gpus}: pick hardware=v100x8 (or a100x8, h100x8) for a GPU node, or set hardware.gpus")
