@@ -139,7 +139,11 @@ def git(cwd: Path, *args: str) -> str:
 
 def test_seed_row_from_a_local_mirror_end_to_end(tmp_path):
     """maskrcnn-benchmark's recipe for real: checkout of a pinned tag from a local mirror, the seed's two
-    patches, its data link, then a stand-in printing maskrcnn-benchmark's own log format in the checkout."""
+    patches, its COCO 2014 layout staged from a tiny COCO (2014 names linked onto the 2017 images), its
+    pretrained file fetched into weights_dir from a file:// URL, then a stand-in printing
+    maskrcnn-benchmark's own log format where the row's OUTPUT_DIR points: this run's directory."""
+    from tests.coco_helpers import make_coco
+
     repo = tmp_path / "mirror"
     (repo / "maskrcnn_benchmark" / "csrc" / "cuda").mkdir(parents=True)
     (repo / "maskrcnn_benchmark" / "layers.py").write_text("mask = x.to(torch.uint8)\n")
@@ -150,22 +154,33 @@ def test_seed_row_from_a_local_mirror_end_to_end(tmp_path):
     git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "upstream")
     git(repo, "tag", "v-test")
     full = git(repo, "rev-parse", "HEAD")
-    coco = tmp_path / "coco"
-    (coco / "train2017").mkdir(parents=True)
-    (coco / "annotations").mkdir()
-    (coco / "annotations" / "instances_train2017.json").write_text("{}")
+    coco = make_coco(tmp_path / "coco")
+    weights = tmp_path / "upstream-R-50.pkl"
+    weights.write_bytes(b"pretend pickled R-50 weights")
+    common = [f"cache_dir={tmp_path / 'cache'}", f"data.coco_root={coco['coco_root']}",
+              f"data.coco2014_root={coco['coco2014_root']}", f"impl.weights.0.urls=[file://{weights}]",
+              "impl.weights.0.md5_url=null"]
+    f = subprocess.run([sys.executable, "-m", "launcher.weights", "fetch", "impl=maskrcnn_benchmark", *common],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert f.returncode == 0 and "recorded sha256" in f.stdout, f.stdout + f.stderr
     standin = ("impl.command=python -m launcher.jobs.standin.standin_impl --format maskrcnn_benchmark --iters 60 "
-               "--base 0.01 --fast --images-per-iter 16")
+               "--base 0.01 --fast --images-per-iter 16 --cwd ${lx.run_dir:}/output")
     p = run_launcher("impl=maskrcnn_benchmark", "hardware=local", "hardware.gpus=1", f"impl.repo={repo}",
-                     "impl.commit=v-test", "impl.build=[]", standin, f"data.coco_root={coco}",
-                     f"cache_dir={tmp_path / 'cache'}", "window.start=20", "window.end=60", cwd=tmp_path, timeout=300)
+                     "impl.commit=v-test", "impl.build=[]", standin, *common, "impl.environment.kind=launcher",
+                     "impl.environment.check=false", "window.start=20", "window.end=60", cwd=tmp_path, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    r = read_result(only_run_dir(tmp_path))
+    run_dir = only_run_dir(tmp_path)
+    r = read_result(run_dir)
     assert r.status == "ok" and r.window == [20, 60] and r.images_per_iter == 16
     assert r.commit == full and r.recipe_hash and r.repo == str(repo)
-    tree = Path(json.loads((only_run_dir(tmp_path) / "spec.json").read_text())["checkout_dir"])
+    tree = Path(json.loads((run_dir / "spec.json").read_text())["checkout_dir"])
     assert (tree / "maskrcnn_benchmark" / "layers.py").read_text() == "mask = x.to(torch.bool)\n"
     assert (tree / "maskrcnn_benchmark" / "csrc" / "cuda" / "nms.cu").read_text() == 'TORCH_CHECK(x, "bad");\n'
     assert (tree / "README.md").read_text() == "torch.uint8 stays here\n"  # outside the patches' globs
-    assert (tree / "datasets" / "coco").resolve() == coco.resolve()  # the row's setup line ran in its tree
-    assert (tree / "log.txt").exists() and r.log_path == str(tree / "log.txt")
+    # the job script linked the staged 2014 layout where paths_catalog.py reads it
+    staged = tmp_path / "cache" / "data" / "coco2014"
+    assert (tree / "datasets" / "coco").resolve() == staged.resolve()
+    assert (tree / "datasets" / "coco" / "train2014" / "COCO_train2014_000000000009.jpg").resolve() == \
+        (coco["coco_root"] / "train2017" / "000000000009.jpg").resolve()
+    # its log is this run's own (OUTPUT_DIR), none in the shared work tree
+    assert r.log_path == str(run_dir / "output" / "log.txt") and not (tree / "log.txt").exists()
