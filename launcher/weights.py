@@ -69,10 +69,10 @@ def _get(url: str, timeout: float) -> bytes:
         return r.read()
 
 
-def expected(w: dict[str, Any], timeout: float = 60) -> dict[str, str]:
-    """The checksums upstream publishes for W: from its config, and the md5 of its `.md5sum` URL."""
+def expected(w: dict[str, Any], timeout: float = 60, online: bool = True) -> dict[str, str]:
+    """The checksums upstream publishes for W: from its config, and (online) the md5 of its `.md5sum` URL."""
     out = {k: str(w[k]).lower() for k in ("sha256", "md5", "sha256_prefix") if w.get(k)}
-    if w.get("md5_url") and "md5" not in out:
+    if online and w.get("md5_url") and "md5" not in out:
         try:
             out["md5"] = _get(w["md5_url"], timeout).decode().split()[0].lower()
         except (OSError, IndexError, UnicodeDecodeError) as e:
@@ -145,8 +145,9 @@ def check(weights_dir: str | Path, w: dict[str, Any], *, want: dict[str, str] | 
     path = weights_dir / w["dest"]
     if not path.is_file():
         raise WeightsError(f"{path} is missing: python -m launcher.weights fetch (on a host with internet)")
-    want = expected(w) if want is None else want
     locked = read_lock(weights_dir).get(w["dest"])
+    if want is None:  # offline once recorded: the lock's sha256 was verified against what upstream publishes
+        want = expected(w, online=not locked)
     found = digests(path)
     bad = mismatches(found, want, locked)
     if bad:

@@ -133,6 +133,33 @@ def test_prepare_failure_is_a_failed_row_before_anything_is_submitted(tmp_path):
     assert len(list((tmp_path / "outputs").rglob("result.json"))) == 1
 
 
+def test_prepare_only_is_a_login_node_step(tmp_path):
+    """No GPU and no data here (a login node): prepare_only still checks out and patches the row, and warns
+    about everything the node will need instead of failing (the README's own example)."""
+    bundle = Path("/work/shared/mirrors/maskrcnn-benchmark.bundle")
+    repo = str(bundle) if bundle.exists() else None
+    if repo is None:
+        repo = str(tmp_path / "mirror")
+        (tmp_path / "mirror" / "maskrcnn_benchmark").mkdir(parents=True)
+        (tmp_path / "mirror" / "maskrcnn_benchmark" / "x.py").write_text("torch.uint8\n")
+        git(tmp_path / "mirror", "init", "-q")
+        git(tmp_path / "mirror", "add", "-A")
+        git(tmp_path / "mirror", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    commit = [] if bundle.exists() else ["impl.commit=HEAD"]
+    p = run_launcher("impl=maskrcnn_benchmark", "prepare_only=true", f"impl.repo={repo}", *commit, "hardware.gpus=0",
+                     f"data.coco_root={tmp_path / 'no-coco'}", f"cache_dir={tmp_path / 'cache'}", cwd=tmp_path,
+                     timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "prepared maskrcnn_benchmark: work tree " in p.stdout and "recipe " in p.stdout
+    need = [line for line in p.stdout.splitlines() if line.startswith("warning: the node will need: ")]
+    for what in ("needs at least 1 GPU", f"data.coco_root={tmp_path / 'no-coco'} is not a directory",
+                 "R-50.pkl is missing", "python -m launcher.env create impl=maskrcnn_benchmark"):
+        assert any(what in line for line in need), (what, need)
+    tree = next((tmp_path / "cache" / "trees").iterdir())
+    assert "torch.bool" in next(tree.glob("maskrcnn_benchmark/**/*.py")).read_text() or bundle.exists()
+    assert not list((tmp_path / "outputs").rglob("result.json"))  # nothing ran, nothing to report
+
+
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
