@@ -138,3 +138,16 @@ def test_a_seed_row_without_its_environment_is_refused_before_submission(tmp_pat
     p = run_launcher("impl=detectron2", "hardware=v100x8", f"impl.repo={tmp_path / 'none'}", "dry_run=true",
                      f"envs_dir={tmp_path / 'envs'}", cwd=tmp_path, timeout=120)
     assert p.returncode == 0 and f"conda environment {tmp_path / 'envs' / 'detectron2'} [MISSING" in p.stdout
+
+
+def test_a_container_sees_the_data_its_links_point_into_and_the_weights(compose, tmp_path):
+    from launcher.plan import plan
+    from launcher.prepare.environment import bind_paths, wrap_command
+
+    s = plan(compose("impl=matterport", "impl.environment.kind=container", "impl.environment.path=/img/mp.sif",
+                     "data.coco_root=/shared/coco", "data.coco2014_root=/shared/coco2014",
+                     "data.stage_dir=/scratch/stage", "weights_dir=/shared/weights"), tmp_path / "run")
+    binds = bind_paths(s)
+    for d in ("/shared/coco", "/shared/coco2014", "/scratch/stage", "/shared/weights", str(tmp_path / "run")):
+        assert d in binds, (d, binds)
+    assert "--bind" in wrap_command(s, "true") and "/scratch/stage" in wrap_command(s, "true")

@@ -44,10 +44,13 @@ def _bash_c(command: str) -> str:
 
 
 def bind_paths(spec: JobSpec) -> list[str]:
-    """Host directories a container must see: the checkout, the run dir, the data, absolute input
+    """Host directories a container must see: the checkout, the run dir, the data (the user's COCO folders
+    and the staged layout whose links point into them, at the same paths), the weights, absolute input
     paths and (for repo-less rows) the launcher's jobs/ dir.  Nested paths are folded into their parent."""
     cands: list[str] = []
-    for p in (spec.checkout_dir, spec.run_dir, spec.sweep_dir, spec.data_root):
+    ds = spec.dataset or {}
+    for p in (spec.checkout_dir, spec.run_dir, spec.sweep_dir, spec.data_root, ds.get("stage_dir"),
+              ds.get("coco2014_root"), spec.weights_dir if spec.weights else None):
         if p:
             cands.append(str(Path(p)))
     for p in (spec.paths or {}).values():
