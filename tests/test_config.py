@@ -157,3 +157,16 @@ def test_user_overrides_win_over_smoke_scale(compose, tmp_path):
 def test_rerun_selects_exactly_its_rows(mode, has_result, state, wanted):
     from launcher.rerun import rerun_wanted
     assert rerun_wanted(mode, has_result, state) is wanted
+
+
+@pytest.mark.parametrize("row", ["mmdetection", "maskrcnn_benchmark", "tensorpack", "simpledet", "detectron", "matterport"])
+def test_each_seed_row_writes_where_only_its_run_writes(compose, tmp_path, row):
+    """Issue 10 item 1, config side: the row's own output option points into its run directory and its log
+    is read from there (or from the captured output). (detectron2's OUTPUT_DIR: the d2real branch.)"""
+    run_dir = tmp_path / "run"
+    spec = plan(compose(f"impl={row}", "hardware=v100x8"), run_dir)
+    out = str(run_dir / "output")
+    assert out in spec.command or any(out in line for line in spec.setup), row
+    assert spec.log_path is None or spec.log_path.startswith(out + "/"), spec.log_path
+    if row == "tensorpack":  # tensorpack deletes the folder it is given: never the run dir itself
+        assert f"--logdir {out}/train_log" in spec.command

@@ -211,3 +211,52 @@ def test_seed_row_from_a_local_mirror_end_to_end(tmp_path):
         (coco["coco_root"] / "train2017" / "000000000009.jpg").resolve()
     # its log is this run's own (OUTPUT_DIR), none in the shared work tree
     assert r.log_path == str(run_dir / "output" / "log.txt") and not (tree / "log.txt").exists()
+
+def test_simpledet_fixed_paths_land_in_each_runs_own_directory(tmp_path):
+    """SimpleDet writes experiments/<cfg>/log.txt relative to its work tree and reads pretrain_model/ and data/
+    there. Run twice from one prepared tree (same recipe): the first run's log lands in its run dir through
+    the `experiments` link; the second run's command crashes, and it is reported failed, never `ok` with the
+    first run's figure (issue 10 item 1). An experiments/ left in the tree is moved aside, not deleted."""
+    from tests.coco_helpers import make_coco
+    from tests.test_data_stage import simpledet_repo
+
+    repo = simpledet_repo(tmp_path)
+    coco = make_coco(tmp_path / "coco", with_2014=False)
+    blob = tmp_path / "resnet-v1-50-0000.params"
+    blob.write_bytes(b"pretend params")
+    crash = tmp_path / "crash-now"
+    standin = ("python -m launcher.jobs.standin.standin_impl --format simpledet --iters 520 --base 0.01 --fast "
+               "--images-per-iter 16")
+    command = script(tmp_path, f"test -f {crash} && {{ sleep 1; echo crashed; exit 1; }}; {standin}")
+    common = [f"cache_dir={tmp_path / 'cache'}", f"data.coco_root={coco['coco_root']}", f"impl.repo={repo}",
+              "impl.commit=HEAD", f"impl.weights.0.urls=[file://{blob}]"]
+    f = subprocess.run([sys.executable, "-m", "launcher.weights", "fetch", "impl=simpledet", *common], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert f.returncode == 0, f.stderr
+    run = lambda *more: run_launcher("impl=simpledet", "hardware=local", "hardware.gpus=1", "impl.processes.gpus=null",
+                                     "impl.build=[]", command, *common, "impl.environment.kind=launcher",
+                                     "impl.environment.check=false", *more, cwd=tmp_path, timeout=300)
+    assert run("prepare_only=true").returncode == 0
+    (tree,) = (tmp_path / "cache" / "trees").iterdir()
+    (tree / "experiments" / "old").mkdir(parents=True)  # someone ran SimpleDet by hand in the tree
+    (tree / "experiments" / "old" / "log.txt").write_text("an earlier run's log\n")
+    p = run()
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    first = only_run_dir(tmp_path)
+    r1 = read_result(first)
+    assert r1.status == "ok" and r1.log_path == str(first / "output/experiments/mask_r50v1_fpn_1x/log.txt")
+    assert Path(json.loads((first / "spec.json").read_text())["checkout_dir"]) == tree
+    assert (tree / "experiments").resolve() == (first / "output" / "experiments").resolve()
+    assert (tree / "pretrain_model" / "resnet-v1-50-0000.params").read_bytes() == b"pretend params"
+    (aside,) = tree.glob("experiments.moved-*")
+    assert (aside / "old" / "log.txt").read_text() == "an earlier run's log\n"
+
+    crash.touch()
+    p = run()
+    assert p.returncode == 1
+    (second,) = [d for d in (tmp_path / "outputs").rglob("result.json") if d.parent != first]
+    r2 = read_result(second.parent)
+    assert r2.status == "failed" and r2.throughput is None and "crashed" in r2.error, r2
+    assert json.loads((second.parent / "spec.json").read_text())["checkout_dir"] == str(tree)  # the same tree,
+    assert [t.name for t in (tmp_path / "cache" / "trees").iterdir()] == [tree.name]  # still clean: not re-made
+    assert read_result(first).status == "ok"  # the first run's result and log are untouched

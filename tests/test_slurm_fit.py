@@ -107,7 +107,8 @@ def test_what_sinfo_cannot_see_is_asked_of_sbatch_test_only(cluster, tmp_path):
 @pytest.mark.slurm
 def test_a_job_that_can_never_start_is_reported_by_follow_and_gather(cluster, tmp_path):
     """A row that depends on a job that failed pends with DependencyNeverSatisfied: it will never start."""
-    failed = subprocess.run(["sbatch", "--parsable", "--job-name=launcher-test-fails", "--wrap", "false"],
+    failed = subprocess.run(["sbatch", "--parsable", "--job-name=launcher-test-fails", f"--output={tmp_path}/%j.out",
+                             "--wrap", "false"],
                             capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
     wait_for(lambda: subprocess.run(["sacct", "-j", failed, "-X", "-n", "-o", "State"], capture_output=True,
                                     text=True).stdout.strip().startswith("FAILED"), 60, "the first job failing")
