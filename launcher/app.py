@@ -98,7 +98,7 @@ def _prepare(spec: JobSpec, cfg: DictConfig) -> tuple[JobSpec, list[str]]:
     except StageError as e:
         staging.append(f"data: {e}")
     problems = list(dict.fromkeys(staging + check_inputs(spec)))  # the staging error says why first
-    problems += get_backend(spec.backend, spec.backend_config).check(spec)  # a request no node can satisfy
+    problems += get_backend(spec.backend, spec.backend_config).placement_problems(spec)  # no node could run it
     if problems and not cfg.prepare_only:
         raise PrepareError("inputs missing before submission:\n  " + "\n  ".join(problems))
     return spec, problems + input_warnings(spec)

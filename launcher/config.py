@@ -90,7 +90,8 @@ class WeightConfig:
 class ProcessesConfig:
     """How the row's command uses the node it is given: one task, its own launcher spawns the ranks."""
 
-    spawner: str = "single"  # single (one process drives every GPU) | mp.spawn | torch.distributed.launch | mpirun
+    # single (one process drives every GPU) | mp.spawn | torch.distributed.launch | torchrun | mpirun
+    spawner: str = "single"
     ranks: int = 1  # processes the command starts on the node
     gpus: Optional[int] = None  # GPUs the row's code drives when its own config fixes them (SimpleDet: gpus=[0..7])
 

@@ -19,7 +19,7 @@ import re
 
 from .spec import JobSpec
 
-SPAWNERS = ("single", "mp.spawn", "torch.distributed.launch", "mpirun")
+SPAWNERS = ("single", "mp.spawn", "torch.distributed.launch", "torchrun", "mpirun")
 #: (CUDA version from which on) -> the highest compute capability it can target
 _MAX_CC = (((9, 0), (7, 2)), ((10, 0), (7, 5)), ((11, 0), (8, 0)), ((11, 1), (8, 6)), ((11, 4), (8, 7)),
            ((11, 8), (9, 0)), ((12, 8), (12, 0)))
@@ -66,6 +66,7 @@ def _launched(spec: JobSpec) -> int | None:
     """How many ranks the command itself says it starts (None when it does not say)."""
     patterns = {"mpirun": r"(?:^|\s)(?:-np|-n|--np)\s+(\d+)",
                 "torch.distributed.launch": r"--nproc_per_node[= ](\d+)|dist_train\.sh\s+\S+\s+(\d+)",
+                "torchrun": r"--nproc_per_node[= ](\d+)",
                 "mp.spawn": r"--num-gpus[= ](\d+)"}
     pat = patterns.get(str((spec.processes or {}).get("spawner")))
     m = re.search(pat, spec.command) if pat else None
@@ -107,6 +108,6 @@ def describe(spec: JobSpec) -> list[str]:
     p = spec.processes or {}
     spawner, ranks = str(p.get("spawner") or "single"), int(p.get("ranks") or 1)
     how = ("one process drives every GPU" + (f" ({p['gpus']} fixed in its config)" if p.get("gpus") else "")
-           if spawner == "single" else f"the row starts {ranks} ranks itself ({spawner})")
+           if spawner == "single" else f"the row starts {ranks} rank{'s' if ranks != 1 else ''} itself ({spawner})")
     cc = f", compute capability {spec.compute_capability}" if spec.compute_capability else ""
     return [f"allocation:      {spec.nodes} node x 1 task: {spec.gpus} GPU ({spec.gpu_model}{cc}), {spec.cpus} CPUs; {how}"]

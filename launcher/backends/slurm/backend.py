@@ -129,7 +129,7 @@ class SlurmBackend(Backend):
         typed = found is not None and any(t for n in found[1] for t in n.gpus)
         return spec.gpu_type if typed else None
 
-    def check(self, spec: JobSpec) -> list[str]:
+    def placement_problems(self, spec: JobSpec) -> list[str]:
         """Before submission: a request no node of the partition can satisfy is refused, naming the resource
         and the largest node (sinfo), then Slurm's own word on it (sbatch --test-only; no job is made)."""
         if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
