@@ -125,15 +125,18 @@ def _stats(paths: list[Path]) -> dict[str, list[int]]:
 
 
 def _check_sources(ds: dict) -> None:
+    wrong = []
     c17 = Path(ds["coco_root"])
     if not c17.is_dir():
-        raise StageError(f"data.coco_root={c17} is not a directory: point it at COCO 2017 (train2017/, val2017/, "
-                         f"annotations/)")
+        wrong.append(f"data.coco_root={c17} is not a directory: point it at COCO 2017 (train2017/, val2017/, "
+                     f"annotations/)")
     if ds["layout"] == "coco2014" and not ds.get("coco2014_root"):
-        raise StageError("this row's code reads COCO 2014 names (coco_2014_train + valminusminival): set "
-                         "data.coco2014_root to a folder with annotations/" + ", ".join(ANN_2014)
-                         + " (instances_train2014.json: COCO's annotations_trainval2014.zip; the minival files: "
-                           "Detectron's coco_annotations_minival.tgz; see docs/cluster.md, 'Data')")
+        wrong.append("this row's code reads COCO 2014 names (coco_2014_train + valminusminival): set "
+                     "data.coco2014_root to a folder with annotations/" + ", ".join(ANN_2014)
+                     + " (instances_train2014.json: COCO's annotations_trainval2014.zip; the minival files: "
+                       "Detectron's coco_annotations_minival.tgz; see docs/cluster.md, 'Data')")
+    if wrong:
+        raise StageError("; and ".join(wrong))
 
 
 def _build_2014_images(ds: dict, root: Path, old: dict, log: Log, force: bool) -> dict:
