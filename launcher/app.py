@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .plan import ConfigError, CredentialError, plan, runnable_problems
 from .rundir import Result, now_iso, write_result
@@ -28,7 +28,8 @@ def task(cfg: DictConfig, sweep: Sweep) -> int:
     run_dir = Path(hc.runtime.output_dir)
     sweep_dir = Path(hc.sweep.dir).resolve() if multirun else None
     try:
-        spec = plan(cfg, run_dir, sweep_dir, list(hc.overrides.task))
+        # unresolved: an override may name ${lx.run_dir:}, known only while plan() resolves the row
+        spec = plan(cfg, run_dir, sweep_dir, list(OmegaConf.to_container(hc.overrides.task, resolve=False)))
     except CredentialError as e:  # Hydra has already copied the config: take those copies back
         _take_back_hydra_files(run_dir, sweep_dir)
         return sweep.fail(str(e))
@@ -37,7 +38,7 @@ def task(cfg: DictConfig, sweep: Sweep) -> int:
     problems = runnable_problems(spec)
     if cfg.dry_run:
         return _dry_run(spec, problems, run_dir, sweep, sweep_dir)
-    if problems:
+    if problems and not cfg.prepare_only:  # prepare_only is a login-node step: it warns about them (below)
         return sweep.fail("; ".join(problems))
     if cfg.rerun:
         from .rerun import skip_reason
@@ -47,7 +48,7 @@ def task(cfg: DictConfig, sweep: Sweep) -> int:
             print(f"launcher: {why}")
             return 0
     try:
-        spec = _prepare(spec, cfg)
+        spec, later = _prepare(spec, cfg)
     except Exception as e:  # the row still becomes a table row, with the reason
         if not cfg.prepare_only:
             _record_prepare_failure(spec, e)
@@ -55,7 +56,11 @@ def task(cfg: DictConfig, sweep: Sweep) -> int:
     if cfg.prepare_only:
         print(f"prepared {spec.impl}: work tree {spec.exec_dir if spec.repo else '(none: no repository)'}\n"
               f"  commit {spec.commit_full or '-'}  recipe {spec.recipe_hash}")
+        for p in problems + later:
+            print(f"warning: the node will need: {p}")
         return 0
+    for w in later:
+        print(f"warning: {w}")
     spec.save()
     if spec.scale == "smoke":
         print(f"launcher: no GPU here: {spec.impl} runs at CPU smoke scale (window {spec.window[0]}-{spec.window[1]}, "
@@ -72,6 +77,11 @@ def _dry_run(spec: JobSpec, problems: list[str], run_dir: Path, sweep: Sweep, sw
     print(render_plan(spec, job_script_or_none(spec)))
     for p in problems:
         print(f"warning: {p}")
+    if not spec.repo:  # a repo row's inputs are checked after its checkout (prepare), which a dry run does not make
+        from .prepare import check_inputs
+
+        for p in check_inputs(spec):
+            print(f"warning: before submission: {p}")
     remove_hydra_traces(run_dir)
     sweep.dry_run, sweep.directory = True, sweep_dir
     return 0
@@ -93,14 +103,25 @@ def _take_back_hydra_files(run_dir: Path, sweep_dir: Path | None) -> None:
             atomic_write_text(sweep_dir / "multirun.yaml", mask(text))
 
 
-def _prepare(spec: JobSpec, cfg: DictConfig) -> JobSpec:
-    from .prepare import PrepareError, check_inputs, prepare
+def _prepare(spec: JobSpec, cfg: DictConfig) -> tuple[JobSpec, list[str]]:
+    """Checkout and patches, the row's data layout (when its data is here), then every check before
+    submission: (the prepared spec, warnings). A run stops on a problem; `prepare_only` (a login-node
+    step: no GPU, maybe no data) returns the problems as warnings of what the node will need."""
+    from .backends import get_backend
+    from .data.stage import StageError, stage
+    from .prepare import PrepareError, check_inputs, input_warnings, prepare
 
     spec = prepare(spec, cfg.cache_dir)
-    problems = check_inputs(spec)
-    if problems:
+    staging = []
+    try:
+        stage(spec)
+    except StageError as e:
+        staging.append(f"data: {e}")
+    problems = list(dict.fromkeys(staging + check_inputs(spec)))  # the staging error says why first
+    problems += get_backend(spec.backend, spec.backend_config).placement_problems(spec)  # no node could run it
+    if problems and not cfg.prepare_only:
         raise PrepareError("inputs missing before submission:\n  " + "\n  ".join(problems))
-    return spec
+    return spec, problems + input_warnings(spec)
 
 
 def _record_prepare_failure(spec: JobSpec, error: Exception) -> None:

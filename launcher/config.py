@@ -42,12 +42,17 @@ class PatchConfig:
 @dataclass
 class LogConfig:
     format: str = MISSING  # a parser in launcher/parse/
-    path: Optional[str] = None  # file to read, relative to the work dir (globs allowed, newest wins); None: captured output
+    # file to read: absolute (e.g. ${lx.run_dir:}/output/log.txt, where the row's own output option points) or
+    # relative to the work dir (globs allowed, newest wins); None: the captured output (train.log)
+    path: Optional[str] = None
 
 
 @dataclass
 class EnvironmentConfig:
-    kind: str = "host"  # host | venv | conda | container
+    # launcher: the launcher's own Python (its bin dir first on PATH; rows that are the launcher's code)
+    # host: the node's software as found on its PATH, unchanged (only when asked: impl.environment.kind=host)
+    # venv | conda | container: the row's own environment (every seed row's default: conda)
+    kind: str = "launcher"
     path: Optional[str] = None  # venv directory, conda env name/prefix, or container image
     runtime: str = "apptainer"  # container runtime: apptainer | singularity | pyxis
     recipe: Optional[str] = None  # build recipe under jobs/<row>/ (container definition / environment file)
@@ -57,6 +62,44 @@ class EnvironmentConfig:
     managed: bool = False
     host_packages: bool = True  # a managed venv sees the launcher's Python packages (torch) behind its own
     requirements: List[str] = field(default_factory=list)  # pip specifiers installed into a managed venv
+    check: bool = True  # on the node, before the command: compare `software` with what the environment has
+    # shell lines that make the environment, run on a host with internet (python -m launcher.env create impl=...)
+    create: List[str] = field(default_factory=list)
+
+
+@dataclass
+class DatasetConfig:
+    """The COCO files a row's code reads, as a layout `python -m launcher.data stage` builds (launcher/data/stage.py)."""
+
+    layout: Optional[str] = None  # coco2017 | coco2014 | simpledet; None: the row reads no staged data
+    link: Optional[str] = None  # path in the work tree (relative to the checkout) made a symlink to the layout's root
+    reads: List[str] = field(default_factory=list)  # relative to the layout's root: checked before submission
+    later: List[str] = field(default_factory=list)  # read only after the window (final evaluation): warned about
+    # files made from the layout by the row's own script, in its environment (SimpleDet's roidb)
+    derive: List[Dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class WeightConfig:
+    """One pretrained file a row loads, fetched into weights_dir by `python -m launcher.weights fetch`."""
+
+    dest: str = MISSING  # path under weights_dir; the row's command points at ${weights_dir}/<dest>
+    urls: List[str] = field(default_factory=list)  # tried in order
+    sha256: Optional[str] = None  # published checksums, when there are any
+    md5: Optional[str] = None
+    md5_url: Optional[str] = None  # a published `.md5sum` file beside the download (Detectron's convention)
+    sha256_prefix: Optional[str] = None  # a torch-hub style name carries the first hex digits of the sha256
+    note: str = ""
+
+
+@dataclass
+class ProcessesConfig:
+    """How the row's command uses the node it is given: one task, its own launcher spawns the ranks."""
+
+    # single (one process drives every GPU) | mp.spawn | torch.distributed.launch | torchrun | mpirun
+    spawner: str = "single"
+    ranks: int = 1  # processes the command starts on the node
+    gpus: Optional[int] = None  # GPUs the row's code drives when its own config fixes them (SimpleDet: gpus=[0..7])
 
 
 @dataclass
@@ -77,6 +120,9 @@ class ImplConfig:
     build: List[str] = field(default_factory=list)  # run once per recipe on the node, in the work dir
     environment: EnvironmentConfig = field(default_factory=EnvironmentConfig)
     paths: Dict[str, str] = field(default_factory=dict)  # inputs that must exist before submission
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)  # the staged COCO layout it reads
+    weights: List[WeightConfig] = field(default_factory=list)  # pretrained files, local under weights_dir
+    processes: ProcessesConfig = field(default_factory=ProcessesConfig)
     images_per_iter: int = MISSING
     reference: Optional[float] = None  # published img/s
     reference_hardware: Optional[str] = "v100x8"
@@ -109,6 +155,8 @@ class HardwareConfig:
     interconnect: str = ""
     nodes: int = 1
     time_limit_min: int = 60
+    compute_capability: Optional[str] = None  # e.g. "7.0" (V100); a CUDA 10 stack stops at 7.5
+    gpu_type: Optional[str] = None  # the GPU's gres type name on Slurm (gpu:<type>:N), e.g. v100
 
 
 @dataclass
@@ -119,7 +167,11 @@ class WindowConfig:
 
 @dataclass
 class DataConfig:
-    coco_root: str = "/data/coco"
+    coco_root: str = "/data/coco"  # COCO 2017: train2017/ val2017/ annotations/instances_{train,val}2017.json
+    # COCO 2014: annotations/instances_{train2014,valminusminival2014,minival2014}.json, and train2014/ val2014/
+    # images if you have them (else they are linked onto the 2017 images, the same files by image id)
+    coco2014_root: Optional[str] = None
+    stage_dir: str = MISSING  # where `python -m launcher.data stage` builds each row's layout (symlinks)
 
 
 @dataclass
@@ -137,6 +189,8 @@ class LauncherConfig:
     wait: bool = True
     rerun: Optional[str] = None  # failed | missing
     cache_dir: str = MISSING
+    weights_dir: str = MISSING  # pretrained files (python -m launcher.weights fetch), weights.lock.json beside them
+    envs_dir: str = MISSING  # the seed rows' own environments (python -m launcher.env create)
 
 
 def register() -> None:
@@ -197,6 +251,21 @@ def _torchrun(gpus: Any) -> str:
     return "python" if n <= 1 else f"torchrun --standalone --nproc_per_node={n}"
 
 
+@lru_cache(maxsize=1)
+def detect_compute_capability() -> Optional[str]:
+    """The first GPU's compute capability ("8.0"), from nvidia-smi; None when there is no GPU or the driver
+    is too old to say (its `compute_cap` query field is recent)."""
+    if detect_gpus() == 0 or shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    first = out.stdout.strip().splitlines()[0].strip() if out.returncode == 0 and out.stdout.strip() else ""
+    return first if first.replace(".", "").isdigit() else None
+
+
 #: the run directory of the row being planned (set by plan.plan while it resolves the config)
 PLANNING: Dict[str, Optional[str]] = {"run_dir": None}
 
@@ -229,6 +298,7 @@ def register_resolvers() -> None:
         "lx.per_gpu": lambda per_gpu, gpus: int(per_gpu) * max(1, int(gpus)),
         "lx.dirname": lambda p: os.path.dirname(str(p).rstrip("/")) or "/",
         "lx.run_dir": _run_dir,
+        "lx.gpu_cc": detect_compute_capability,
         "lx.cache": lambda: os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "launcher"),
     }
     resolvers = {name: plain_args(fn) for name, fn in data_resolvers.items()}

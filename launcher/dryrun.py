@@ -10,7 +10,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from . import fit, weights
 from .backends import get_backend
+from .data import stage
 from .spec import JobSpec
 
 
@@ -37,6 +39,7 @@ def render_plan(spec: JobSpec, script: str | None) -> str:
     ]
     if spec.paths:
         lines.append("inputs checked:  " + ", ".join(f"{k}={v}" for k, v in spec.paths.items()))
+    lines += environment_lines(spec) + stage.describe(spec) + weights.describe(spec) + fit.describe(spec)
     try:
         lines += get_backend(spec.backend, spec.backend_config).describe(spec)
     except Exception as e:  # a dry run describes; it must not fail on an unreachable backend
@@ -44,6 +47,27 @@ def render_plan(spec: JobSpec, script: str | None) -> str:
     if script:
         lines += ["", "# the script the node runs:", script.rstrip()]
     return "\n".join(lines)
+
+
+def environment_lines(spec: JobSpec) -> list[str]:
+    """The row's environment: where, whether it is there, the software the node checks, how it is made."""
+    from .prepare.environment import EnvironmentSpecError, environment_for, environment_problems
+
+    env = spec.environment or {}
+    try:
+        where = environment_for(spec).describe()
+    except EnvironmentSpecError as e:
+        return [f"environment:     {e}"]
+    missing = environment_problems(spec)
+    lines = [f"environment:     {where}" + (" [MISSING: python -m launcher.env create impl=" + spec.impl + "]"
+                                            if missing else "")]
+    if env.get("software"):
+        lines.append("  software       " + ", ".join(f"{k} {v}" for k, v in env["software"].items())
+                     + ("  (compared on the node before the command)" if env.get("check", True) is not False
+                        else "  (not checked: impl.environment.check=false)"))
+    for i, step in enumerate(env.get("create") or []):
+        lines.append(f"  {'made by' if i == 0 else '':<15}{step}")
+    return lines
 
 
 def job_script_or_none(spec: JobSpec) -> str | None:

@@ -57,6 +57,8 @@ def describe(row: Row) -> str:
         parts.append(f"ETA {eta:.0f} s")
     if row.state and row.state.reason and st in FINAL_STATES and st != "ok":
         parts.append(f"({row.state.reason.splitlines()[0][:80]})")
+    elif row.state and row.state.reason and st == "pending":  # Resources, Priority; or why it cannot start
+        parts.append(f"({row.state.reason.splitlines()[0][:200]})")
     return "  ".join(parts)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterator, TextIO
 
 from . import parse
-from .execute import Execution, ExecResult, child_env
+from .execute import Execution, ExecResult
 from .rundir import (JOB_SCRIPT, PROVENANCE_FILE, SPEC_FILE, TRAIN_LOG, Result, atomic_write_json, now_iso,
                      write_result, write_status)
 from .spec import JobSpec
@@ -88,7 +88,7 @@ class ProvenanceSnapshot:
         prov = _provenance(self.spec)
         self.result.update(prov)
         try:
-            atomic_write_json(self.path, prov)
+            atomic_write_json(self.path, self.result)  # with what the software check found, if it came first
         except OSError:
             pass
 
@@ -156,6 +156,8 @@ class NodeRun:
         """Write the row's result.json (and the final marker): the run ends here, whatever happened."""
         if self.snapshot is not None:
             self.snapshot.join(90.0)
+            if "software" in self.snapshot.result:  # the check came after the capture: the file gets it too
+                atomic_write_json(self.run_dir / PROVENANCE_FILE, self.snapshot.result)
         result = Result.for_spec(self.spec, status, started_at=self.started, host=self.host, job_id=self.job_id,
                                  **{**self.fields, **fields})
         write_result(self.run_dir, result)
@@ -196,19 +198,45 @@ class NodeRun:
             return self.finish("failed", error=f"prepared work tree {spec.checkout_dir!r} is missing on {self.host}: "
                                                "prepare runs on the submit host; put cache_dir on a filesystem the "
                                                "nodes share")
+        managed = bool((spec.environment or {}).get("managed"))  # a venv the build makes (another stack's)
+        if not managed and (refused := self._check_software()):
+            return refused
         try:
             _build(spec, self.echo)
         except Exception as e:
             return self.finish("failed", error=f"build failed: {e}")
+        if managed and (refused := self._check_software()):
+            return refused
         script = _script(spec)
         (run_dir / JOB_SCRIPT).write_text(script, encoding="utf-8")
         if self.received:
             return self.finish("cancelled", error=f"cancelled before start ({self.received[0]})")
-        self.execution = Execution(script, spec.exec_dir, child_env({}), run_dir / TRAIN_LOG, echo=self.echo).start()
+        from .prepare.environment import command_environ  # the build's environment too (build.py)
+
+        self.execution = Execution(script, spec.exec_dir, command_environ(spec), run_dir / TRAIN_LOG,
+                                   echo=self.echo).start()
         res = self.execution.wait(timeout_s=spec.time_limit_min * 60.0,
                                   poll=self._covered if spec.stop_when_covered else None)
         self.fields.update(returncode=res.returncode, log_path=str(log_file(spec)), data=_data_kind(spec))
         return self._outcome(res)
+
+    def _check_software(self) -> Result | None:
+        """The row's environment against its `software:` (launcher/software.py): a failed row when it differs."""
+        from . import software
+
+        try:
+            res = software.check(self.spec)
+        except Exception as e:  # the check must not hide the run's own outcome behind a bug of ours
+            self.fields["provenance"]["software"] = {"ok": None, "error": f"software check failed: {e!r}"}
+            return None
+        if res is None:
+            return None
+        self.fields["provenance"]["software"] = res.as_dict()
+        if not res.ok:
+            return self.finish("failed", error=software.failure_message(self.spec, res))
+        if self.echo is not None:
+            print(f"[launcher] software of {self.spec.impl} ({res.where}):\n{res.table()}", file=self.echo, flush=True)
+        return None
 
     def _covered(self) -> bool:
         """Whether the log already covers the window (then the training can stop)."""

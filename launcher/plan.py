@@ -23,6 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .config import PLANNING
 from .credentials import credential_problems
+from .data.stage import StageError, dataset_for
 from .rerun import MODES as RERUN_MODES
 from .shellquote import QuoteError, resolve_templates
 from .spec import JobSpec
@@ -116,6 +117,22 @@ def apply_smoke(cfg: DictConfig, keep: set[str] = frozenset()) -> DictConfig:
     return cfg
 
 
+def _resolve(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """CFG resolved while `${lx.run_dir:}` knows RUN_DIR: (the values, the shell text of each of
+    `SHELL_TEMPLATES` with every value it interpolates quoted).  A URL with a secret in it is refused."""
+    PLANNING["run_dir"] = str(run_dir)  # for ${lx.run_dir:}, in both resolutions
+    try:
+        c: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[assignment]
+        secrets = credential_problems(c)
+        if secrets:
+            raise CredentialError("; ".join(secrets))
+        shell = resolve_templates(c, OmegaConf.to_container(cfg, resolve=False), SHELL_TEMPLATES,  # type: ignore[arg-type]
+                                  collapse=("impl.command",))
+    finally:
+        PLANNING["run_dir"] = None
+    return c, shell
+
+
 def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = None,
          overrides: list[str] | None = None) -> JobSpec:
     """Resolve `cfg` into the JobSpec of one row (nothing is written or touched).
@@ -129,17 +146,9 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
         if scale == "smoke":
             cfg = apply_smoke(cfg, keep)
         _validate(cfg)
-        PLANNING["run_dir"] = str(run_dir)  # for ${lx.run_dir:}, in both resolutions
-        try:
-            c: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[assignment]
-            secrets = credential_problems(c)
-            if secrets:
-                raise CredentialError("; ".join(secrets))
-            shell = resolve_templates(c, OmegaConf.to_container(cfg, resolve=False), SHELL_TEMPLATES,  # type: ignore[arg-type]
-                                      collapse=("impl.command",))
-        finally:
-            PLANNING["run_dir"] = None
-    except StackError as e:
+        c, shell = _resolve(cfg, run_dir)
+        dataset = dataset_for(c["impl"].get("dataset") or {}, c["data"])
+    except (StackError, StageError) as e:
         raise ConfigError(str(e)) from e
     except OmegaConfBaseException as e:
         raise ConfigError(f"cannot resolve the config: {e}") from e
@@ -148,6 +157,7 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
     impl, hw, be = c["impl"], c["hardware"], dict(c["backend"])
     if "backend.setup" in shell:
         be["setup"] = shell["backend.setup"]
+    weights_dir = str(c.get("weights_dir") or "")
     return JobSpec(
         impl=impl["name"],
         label=impl["label"],
@@ -171,6 +181,10 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
         build=shell["impl.build"],
         environment=impl["environment"],
         paths={k: str(v) for k, v in impl["paths"].items()},
+        dataset=dataset,
+        weights=[{**w, "path": str(Path(weights_dir) / w["dest"])} for w in impl.get("weights") or []],
+        weights_dir=weights_dir,
+        processes=dict(impl.get("processes") or {}),
         reference=impl["reference"],
         reference_hardware=impl["reference_hardware"],
         tolerance=float(impl["tolerance"]),
@@ -178,6 +192,8 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
         min_gpus=int(impl["min_gpus"]),
         hardware=hw["name"],
         gpu_model=str(hw["gpu"]),
+        gpu_type=hw.get("gpu_type") or None,
+        compute_capability=None if hw.get("compute_capability") in (None, "") else str(hw["compute_capability"]),
         gpus=int(hw["gpus"]),
         cpus=int(hw["cpus"]),
         mem_gb=int(hw["mem_gb"]),
@@ -195,9 +211,12 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
 
 def runnable_problems(spec: JobSpec) -> list[str]:
     """What stops this plan from running on its hardware (a dry run shows them; a real run refuses)."""
+    from .fit import arch_problems, process_problems
+
     problems: list[str] = []
     if spec.blocker:  # it becomes a failed row saying why (prepare refuses it), not a refusal to plan
         return problems
+    problems += arch_problems(spec) + process_problems(spec)
     if spec.gpus < spec.min_gpus:
         problems.append(f"{spec.impl} needs at least {spec.min_gpus} GPU and hardware {spec.hardware!r} has "
                         f"{spec.gpus}: pick hardware=v100x8 (or a100x8, h100x8) for a GPU node, or set hardware.gpus")

@@ -40,6 +40,10 @@ class JobSpec:
     build: list[str] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
+    dataset: dict[str, Any] = field(default_factory=dict)  # its staged COCO layout (launcher/data/stage.py)
+    weights: list[dict[str, Any]] = field(default_factory=list)  # impl.weights, each with its local `path`
+    weights_dir: str = ""
+    processes: dict[str, Any] = field(default_factory=dict)  # spawner, ranks (launcher/fit.py)
     reference: float | None = None
     reference_hardware: str | None = None
     tolerance: float = 0.05
@@ -48,6 +52,8 @@ class JobSpec:
     # where and how
     hardware: str = "local"
     gpu_model: str = ""
+    gpu_type: str | None = None  # the Slurm gres type name (gpu:<type>:N)
+    compute_capability: str | None = None  # "7.0": what the row's CUDA must be able to target
     gpus: int = 0
     cpus: int = 1
     mem_gb: int = 0

@@ -49,6 +49,8 @@ def backend_args(backend: str) -> list[str]:
             "hardware.time_limit_min=5", "window.start=2", "window.end=10", "backend.poll_s=0.5"]
     if backend == "ray":
         args.append(f"backend.address={RAY_ADDRESS}")
+    if backend == "slurm":  # stand-ins share the CI node (a benchmark row takes the whole node: the default)
+        args += ["backend.exclusive=false", "backend.mem=hardware"]
     return args
 
 

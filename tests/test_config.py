@@ -20,8 +20,25 @@ SEED_COMMANDS = {
     "detectron": "python tools/train_net.py --cfg configs/12_2017_baselines/e2e_mask_rcnn_R-50-FPN_1x.yaml",
     "matterport": "python coco.py train --dataset=/data/coco/ --model=imagenet",
 }
-# Appended by the launcher: the row writes its log into the run directory (a second run reads its own log).
-OWN_OUTPUTS = {"detectron2": " OUTPUT_DIR {run_dir}/output"}
+# What the launcher runs: the seed's command, pointed at the pretrained file in weights_dir, at the staged
+# data layout and at this run's own output directory (issue 12, issue 10 item 1), tensorpack's mpirun given
+# slots in a one-task allocation, and Detectron's GPU count stated. W=weights_dir, S=data.stage_dir, R=run dir.
+PLANNED = {
+    "detectron2": SEED_COMMANDS["detectron2"] + " MODEL.WEIGHTS {W}/detectron2/ImageNetPretrained/MSRA/R-50.pkl"
+                  " OUTPUT_DIR {R}/output",
+    "mmdetection": SEED_COMMANDS["mmdetection"] + " --work-dir {R}/output"
+                   " --options model.pretrained={W}/mmcv/resnet50_msra-5891d200.pth",
+    "maskrcnn_benchmark": SEED_COMMANDS["maskrcnn_benchmark"]
+                          + " MODEL.WEIGHT {W}/detectron/ImageNetPretrained/MSRA/R-50.pkl OUTPUT_DIR {R}/output",
+    "tensorpack": "mpirun --mca ras ^slurm -H localhost:8 -np 8 ./train.py --config DATA.BASEDIR={S}/coco2017/coco "
+                  "TRAINER=horovod BACKBONE.STRIDE_1X1=True TRAIN.STEPS_PER_EPOCH=50 "
+                  "--load {W}/tensorpack/ImageNet-R50-AlignPadding.npz --logdir {R}/output/train_log",
+    "simpledet": SEED_COMMANDS["simpledet"],  # fixed paths: links in its setup lines
+    "detectron": SEED_COMMANDS["detectron"] + " NUM_GPUS 8 TRAIN.WEIGHTS {W}/detectron/ImageNetPretrained/MSRA/R-50.pkl"
+                 " OUTPUT_DIR {R}/output",
+    "matterport": "python coco.py train --dataset={S}/coco2014 "
+                  "--model={W}/keras/models/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 --logs={R}/output/logs",
+}
 SEED_REFERENCE = {"detectron2": 62, "mmdetection": 53, "maskrcnn_benchmark": 53, "tensorpack": 50,
                   "simpledet": 39, "detectron": 19, "matterport": 14}
 SEED_COMMIT = {"detectron2": "v0.1.2", "mmdetection": "b0d845f", "maskrcnn_benchmark": "0ce8f6f",
@@ -43,9 +60,9 @@ def test_every_row_composes_and_plans(compose, row, hw, tmp_path):
 
 @pytest.mark.parametrize("row", SEED_ROWS)
 def test_seed_rows_carry_the_seed_facts(compose, row, tmp_path):
-    spec = plan(compose(f"impl={row}", "hardware=v100x8"), tmp_path)
-    # the seed's command, then only what points the row's own outputs into this run's directory
-    assert spec.command == SEED_COMMANDS[row] + OWN_OUTPUTS.get(row, "").format(run_dir=tmp_path.resolve())
+    spec = plan(compose(f"impl={row}", "hardware=v100x8", "weights_dir=/w", "data.stage_dir=/s"), tmp_path / "run")
+    # the seed's command, then only what points the row at its weights, its staged data and this run's directory
+    assert spec.command == PLANNED[row].format(W="/w", S="/s", R=(tmp_path / "run").resolve())
     assert spec.reference == SEED_REFERENCE[row] and spec.reference_hardware == "v100x8"
     assert spec.images_per_iter in (8, 16)
     assert spec.window == [100, 500] and spec.scale == "full"
@@ -71,9 +88,10 @@ def test_env_vars_of_the_seed(compose, tmp_path):
 
 
 def test_gpu_count_and_data_root_are_interpolated(compose, tmp_path):
-    spec = plan(compose("impl=tensorpack", "hardware=a100x8", "hardware.gpus=4", "data.coco_root=/shared/coco"), tmp_path)
-    assert spec.command.startswith("mpirun -np 4 ") and "DATA.BASEDIR=/shared/coco " in spec.command
-    assert spec.images_per_iter == 4
+    spec = plan(compose("impl=tensorpack", "hardware=a100x8", "hardware.gpus=4", "cache_dir=/shared/cache"), tmp_path)
+    assert spec.command.startswith("mpirun --mca ras ^slurm -H localhost:4 -np 4 ")
+    assert "DATA.BASEDIR=/shared/cache/data/coco2017/coco " in spec.command
+    assert spec.images_per_iter == 4 and spec.processes == {"spawner": "mpirun", "ranks": 4, "gpus": None}
 
 
 @pytest.mark.parametrize("override,key", [("window.start=abc", "window.start"), ("window.end=1.5x", "window.end"),
@@ -114,9 +132,14 @@ def test_torchvision_uses_one_process_per_gpu(compose, tmp_path):
 
 @pytest.mark.parametrize("row", SEED_ROWS)
 def test_dry_run_prints_the_seed_command_and_touches_nothing(row, tmp_path):
-    p = run_launcher(f"impl={row}", "hardware=v100x8", "dry_run=true", cwd=tmp_path, timeout=120)
+    p = run_launcher(f"impl={row}", "hardware=v100x8", "dry_run=true", "weights_dir=/w", "data.stage_dir=/s",
+                     cwd=tmp_path, timeout=120)
     assert p.returncode == 0, p.stderr
-    assert SEED_COMMANDS[row] in p.stdout
+    run_dir = p.stdout.split("run dir:", 1)[1].split()[0]
+    assert PLANNED[row].format(W="/w", S="/s", R=run_dir) in p.stdout
+    # its data layout, weights, environment and allocation, each on its own line
+    for section in ("environment:", "data:", "weights:", "allocation:"):
+        assert f"\n{section}" in p.stdout, section
     assert list(tmp_path.iterdir()) == []  # no outputs/, no checkout
 
 
@@ -136,3 +159,16 @@ def test_user_overrides_win_over_smoke_scale(compose, tmp_path):
 def test_rerun_selects_exactly_its_rows(mode, has_result, state, wanted):
     from launcher.rerun import rerun_wanted
     assert rerun_wanted(mode, has_result, state) is wanted
+
+
+@pytest.mark.parametrize("row", ["mmdetection", "maskrcnn_benchmark", "tensorpack", "simpledet", "detectron", "matterport"])
+def test_each_seed_row_writes_where_only_its_run_writes(compose, tmp_path, row):
+    """Issue 10 item 1, config side: the row's own output option points into its run directory and its log
+    is read from there (or from the captured output). (detectron2's OUTPUT_DIR: the d2real branch.)"""
+    run_dir = tmp_path / "run"
+    spec = plan(compose(f"impl={row}", "hardware=v100x8"), run_dir)
+    out = str(run_dir / "output")
+    assert out in spec.command or any(out in line for line in spec.setup), row
+    assert spec.log_path is None or spec.log_path.startswith(out + "/"), spec.log_path
+    if row == "tensorpack":  # tensorpack deletes the folder it is given: never the run dir itself
+        assert f"--logdir {out}/train_log" in spec.command

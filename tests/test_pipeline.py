@@ -133,13 +133,44 @@ def test_prepare_failure_is_a_failed_row_before_anything_is_submitted(tmp_path):
     assert len(list((tmp_path / "outputs").rglob("result.json"))) == 1
 
 
+def test_prepare_only_is_a_login_node_step(tmp_path):
+    """No GPU and no data here (a login node): prepare_only still checks out and patches the row, and warns
+    about everything the node will need instead of failing (the README's own example)."""
+    bundle = Path("/work/shared/mirrors/maskrcnn-benchmark.bundle")
+    repo = str(bundle) if bundle.exists() else None
+    if repo is None:
+        repo = str(tmp_path / "mirror")
+        (tmp_path / "mirror" / "maskrcnn_benchmark").mkdir(parents=True)
+        (tmp_path / "mirror" / "maskrcnn_benchmark" / "x.py").write_text("torch.uint8\n")
+        git(tmp_path / "mirror", "init", "-q")
+        git(tmp_path / "mirror", "add", "-A")
+        git(tmp_path / "mirror", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    commit = [] if bundle.exists() else ["impl.commit=HEAD"]
+    p = run_launcher("impl=maskrcnn_benchmark", "prepare_only=true", f"impl.repo={repo}", *commit, "hardware.gpus=0",
+                     f"data.coco_root={tmp_path / 'no-coco'}", f"cache_dir={tmp_path / 'cache'}", cwd=tmp_path,
+                     timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "prepared maskrcnn_benchmark: work tree " in p.stdout and "recipe " in p.stdout
+    need = [line for line in p.stdout.splitlines() if line.startswith("warning: the node will need: ")]
+    for what in ("needs at least 1 GPU", f"data.coco_root={tmp_path / 'no-coco'} is not a directory",
+                 "R-50.pkl is missing", "python -m launcher.env create impl=maskrcnn_benchmark"):
+        assert any(what in line for line in need), (what, need)
+    tree = next((tmp_path / "cache" / "trees").iterdir())
+    assert "torch.bool" in next(tree.glob("maskrcnn_benchmark/**/*.py")).read_text() or bundle.exists()
+    assert not list((tmp_path / "outputs").rglob("result.json"))  # nothing ran, nothing to report
+
+
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def test_seed_row_from_a_local_mirror_end_to_end(tmp_path):
     """maskrcnn-benchmark's recipe for real: checkout of a pinned tag from a local mirror, the seed's two
-    patches, its data link, then a stand-in printing maskrcnn-benchmark's own log format in the checkout."""
+    patches, its COCO 2014 layout staged from a tiny COCO (2014 names linked onto the 2017 images), its
+    pretrained file fetched into weights_dir from a file:// URL, then a stand-in printing
+    maskrcnn-benchmark's own log format where the row's OUTPUT_DIR points: this run's directory."""
+    from tests.coco_helpers import make_coco
+
     repo = tmp_path / "mirror"
     (repo / "maskrcnn_benchmark" / "csrc" / "cuda").mkdir(parents=True)
     (repo / "maskrcnn_benchmark" / "layers.py").write_text("mask = x.to(torch.uint8)\n")
@@ -150,22 +181,82 @@ def test_seed_row_from_a_local_mirror_end_to_end(tmp_path):
     git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "upstream")
     git(repo, "tag", "v-test")
     full = git(repo, "rev-parse", "HEAD")
-    coco = tmp_path / "coco"
-    (coco / "train2017").mkdir(parents=True)
-    (coco / "annotations").mkdir()
-    (coco / "annotations" / "instances_train2017.json").write_text("{}")
+    coco = make_coco(tmp_path / "coco")
+    weights = tmp_path / "upstream-R-50.pkl"
+    weights.write_bytes(b"pretend pickled R-50 weights")
+    common = [f"cache_dir={tmp_path / 'cache'}", f"data.coco_root={coco['coco_root']}",
+              f"data.coco2014_root={coco['coco2014_root']}", f"impl.weights.0.urls=[file://{weights}]",
+              "impl.weights.0.md5_url=null"]
+    f = subprocess.run([sys.executable, "-m", "launcher.weights", "fetch", "impl=maskrcnn_benchmark", *common],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert f.returncode == 0 and "recorded sha256" in f.stdout, f.stdout + f.stderr
     standin = ("impl.command=python -m launcher.jobs.standin.standin_impl --format maskrcnn_benchmark --iters 60 "
-               "--base 0.01 --fast --images-per-iter 16")
+               "--base 0.01 --fast --images-per-iter 16 --cwd ${lx.run_dir:}/output")
     p = run_launcher("impl=maskrcnn_benchmark", "hardware=local", "hardware.gpus=1", f"impl.repo={repo}",
-                     "impl.commit=v-test", "impl.build=[]", standin, f"data.coco_root={coco}",
-                     f"cache_dir={tmp_path / 'cache'}", "window.start=20", "window.end=60", cwd=tmp_path, timeout=300)
+                     "impl.commit=v-test", "impl.build=[]", standin, *common, "impl.environment.kind=launcher",
+                     "impl.environment.check=false", "window.start=20", "window.end=60", cwd=tmp_path, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    r = read_result(only_run_dir(tmp_path))
+    run_dir = only_run_dir(tmp_path)
+    r = read_result(run_dir)
     assert r.status == "ok" and r.window == [20, 60] and r.images_per_iter == 16
     assert r.commit == full and r.recipe_hash and r.repo == str(repo)
-    tree = Path(json.loads((only_run_dir(tmp_path) / "spec.json").read_text())["checkout_dir"])
+    tree = Path(json.loads((run_dir / "spec.json").read_text())["checkout_dir"])
     assert (tree / "maskrcnn_benchmark" / "layers.py").read_text() == "mask = x.to(torch.bool)\n"
     assert (tree / "maskrcnn_benchmark" / "csrc" / "cuda" / "nms.cu").read_text() == 'TORCH_CHECK(x, "bad");\n'
     assert (tree / "README.md").read_text() == "torch.uint8 stays here\n"  # outside the patches' globs
-    assert (tree / "datasets" / "coco").resolve() == coco.resolve()  # the row's setup line ran in its tree
-    assert (tree / "log.txt").exists() and r.log_path == str(tree / "log.txt")
+    # the job script linked the staged 2014 layout where paths_catalog.py reads it
+    staged = tmp_path / "cache" / "data" / "coco2014"
+    assert (tree / "datasets" / "coco").resolve() == staged.resolve()
+    assert (tree / "datasets" / "coco" / "train2014" / "COCO_train2014_000000000009.jpg").resolve() == \
+        (coco["coco_root"] / "train2017" / "000000000009.jpg").resolve()
+    # its log is this run's own (OUTPUT_DIR), none in the shared work tree
+    assert r.log_path == str(run_dir / "output" / "log.txt") and not (tree / "log.txt").exists()
+
+def test_simpledet_fixed_paths_land_in_each_runs_own_directory(tmp_path):
+    """SimpleDet writes experiments/<cfg>/log.txt relative to its work tree and reads pretrain_model/ and data/
+    there. Run twice from one prepared tree (same recipe): the first run's log lands in its run dir through
+    the `experiments` link; the second run's command crashes, and it is reported failed, never `ok` with the
+    first run's figure (issue 10 item 1). An experiments/ left in the tree is moved aside, not deleted."""
+    from tests.coco_helpers import make_coco
+    from tests.test_data_stage import simpledet_repo
+
+    repo = simpledet_repo(tmp_path)
+    coco = make_coco(tmp_path / "coco", with_2014=False)
+    blob = tmp_path / "resnet-v1-50-0000.params"
+    blob.write_bytes(b"pretend params")
+    crash = tmp_path / "crash-now"
+    standin = ("python -m launcher.jobs.standin.standin_impl --format simpledet --iters 520 --base 0.01 --fast "
+               "--images-per-iter 16")
+    command = script(tmp_path, f"test -f {crash} && {{ sleep 1; echo crashed; exit 1; }}; {standin}")
+    common = [f"cache_dir={tmp_path / 'cache'}", f"data.coco_root={coco['coco_root']}", f"impl.repo={repo}",
+              "impl.commit=HEAD", f"impl.weights.0.urls=[file://{blob}]"]
+    f = subprocess.run([sys.executable, "-m", "launcher.weights", "fetch", "impl=simpledet", *common], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert f.returncode == 0, f.stderr
+    run = lambda *more: run_launcher("impl=simpledet", "hardware=local", "hardware.gpus=1", "impl.processes.gpus=null",
+                                     "impl.build=[]", command, *common, "impl.environment.kind=launcher",
+                                     "impl.environment.check=false", *more, cwd=tmp_path, timeout=300)
+    assert run("prepare_only=true").returncode == 0
+    (tree,) = (tmp_path / "cache" / "trees").iterdir()
+    (tree / "experiments" / "old").mkdir(parents=True)  # someone ran SimpleDet by hand in the tree
+    (tree / "experiments" / "old" / "log.txt").write_text("an earlier run's log\n")
+    p = run()
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    first = only_run_dir(tmp_path)
+    r1 = read_result(first)
+    assert r1.status == "ok" and r1.log_path == str(first / "output/experiments/mask_r50v1_fpn_1x/log.txt")
+    assert Path(json.loads((first / "spec.json").read_text())["checkout_dir"]) == tree
+    assert (tree / "experiments").resolve() == (first / "output" / "experiments").resolve()
+    assert (tree / "pretrain_model" / "resnet-v1-50-0000.params").read_bytes() == b"pretend params"
+    (aside,) = tree.glob("experiments.moved-*")
+    assert (aside / "old" / "log.txt").read_text() == "an earlier run's log\n"
+
+    crash.touch()
+    p = run()
+    assert p.returncode == 1
+    (second,) = [d for d in (tmp_path / "outputs").rglob("result.json") if d.parent != first]
+    r2 = read_result(second.parent)
+    assert r2.status == "failed" and r2.throughput is None and "crashed" in r2.error, r2
+    assert json.loads((second.parent / "spec.json").read_text())["checkout_dir"] == str(tree)  # the same tree,
+    assert [t.name for t in (tmp_path / "cache" / "trees").iterdir()] == [tree.name]  # still clean: not re-made
+    assert read_result(first).status == "ok"  # the first run's result and log are untouched

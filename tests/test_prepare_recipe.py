@@ -226,3 +226,20 @@ def test_job_script_of_an_unprepared_repo_row_says_so():
     assert "not resolved: prepare has not run" in text
     with pytest.raises(ValueError, match="not a valid environment variable name"):
         job_script(spec(env={"BAD-NAME": "1"}))
+
+
+def test_recipe_hash_ignores_where_weights_data_environments_and_runs_live(jobs):
+    def moved(w="/w", s="/s", e="/envs", r="/runs/a", **kw):
+        base = dict(weights_dir=w, run_dir=r, command=f"python train.py --load {w}/tp/R50.npz --logdir {r}/output",
+                    dataset={"layout": "coco2017", "stage_dir": s, "root": f"{s}/coco2017/coco", "reads": ["train2017"]},
+                    env={"DATA": f"{s}/coco2017"}, weights=[{"dest": "tp/R50.npz", "path": f"{w}/tp/R50.npz"}],
+                    environment={"kind": "conda", "path": f"{e}/toy", "recipe": "environment.yml",
+                                 "create": [f"conda env create -p {e}/toy -f environment.yml"]})
+        return spec(**{**base, **kw})
+    ref = recipe_hash(moved(), jobs)
+    assert recipe_hash(moved(w="/shared/weights", s="/scratch/stage", e="/opt/envs", r="/runs/b"), jobs) == ref
+    assert recipe_hash(moved(weights=[{"dest": "tp/R101.npz"}]), jobs) != ref
+    assert recipe_hash(moved(dataset={"layout": "coco2014", "stage_dir": "/s"}), jobs) != ref
+    checked = moved()
+    checked.environment = {**checked.environment, "check": False}
+    assert recipe_hash(checked, jobs) == ref  # whether the node compares software is not the recipe

@@ -1,7 +1,7 @@
 """Values reach the job script as data, never as shell (issue 13.4).
 
-Every value a row's command, setup and build lines interpolate (data.coco_root, options, paths, the
-launcher's own jobs/ dir) is quoted for the shell where it lands; what is meant to be shell (the
+Every value a row's command, setup and build lines interpolate (data roots, weights_dir, options, paths,
+the launcher's own jobs/ dir) is quoted for the shell where it lands; what is meant to be shell (the
 templates themselves, `${lx.torchrun:...}`, `${lx.flag:...}`, `${lx.shell:...}`) is not.  Checked by
 running the lines with bash: what a program receives, and that nothing a value says is executed.
 """
@@ -53,42 +53,52 @@ def words(line: str, cwd: Path) -> list[str]:
 
 @pytest.mark.parametrize("row", SEED_ROWS + ["torchvision"])
 def test_a_data_root_reaches_every_command_intact_and_never_runs(compose, row, tmp_path):
+    """A seed row reads its data through its staged layout (data.stage_dir: in its command, its env or the
+    job script's link into its work tree) and its pretrained file from weights_dir; torchvision reads
+    data.coco_root itself. Each arrives intact, and nothing in it runs."""
+    from launcher.prepare.script import data_setup_lines
+
     pwned = tmp_path / "pwned"
     for root in nasty(pwned):
         cfg = compose(f"impl={row}", "hardware=v100x8")
         cfg.data.coco_root = literal(root)
+        cfg.data.stage_dir = literal(root + "/stage")
+        cfg.weights_dir = literal(root + "/weights")
         spec = plan(cfg, tmp_path / "run")
         argv = words(spec.command, tmp_path)
-        joined = "\0".join(argv)
-        if row in ("tensorpack", "matterport", "torchvision"):  # the rows whose command names the data
-            assert root in joined, (root, argv)
-            if row == "torchvision":
-                assert argv[argv.index("--coco-root") + 1] == root
-            if row == "tensorpack":
-                assert f"DATA.BASEDIR={root}" in argv
-            if row == "matterport":
-                assert f"--dataset={root}/" in argv
+        if row == "torchvision":
+            assert argv[argv.index("--coco-root") + 1] == root
+        if row == "tensorpack":
+            assert f"DATA.BASEDIR={root}/stage/coco2017/coco" in argv
+        if row == "matterport":
+            assert f"--dataset={root}/stage/coco2014" in argv
+        if row == "detectron2":
+            assert spec.env["DETECTRON2_DATASETS"] == f"{root}/stage/coco2017"
+        if row not in ("torchvision", "simpledet"):  # the rows whose command names their pretrained file
+            assert any(a.endswith(f"{root}/weights/{spec.weights[0]['dest']}") for a in argv), (root, argv)
         work = tmp_path / f"work-{row}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
-        for line in spec.setup:  # the data links, run as the node runs them
+        spec.checkout_dir = str(work)
+        for line in data_setup_lines(spec) + spec.setup:  # the data link and setup lines, run as the node runs them
             p = subprocess.run(["bash", "-c", "set -eo pipefail\n" + line], cwd=work, capture_output=True, text=True)
             assert p.returncode == 0, (root, line, p.stderr)
-        links = [p for p in work.rglob("*") if p.name == "coco" and p.is_symlink()]
-        if spec.setup and row != "detectron2":
-            assert [os.readlink(p) for p in links] == [root], (root, spec.setup)
-        env = {k: v for k, v in spec.env.items()}
-        if row == "detectron2":
-            assert env["DETECTRON2_DATASETS"] == root[: -len("/coco")]
+        if (spec.dataset or {}).get("link"):
+            assert os.readlink(work / spec.dataset["link"]) == spec.dataset["root"]
+            assert spec.dataset["root"].startswith(f"{root}/stage/"), spec.dataset["root"]
+        if row == "simpledet":
+            assert os.readlink(work / "pretrain_model") == f"{root}/weights/simpledet/pretrain_model"
         assert not pwned.exists(), f"a value was executed: {root!r} in {spec.command!r} / {spec.setup!r}"
 
 
 def test_default_values_plan_to_the_seed_text(compose, tmp_path):
     """Quoting changes nothing that needs none: a plain path stays as the seed writes it."""
-    spec = plan(compose("impl=mmdetection", "hardware=v100x8"), tmp_path)
-    assert spec.setup == ["mkdir -p data && ln -sfn /data/coco data/coco"]
-    spec = plan(compose("impl=detectron2", "hardware=v100x8"), tmp_path)
-    assert spec.setup[0].startswith('test "$(basename /data/coco)" = coco || {')
+    spec = plan(compose("impl=mmdetection", "hardware=v100x8", "weights_dir=/w"), tmp_path)
+    assert spec.command == ("./tools/dist_train.sh configs/mask_rcnn/mask_rcnn_r50_caffe_fpn_1x_coco.py 8 "
+                            f"--work-dir {tmp_path.resolve()}/output "
+                            "--options model.pretrained=/w/mmcv/resnet50_msra-5891d200.pth")
+    spec = plan(compose("impl=simpledet", "hardware=v100x8", "weights_dir=/w"), tmp_path)
+    assert spec.setup[-1] == "ln -sfn /w/simpledet/pretrain_model pretrain_model"
 
 
 def test_the_launcher_checkout_path_is_quoted(compose, tmp_path, monkeypatch):
@@ -147,7 +157,7 @@ def test_shell_text_from_a_value_needs_lx_shell(compose, tmp_path):
 
 def test_a_value_the_shell_cannot_carry_is_refused(compose, tmp_path):
     cfg = compose("impl=mmdetection", "hardware=v100x8")
-    cfg.data.coco_root = "/data/nul\0byte"
+    cfg.weights_dir = "/data/nul\0byte"
     with pytest.raises(ConfigError, match="NUL"):
         plan(cfg, tmp_path)
 

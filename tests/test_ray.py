@@ -301,3 +301,22 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+@pytest.mark.skipif(__import__("shutil").which("mpirun") is None, reason="OpenMPI's mpirun is not installed here "
+                    "(Debian: openmpi-bin); the check that tensorpack's mpirun fits a Ray job needs it")
+def test_tensorpack_mpirun_gets_its_ranks_as_a_ray_job(backend, workdir, compose):
+    """tensorpack's planned mpirun prefix (slots from -H, not from Slurm) inside a Ray job that reserves the
+    row's 8 GPUs: 8 ranks start, as in a one-task Slurm allocation (tests/test_slurm_fit.py)."""
+    from launcher.plan import plan
+
+    prefix = plan(compose("impl=tensorpack", "hardware=v100x8"), workdir / "tp-plan").command.split(" ./train.py")[0]
+    if os.geteuid() == 0:
+        prefix = prefix.replace("mpirun", "mpirun --allow-run-as-root", 1)
+    cmd = f"{prefix} bash -c 'echo rank=$OMPI_COMM_WORLD_RANK' && {probe_cmd(workdir, iters=2, dt=0.1)}"
+    spec = make_spec(workdir, "tp-mpirun", cmd, gpus=8)
+    (job_id,) = backend.submit([spec])
+    st = wait_final(backend, [job_id], [spec], 120)[job_id]
+    log = (Path(spec.run_dir) / "train.log").read_text()
+    assert st.state == "ok", (st, log[-2000:])
+    assert sorted(line for line in log.splitlines() if line.startswith("rank=")) == [f"rank={i}" for i in range(8)]

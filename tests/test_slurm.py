@@ -41,6 +41,11 @@ STANDIN = ("python3 -u -c \"import sys, time\n"
            "\" {n} {dt}")
 
 
+# Stand-in rows share the CI node (the array tests are about rows running side by side); a benchmark row
+# takes the whole node (--exclusive, --mem=0: the backend's defaults, tested below).
+SHARED = {"exclusive": False, "mem": "hardware"}
+
+
 def standin(n: int = 8, dt: float = 0.5) -> str:
     return STANDIN.format(n=n, dt=dt)
 
@@ -52,7 +57,7 @@ def make_spec(base: Path, name: str, command: str, *, gpus: int = 1, time_limit_
     spec = JobSpec(impl=name, label=f"{name} (stand-in)", title=f"{name} (stand-in)", framework="stand-in",
                    command=command, images_per_iter=2, window=list(window), log_format="torchvision",
                    stop_when_covered=False, hardware="ci", gpus=gpus, cpus=1, time_limit_min=time_limit_min,
-                   backend="slurm", backend_config=dict(backend_config), run_dir=str(run_dir.resolve()),
+                   backend="slurm", backend_config={**SHARED, **backend_config}, run_dir=str(run_dir.resolve()),
                    sweep_dir=str(base.resolve()) if sweep else None)
     spec.save()
     return spec
@@ -64,13 +69,18 @@ def make_spec(base: Path, name: str, command: str, *, gpus: int = 1, time_limit_
 
 def test_parameters_one_task_per_node_with_the_rows_resources(tmp_path):
     spec = make_spec(tmp_path, "r", "true", gpus=8, time_limit_min=90)
-    spec.cpus, spec.mem_gb = 80, 480
+    spec.cpus, spec.mem_gb, spec.gpu_type, spec.backend_config = 80, 480, "v100", {}
+    # a benchmark wants the whole node by default: --exclusive and all of its memory (--mem=0)
+    p = SlurmBackend({}).parameters(spec)
+    assert p["exclusive"] is True and p["mem"] == "0"
     b = SlurmBackend({"partition": "gpu", "account": "bench", "qos": "high", "constraint": "volta32gb",
                       "exclusive": True, "array_parallelism": 2, "additional_parameters": {"reservation": "r1"},
-                      "setup": ["module load cuda"]})
+                      "setup": ["module load cuda"], "mem": "hardware", "gres_type": "typed"})
     p = b.parameters(spec)
     assert p["nodes"] == 1 and p["ntasks_per_node"] == 1  # the row's own launcher spawns its ranks
-    assert p["gres"] == "gpu:8" and p["cpus_per_task"] == 80 and p["mem"] == "480GB" and p["time"] == 90
+    assert p["gres"] == "gpu:v100:8" and p["cpus_per_task"] == 80 and p["mem"] == "480GB" and p["time"] == 90
+    untyped = SlurmBackend({"gres_type": "untyped", "mem": "400G", "exclusive": False}).parameters(spec)
+    assert untyped["gres"] == "gpu:8" and untyped["mem"] == "400G" and "exclusive" not in untyped
     assert (p["partition"], p["account"], p["qos"], p["constraint"]) == ("gpu", "bench", "high", "volta32gb")
     assert p["exclusive"] is True and p["array_parallelism"] == 2
     assert p["additional_parameters"] == {"reservation": "r1"}
@@ -346,9 +356,11 @@ def test_seed_rows_as_stand_ins_through_slurm_measure_the_simulated_truth(cluste
         spec.repo = spec.commit = spec.checkout_dir = None
         spec.patches, spec.build, spec.setup, spec.paths = [], [], [], {}
         spec.environment, spec.workdir = {"kind": "host"}, "."
+        spec.dataset, spec.weights = {}, []
+        # the stand-in writes the row's log where the row's own output option points: its run dir
         spec.command = (f"{sys.executable} -m launcher.jobs.standin.standin_impl --format {spec.log_format} "
                         f"--iters 520 --base 0.3 --noise 0.05 --seed {k} --window 100 500 --fast "
-                        f"--truth {Path(spec.run_dir) / 'standin-truth.json'}")
+                        f"--truth {Path(spec.run_dir) / 'standin-truth.json'} --log-path '{spec.log_path}'")
         Path(spec.run_dir).mkdir(parents=True)
         spec.save()
         specs.append(spec)

@@ -26,7 +26,8 @@ def test_stack_today_selects_the_rows_own_entry(compose, tmp_path):
     seed = plan(compose("impl=detectron2", "hardware=v100x8"), tmp_path)
     today = plan(compose("impl=detectron2", "hardware=v100x8", "stack=today"), tmp_path)
     assert (seed.stack, today.stack) == ("seed", "today")
-    assert seed.compat_patches == [] and seed.environment["kind"] == "host" and seed.build == ["python -m pip install -e ."]
+    assert seed.compat_patches == [] and seed.environment["kind"] == "conda"
+    assert seed.build[-1] == "python -m pip install --no-build-isolation --no-deps -e ."  # the seed's own environment
     assert [p["name"] for p in today.compat_patches] == ["tensor-type-is-cuda", "tensor-type-to-scalar-type",
                                                          "thc-atomics-to-aten"]
     assert today.patches == seed.patches  # the seed's own patches stay, separate

@@ -64,7 +64,8 @@ wait_for() {  # wait_for SECONDS WHAT COMMAND...: poll until COMMAND succeeds
 
 install_packages() {
     local missing=()
-    for b in slurmctld slurmd slurmdbd sbatch sacct munged mariadbd mariadb mariadb-install-db; do
+    # mpirun (OpenMPI): the tests check that tensorpack's mpirun gets its ranks in a one-task allocation
+    for b in slurmctld slurmd slurmdbd sbatch sacct munged mariadbd mariadb mariadb-install-db mpirun; do
         command -v "$b" >/dev/null 2>&1 || missing+=("$b")
     done
     (( ${#missing[@]} == 0 )) && return 0
@@ -73,7 +74,7 @@ install_packages() {
     apt-get update -qq
     # policy-rc.d keeps the packages' init scripts from starting daemons we start ourselves
     apt-get install -y -qq --no-install-recommends slurm-wlm slurmctld slurmd slurm-client munge \
-        slurmdbd mariadb-server-core mariadb-client-core >"$state/apt.log" 2>&1 \
+        slurmdbd mariadb-server-core mariadb-client-core openmpi-bin >"$state/apt.log" 2>&1 \
         || { tail -20 "$state/apt.log" >&2; die "apt-get install failed (log: $state/apt.log)"; }
 }
 

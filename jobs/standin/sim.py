@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 GREEN, RESET = "\x1b[32m", "\x1b[0m"
 
@@ -98,9 +99,11 @@ class FileSink:
     Files named in `appends` are opened for appending, as the implementation's own logger opens them
     (a rerun in the same directory then leaves two runs in one file); the others are written afresh."""
 
-    def __init__(self, root: str | Path = ".", appends: tuple[str, ...] = ()) -> None:
+    def __init__(self, root: str | Path = ".", appends: tuple[str, ...] = (),
+                 place: Callable[[str], Path] | None = None) -> None:
         self.root = Path(root)
         self.appends = set(appends)
+        self.place = place  # where a stream's file goes when not under `root` (a row's own output dir)
         self._files: dict[str, io.TextIOBase] = {}
 
     def write(self, stream: str, text: str) -> None:
@@ -111,7 +114,7 @@ class FileSink:
         else:
             f = self._files.get(stream)
             if f is None:
-                path = self.root / stream
+                path = self.place(stream) if self.place else self.root / stream
                 path.parent.mkdir(parents=True, exist_ok=True)
                 mode = "a" if stream in self.appends or stream.endswith(".log.json") else "w"
                 f = self._files[stream] = open(path, mode, encoding="utf-8")

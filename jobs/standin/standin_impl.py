@@ -22,6 +22,20 @@ from pathlib import Path
 from launcher.jobs.standin.formats import FORMATS, FileSink, TimeModel, simulate
 
 
+def _placer(fmt: str, log_path: str | None, cwd: Path):
+    """With --log-path: the format's log file goes there (its other files stay relative to --cwd)."""
+    if not log_path:
+        return None
+    import fnmatch
+
+    def place(stream: str) -> Path:
+        if fnmatch.fnmatch(stream, FORMATS[fmt].log):
+            target = Path(log_path)
+            return target.with_name(Path(stream).name) if "*" in target.name else target
+        return cwd / stream
+    return place
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="standin_impl", description=__doc__.split("\n\n")[0])
     ap.add_argument("--format", required=True, choices=sorted(FORMATS), help="whose log format to write")
@@ -45,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", nargs=2, type=int, default=[100, 500], metavar=("START", "END"))
     ap.add_argument("--truth", type=Path, help="write the truth (throughput, per-iteration times) to this JSON file")
     ap.add_argument("--cwd", type=Path, default=Path("."), help="directory the log files are relative to")
+    ap.add_argument("--log-path", help="write the implementation's log file here instead (a row's log.path: where "
+                                       "its own output option points); a `*` takes the file's own name")
     args = ap.parse_args(argv)
 
     model = TimeModel(args.base, args.warmup_iters, args.warmup_factor, args.noise, args.stall_every, args.stall,
@@ -60,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         opts["validation_s"] = args.validation_s
     if args.images_per_iter:
         opts["images_per_iter"] = args.images_per_iter
-    sink = FileSink(args.cwd, appends=FORMATS[args.format].appends)
+    sink = FileSink(args.cwd, appends=FORMATS[args.format].appends, place=_placer(args.format, args.log_path, args.cwd))
     try:
         sim = simulate(args.format, args.iters, model, realtime=not args.fast, sink=sink, **opts)
     finally:

@@ -12,6 +12,8 @@ same way is done here, once, and a backend fills in only what is its own:
                       of the scheduler (`_scheduler_state`, yours)
     cancel(job_id)    yours
     describe(spec)    yours, optional: how the row would be placed (dry_run=true)
+    placement_problems(spec)
+                      yours, optional: why no node could ever run the row as asked (before submission)
     close()           yours, optional: release what the backend started (a session's Ray head)
 
 Each backend has one config dataclass (`Config`, a `BackendConfig`), the schema of its yaml in
@@ -144,6 +146,10 @@ class Backend:
 
     def describe(self, spec: JobSpec) -> list[str]:
         """How this backend would place the row (for `dry_run=true`); computed, never submitted."""
+        return []
+
+    def placement_problems(self, spec: JobSpec) -> list[str]:
+        """Before submission: why no node of this scheduler could ever run the row as asked (none: [])."""
         return []
 
     def close(self) -> None:

@@ -1,6 +1,7 @@
 """`python -m launcher.data synth --out DIR [--images N] [--val-images M] [--seed S] [--force]`
+writes DIR/coco (see launcher/data/synth.py) and prints the `data.coco_root=` override to use it.
 
-Writes DIR/coco (see launcher/data/synth.py) and prints the `data.coco_root=` override to use it."""
+`python -m launcher.data stage [impl=a,b] [overrides] [--force]`: each row's COCO layout (stage_cli.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import argparse
 import sys
 import time
 
+from . import stage_cli
 from .synth import Params, SynthError, synth
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m launcher.data",
-                                 description="Data sets the launcher makes itself.")
+                                 description="The data the rows read, and data sets the launcher makes itself.")
     sub = ap.add_subparsers(dest="command", required=True)
     s = sub.add_parser("synth", help="a tiny COCO-format set (2017 and 2014 names, 80 categories, polygon masks)")
     s.add_argument("--out", required=True, help="directory to write; the set goes to OUT/coco")
@@ -24,7 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--max-instances", type=int, default=Params.max_instances,
                    help="objects per image at most (default %(default)s)")
     s.add_argument("--force", action="store_true", help="replace a set of ours made with other parameters")
+    stage_cli.add_parser(sub)
     args = ap.parse_args(argv)
+    if args.command == "stage":
+        return args.func(args)
     t0 = time.monotonic()
     params = Params(images=args.images, val_images=args.val_images, seed=args.seed, max_instances=args.max_instances)
     try:

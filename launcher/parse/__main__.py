@@ -40,7 +40,8 @@ def row_defaults(impl: str, hardware: str = "v100x8") -> dict:
         raise ValueError(f"cannot compose the config of row {impl!r}: {exc}") from None
     return {"format": cfg.impl.log.format, "images_per_iter": int(cfg.impl.images_per_iter),
             "window": [int(cfg.window.start), int(cfg.window.end)],
-            "log_path": OmegaConf.select(cfg, "impl.log.path")}
+            # unresolved: a row's log may live in its run dir (${lx.run_dir:}), which only a planned run knows
+            "log_path": OmegaConf.to_container(cfg.impl.log, resolve=False).get("path")}
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:

@@ -11,7 +11,6 @@ written, so the next run tries again.
 from __future__ import annotations
 
 import collections
-import os
 import socket
 import subprocess
 import time
@@ -20,7 +19,7 @@ from typing import Callable, TextIO, Union
 
 from ..rundir import atomic_write_json, now_iso
 from ..spec import JobSpec
-from .environment import wrap_command
+from .environment import command_environ, wrap_command
 from .errors import BuildError
 from .git import locked
 
@@ -64,8 +63,7 @@ def build_once(spec: JobSpec, log: Log = None) -> bool:
                 write(f"[launcher] build: already done for recipe {(spec.recipe_hash or '')[:16]} ({marker})")
                 return False
             workdir = spec.exec_dir
-            env = dict(os.environ)
-            env.update({k: str(v) for k, v in (spec.env or {}).items()})
+            env = command_environ(spec)  # the same process environment the command gets (node.py)
             t0 = time.time()
             for i, step in enumerate(spec.build, 1):
                 write(f"[launcher] build step {i}/{len(spec.build)} in {workdir}: {step}")

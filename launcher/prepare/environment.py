@@ -2,19 +2,24 @@
 
 One small class per kind, chosen by `impl.environment.kind`:
 
-- `host`: the node's software as it is; the command runs unchanged.
+- `launcher`: the launcher's own Python (its bin directory first on PATH): rows that are the launcher's
+  own code (torchvision, stand-ins). The default of the schema.
+- `host`: the node's software as found on its PATH, unchanged (a seed row uses it only when asked).
 - `venv`: a Python virtual environment; its `bin/activate` is sourced first.
 - `conda`: `conda run -p PREFIX` (a path) or `-n NAME`, with `--no-capture-output` so the log streams.
 - `container`: Apptainer / Singularity (`exec --nv --bind ... IMAGE bash -c ...`), or enroot via
   Slurm's pyxis plugin (`srun --container-image=... --container-mounts=...`).
 
 The wrapped command is one shell line; `job_script` puts it in the script the node runs, and
-`build_once` wraps each build step the same way, so builds see the same compiler and Python as runs.
+`build_once` wraps each build step the same way, with the same process environment
+(`command_environ`), so builds see the same compiler and Python as runs.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +27,7 @@ from typing import Any
 from .. import JOBS_DIR
 from ..spec import JobSpec
 
-KINDS = ("host", "venv", "conda", "container")
+KINDS = ("launcher", "host", "venv", "conda", "container")
 RUNTIMES = ("apptainer", "singularity", "pyxis")
 
 
@@ -39,10 +44,13 @@ def _bash_c(command: str) -> str:
 
 
 def bind_paths(spec: JobSpec) -> list[str]:
-    """Host directories a container must see: the checkout, the run dir, the data, absolute input
+    """Host directories a container must see: the checkout, the run dir, the data (the user's COCO folders
+    and the staged layout whose links point into them, at the same paths), the weights, absolute input
     paths and (for repo-less rows) the launcher's jobs/ dir.  Nested paths are folded into their parent."""
     cands: list[str] = []
-    for p in (spec.checkout_dir, spec.run_dir, spec.sweep_dir, spec.data_root):
+    ds = spec.dataset or {}
+    for p in (spec.checkout_dir, spec.run_dir, spec.sweep_dir, spec.data_root, ds.get("stage_dir"),
+              ds.get("coco2014_root"), spec.weights_dir if spec.weights else None):
         if p:
             cands.append(str(Path(p)))
     for p in (spec.paths or {}).values():
@@ -59,7 +67,7 @@ def bind_paths(spec: JobSpec) -> list[str]:
 
 @dataclass
 class Environment:
-    """Base: the `host` kind (no wrapping)."""
+    """Base: the `host` kind (no wrapping, the node's PATH as it is)."""
 
     spec: JobSpec
     kind: str = "host"
@@ -70,7 +78,12 @@ class Environment:
         return command
 
     def describe(self) -> str:
-        return "the node's own software (environment.kind=host)"
+        return "the node's own software as found on its PATH (environment.kind=host)"
+
+
+class Launcher(Environment):
+    def describe(self) -> str:
+        return f"the launcher's own Python ({sys.executable}; environment.kind=launcher)"
 
 
 class Venv(Environment):
@@ -121,13 +134,13 @@ class Container(Environment):
         return f"container image {self.path} ({self.runtime})"
 
 
-_CLASSES = {"host": Environment, "venv": Venv, "conda": Conda, "container": Container}
+_CLASSES = {"launcher": Launcher, "host": Environment, "venv": Venv, "conda": Conda, "container": Container}
 
 
 def environment_for(spec: JobSpec) -> Environment:
     """The Environment for SPEC's `environment` dict; raises EnvironmentSpecError on an unusable spec."""
     env: dict[str, Any] = dict(spec.environment or {})
-    kind = env.get("kind") or "host"
+    kind = env.get("kind") or "launcher"
     if kind not in _CLASSES:
         raise EnvironmentSpecError(f"impl.environment.kind={kind!r} for {spec.impl}; use one of {', '.join(KINDS)}")
     path = env.get("path")
@@ -137,7 +150,7 @@ def environment_for(spec: JobSpec) -> Environment:
         from .venv import managed_venv_path
         where = managed_venv_path(spec)
         path = str(where) if where else "<managed venv: made beside the prepared tree>"
-    if kind != "host" and not path:
+    if kind not in ("host", "launcher") and not path:
         what = {"venv": "the venv directory", "conda": "the env name or prefix", "container": "the image"}[kind]
         raise EnvironmentSpecError(f"impl.environment.kind={kind} for {spec.impl} needs impl.environment.path ({what})")
     runtime = env.get("runtime") or "apptainer"
@@ -151,6 +164,18 @@ def wrap_command(spec: JobSpec, command: str) -> str:
     return environment_for(spec).wrap(command)
 
 
+def command_environ(spec: JobSpec, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The process environment a row's build steps and its command both start with: this process's, the
+    row's env vars, unbuffered Python, and for `launcher` rows this interpreter's bin directory first on
+    PATH (so `python` / `torchrun` are the launcher's). Every other kind leaves PATH to its wrapper."""
+    env = dict(os.environ if base is None else base)
+    env.update({k: str(v) for k, v in (spec.env or {}).items()})
+    env["PYTHONUNBUFFERED"] = "1"
+    if (spec.environment or {}).get("kind", "launcher") in ("launcher", None, ""):
+        env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
 def environment_problems(spec: JobSpec) -> list[str]:
     """What is visibly wrong with the environment on this (submit) host: a bad spec, a venv without
     bin/activate, a container image file that is not there.  Registry images and conda env names
@@ -161,11 +186,14 @@ def environment_problems(spec: JobSpec) -> list[str]:
         return [str(exc)]
     problems = []
     managed = bool((spec.environment or {}).get("managed"))  # made on the node by build_once
+    recipe = f"jobs/{spec.impl}/{(spec.environment or {}).get('recipe') or 'environment.yml'}"
+    make = (f"make it on a host with internet: python -m launcher.env create impl={spec.impl} ({recipe})"
+            if (spec.environment or {}).get("create") else f"build it from {recipe}")
     if env.kind == "venv" and not managed and not (Path(env.path) / "bin" / "activate").is_file():
-        problems.append(f"environment: venv {env.path} has no bin/activate (create it, or fix impl.environment.path)")
+        problems.append(f"environment: venv {env.path} has no bin/activate ({make}, or fix impl.environment.path)")
     if env.kind == "conda" and "/" in env.path and not (Path(env.path) / "conda-meta").is_dir():
-        problems.append(f"environment: conda prefix {env.path} does not exist (no conda-meta/); "
-                        f"build it from jobs/{spec.impl}/{(spec.environment or {}).get('recipe') or 'environment.yml'}")
+        problems.append(f"environment: conda prefix {env.path} does not exist (no conda-meta/): {make}, or point "
+                        f"impl.environment.path at yours (impl.environment.kind=host runs on the node's own software)")
     if env.kind == "container" and env.runtime != "pyxis" and "://" not in env.path and not Path(env.path).exists():
-        problems.append(f"environment: container image {env.path} does not exist (build it, or fix impl.environment.path)")
+        problems.append(f"environment: container image {env.path} does not exist ({make}, or fix impl.environment.path)")
     return problems

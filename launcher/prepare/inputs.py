@@ -1,15 +1,19 @@
 """Checks of a row's inputs on the submit host, before anything waits in a queue.
 
-`check_inputs` returns the problems it finds (an empty list means none): data and weight paths
-from `impl.paths` that do not exist (relative paths resolve against the directory the command runs
-in) and an environment that is visibly missing.  It never raises for a missing file; the caller
-decides whether to stop (plan / app stop before submission).
+`check_inputs` returns the problems it finds (an empty list means none): the row's staged COCO layout
+and every file its code reads there (launcher/data/stage.py), its pretrained files in weights_dir
+(launcher/weights.py), other paths from `impl.paths` that do not exist (relative paths resolve against
+the directory the command runs in) and an environment that is visibly missing. `input_warnings` lists
+what the row reads only after its benchmark window. Neither raises for a missing file; the caller
+decides whether to stop (a run stops before submission; `prepare_only=true` warns).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from .. import weights
+from ..data import stage
 from ..spec import JobSpec
 from .environment import environment_problems
 
@@ -30,5 +34,12 @@ def check_inputs(spec: JobSpec) -> list[str]:
         if not p.exists():
             problems.append(f"impl.paths.{name}: {p} does not exist (set it in the config, e.g. "
                             f"data.coco_root=/path/to/coco or impl.options.*, or put the file there)")
+    problems += stage.problems(spec)[0]
+    problems += weights.problems(spec)
     problems += environment_problems(spec)
     return problems
+
+
+def input_warnings(spec: JobSpec) -> list[str]:
+    """What the row reads only after its window (a final evaluation): missing is worth a warning, no more."""
+    return stage.problems(spec)[1]

@@ -52,10 +52,20 @@ def _neutral(text: str, spec: JobSpec, jobs_dir: Path) -> str:
     """Replace site-specific locations with placeholders (data root, this checkout's jobs/ dir)."""
     for path, token in ((str(jobs_dir.resolve()), "${lx.jobs}"), (str(jobs_dir), "${lx.jobs}"),
                         (spec.data_root.rstrip("/") if spec.data_root else "", "${data.coco_root}"),
-                        (spec.run_dir.rstrip("/") if spec.run_dir else "", "${lx.run_dir}")):
+                        (spec.run_dir.rstrip("/") if spec.run_dir else "", "${lx.run_dir}"),
+                        (spec.weights_dir.rstrip("/") if spec.weights_dir else "", "${weights_dir}"),
+                        (str((spec.dataset or {}).get("stage_dir") or "").rstrip("/"), "${data.stage_dir}"),
+                        (_local_env_path(spec), "${impl.environment.path}")):
         if path and len(path) > 1:
             text = text.replace(path, token)
     return text
+
+
+def _local_env_path(spec: JobSpec) -> str:
+    """The row's environment when it is a directory or file here (its content is its recipe's, hashed apart);
+    a registry image or a conda env name is the environment's identity and stays in the hash."""
+    path = str((spec.environment or {}).get("path") or "")
+    return path.rstrip("/") if path.startswith("/") else ""
 
 
 def recipe_document(spec: JobSpec, jobs_dir: str | Path | None = None) -> dict[str, Any]:
@@ -78,6 +88,9 @@ def recipe_document(spec: JobSpec, jobs_dir: str | Path | None = None) -> dict[s
     if not env.get("managed"):  # keys a managed venv adds: left out otherwise, so older recipes keep their hashes
         for key in ("managed", "host_packages", "requirements"):
             env.pop(key, None)
+    env.pop("check", None)  # whether the node compares the software is the launcher's behaviour, not the recipe's
+    if not env.get("create"):
+        env.pop("create", None)
     if env.get("recipe"):
         env["recipe_sha256"] = _file_digest(rdir / env["recipe"])
     if spec.repo:
@@ -94,13 +107,20 @@ def recipe_document(spec: JobSpec, jobs_dir: str | Path | None = None) -> dict[s
         "setup": [n(s) for s in spec.setup],
         "build": [n(s) for s in spec.build],
         "command": n(spec.command),
-        "environment": {k: (n(v) if isinstance(v, str) else v) for k, v in sorted(env.items())},
+        "environment": {k: (n(v) if isinstance(v, str) else [n(x) for x in v] if k == "create" else v)
+                        for k, v in sorted(env.items())},
     }
-    # added only when used, so the recipes of the seed stack keep the hashes they had
+    # added only when used, so the recipes of rows without them keep their hashes
     if spec.compat_patches:
         doc["compat_patches"] = patch_entries(spec.compat_patches)
     if spec.stack and spec.stack != "seed":
         doc["stack"] = spec.stack
+    ds = spec.dataset or {}
+    if ds.get("layout"):
+        doc["dataset"] = {k: ds.get(k) for k in ("layout", "link", "reads", "derive")}
+    if spec.weights:
+        doc["weights"] = [{k: w.get(k) for k in ("dest", "sha256", "md5", "md5_url", "sha256_prefix")}
+                          for w in spec.weights]
     return doc
 
 

@@ -1,8 +1,9 @@
 """job_script(): the exact bash script the node runs for a row; `dry_run=true` prints the same text,
 so what a user reviews and what runs cannot drift apart.
 
-Order: `cd` to the work dir, export the row's env vars, the setup lines (data links; on the node's
-own shell), then the command wrapped for the row's environment.  Build steps are not in the script:
+Order: `cd` to the work dir, export the row's env vars, the link to the row's staged data layout
+(impl.dataset.link, launcher/data/stage.py) and the setup lines (on the node's own shell), then the
+command wrapped for the row's environment.  Build steps are not in the script:
 they run once per recipe through `build_once` (listed here as comments so a dry run shows them).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import re
 import shlex
 
+from ..data.stage import setup_lines as data_setup_lines
 from ..spec import JobSpec
 from .environment import environment_for
 
@@ -49,6 +51,6 @@ def job_script(spec: JobSpec) -> str:
         lines += [f"#   {step}" for step in spec.build]
     lines += ["set -eo pipefail", f"cd {shlex.quote(work_dir_text(spec))}"]
     lines += [f"export {k}={shlex.quote(str(v))}" for k, v in (spec.env or {}).items()]
-    lines += list(spec.setup or [])
+    lines += data_setup_lines(spec) + list(spec.setup or [])
     lines.append(env.wrap(spec.command))
     return "\n".join(lines) + "\n"

@@ -39,11 +39,45 @@ def job_record(job_id: str) -> dict | None:
     return sacct_record(job_id) or squeue_record(job_id)
 
 
+#: pending reasons that mean the job will never start as submitted (slurm-22.05 job_mgr.c:7169-7299, `man squeue`
+#: JOB REASON CODES; with EnforcePartLimits=NO, the default, such a job is accepted and waits for ever)
+NEVER = {"PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "MaxMemPerLimit", "BadConstraints",
+         "InvalidAccount", "InvalidQOS", "AccountNotAllowed", "QOSNotAllowed", "DependencyNeverSatisfied",
+         "QOSMinCpuNotSatisfied", "FrontEndDown"}
+_NEVER_PATTERN = re.compile(r"^(QOS|Assoc)Max\w*PerJob\w*$")
+#: pending until an administrator (or the user) acts; ReqNodeNotAvail is often transient on large sites
+BLOCKED = {"PartitionDown", "PartitionInactive", "JobHeldAdmin", "JobHeldUser", "NodeDown", "ReqNodeNotAvail"}
+
+
+def pending_class(reason: str | None) -> str:
+    """`never` (will not start as submitted), `blocked` (until someone acts) or `waiting` (the normal queue)."""
+    code = re.split(r"[,( ]", (reason or "").strip(), maxsplit=1)[0]
+    if code in NEVER or _NEVER_PATTERN.match(code):
+        return "never"
+    return "blocked" if code in BLOCKED else "waiting"
+
+
+def explain_pending(job_id: str, reason: str | None) -> str | None:
+    """The scheduler's reason, and what it means when the job cannot start as it is."""
+    kind = pending_class(reason)
+    if kind == "never":
+        return (f"will not start as submitted: {reason} (the request exceeds what the partition, QOS or account "
+                f"allows, or depends on a job that failed); cancel it (python -m launcher.cancel, or scancel "
+                f"{job_id}) and resubmit with a request the partition can run")
+    if kind == "blocked":
+        return f"blocked until an administrator (or you: scontrol release {job_id}) acts: {reason}"
+    return reason
+
+
 def pending_state(job_id: str, rec: dict) -> JobState:
     """A queued job, with the controller's current reason (Priority, Resources, BeginTime), which is
-    fresher than accounting's."""
+    fresher than accounting's, explained when it means the job cannot start as submitted."""
     live = squeue_record(job_id) if rec.get("Source") == "sacct" else None
-    return JobState("pending", _reason(live or rec, requeued=base_state(rec) != "PENDING"))
+    reason = _reason(live or rec)
+    said = explain_pending(job_id, reason)
+    if base_state(rec) != "PENDING":
+        said = "requeued" + (f", {said}" if said else "")
+    return JobState("pending", said)
 
 
 def killed_by_signal(run_dir: str | Path | None) -> bool:
@@ -55,14 +89,9 @@ def killed_by_signal(run_dir: str | Path | None) -> bool:
     return code is not None and code < 0
 
 
-def _reason(rec: dict, requeued: bool = False) -> str | None:
+def _reason(rec: dict) -> str | None:
     reason = rec.get("Reason") or ""
-    parts = []
-    if requeued:
-        parts.append("requeued")
-    if reason and reason != "None":
-        parts.append(reason)
-    return ", ".join(parts) or None
+    return reason if reason and reason != "None" else None
 
 
 def _minutes(limit: str) -> str:

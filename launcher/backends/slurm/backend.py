@@ -26,6 +26,7 @@ from ...spec import JobSpec
 from ..base import Backend, BackendConfig, BackendError, JobState
 from .accounting import (ACTIVE_PENDING, ACTIVE_RUNNING, base_state, job_record, killed_by_signal, map_final,
                          pending_state, slurm_command)
+from .fit import fit_problem, partition_nodes, sbatch_args, test_only
 from .job import PROJECT_ROOT, NodeCall, signal_delay_s, submitit_folder
 
 
@@ -38,7 +39,12 @@ class SlurmConfig(BackendConfig):
     account: Optional[str] = None  # --account
     qos: Optional[str] = None  # --qos
     constraint: Optional[str] = None  # --constraint, e.g. volta32gb
-    exclusive: bool = False  # --exclusive: no other job on the node
+    exclusive: bool = True  # --exclusive: a benchmark wants the whole node (no other job beside it)
+    # --mem: "node" = all of the node's memory (--mem=0), "hardware" = the hardware group's mem_gb, or a size ("400G")
+    mem: str = "node"
+    # --gres=gpu:<type>:N with the hardware group's gpu_type: auto (typed when the partition's nodes name GPU
+    # types, untyped gpu:N when they do not) | typed | untyped
+    gres_type: str = "auto"
     array_parallelism: Optional[int] = None  # cap on rows of one sweep running at once
     max_requeue: int = 2  # preemption requeues, bounded (a time limit never requeues)
     additional_parameters: Dict[str, Any] = field(default_factory=dict)  # extra sbatch parameters
@@ -89,9 +95,16 @@ class SlurmBackend(Backend):
             "setup": setup,
         }
         if spec.gpus:
-            params["gres"] = f"gpu:{int(spec.gpus)}"
-        if spec.mem_gb:
-            params["mem"] = f"{int(spec.mem_gb)}GB"
+            gpu_type = self._gres_type(cfg, spec)
+            params["gres"] = f"gpu:{gpu_type}:{int(spec.gpus)}" if gpu_type else f"gpu:{int(spec.gpus)}"
+        mem = str(cfg.mem or "node")
+        if mem == "node":
+            params["mem"] = "0"  # all of the node's memory (sbatch --mem=0)
+        elif mem == "hardware":
+            if spec.mem_gb:
+                params["mem"] = f"{int(spec.mem_gb)}GB"
+        else:
+            params["mem"] = mem
         for key in ("partition", "account", "qos", "constraint"):
             if getattr(cfg, key):
                 params[key] = str(getattr(cfg, key))
@@ -102,6 +115,35 @@ class SlurmBackend(Backend):
         if cfg.additional_parameters:
             params["additional_parameters"] = dict(cfg.additional_parameters)
         return params
+
+    @staticmethod
+    def _gres_type(cfg: SlurmConfig, spec: JobSpec) -> str | None:
+        """The GPU type to ask for: the hardware group's, when the site's gres names types (or when told to)."""
+        if not spec.gpu_type or cfg.gres_type == "untyped":
+            return None
+        if cfg.gres_type == "typed":
+            return spec.gpu_type
+        if cfg.gres_type != "auto":
+            raise ValueError(f"backend.gres_type={cfg.gres_type!r}: use auto, typed or untyped")
+        found = partition_nodes(cfg.partition)
+        typed = found is not None and any(t for n in found[1] for t in n.gpus)
+        return spec.gpu_type if typed else None
+
+    def placement_problems(self, spec: JobSpec) -> list[str]:
+        """Before submission: a request no node of the partition can satisfy is refused, naming the resource
+        and the largest node (sinfo), then Slurm's own word on it (sbatch --test-only; no job is made)."""
+        if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+            return []  # the submission says what is missing (check_slurm)
+        params = self.parameters(spec)
+        found = partition_nodes(params.get("partition"))
+        if found is None:
+            return []
+        problem = fit_problem(params, *found)
+        if problem:
+            return [f"slurm: {problem}"]
+        refused = test_only(params)
+        return [f"slurm: sbatch --test-only refuses the request ({' '.join(sbatch_args(params))}): {refused}"] \
+            if refused else []
 
     def describe(self, spec: JobSpec) -> list[str]:
         params = {k: v for k, v in self.parameters(spec).items() if k != "setup"}

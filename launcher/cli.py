@@ -1,0 +1,45 @@
+"""Shared by the small command-line tools that act on rows outside a run (`python -m launcher.data stage`,
+`python -m launcher.weights fetch`, `python -m launcher.env create`): compose a row's config from the same
+Hydra overrides `python -m launcher` takes, and plan it, without a run directory."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from . import CONF_DIR
+from . import config as _config  # noqa: F401  (schema and resolvers)
+from .spec import JobSpec
+
+
+def seed_rows() -> list[str]:
+    """The rows with a repository of their own (the seed page's rows), by name."""
+    out = []
+    for p in sorted((CONF_DIR / "impl").glob("*.yaml")):
+        if OmegaConf.load(p).get("repo"):
+            out.append(p.stem)
+    return out
+
+
+def compose(overrides: list[str]) -> DictConfig:
+    from hydra import compose as hcompose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return hcompose("config", overrides=list(overrides))
+
+
+def plan_rows(overrides: list[str]) -> list[tuple[DictConfig, JobSpec]]:
+    """(config, spec) of each row named by `impl=a,b` in OVERRIDES (every seed row when none is named)."""
+    from .plan import plan
+
+    impls = [o.split("=", 1)[1] for o in overrides if o.startswith("impl=")]
+    rest = [o for o in overrides if not o.startswith("impl=")]
+    names = [n for n in (impls[-1].split(",") if impls else seed_rows()) if n]
+    run_dir = Path(tempfile.gettempdir()) / "launcher-cli-plan"  # never created: only commands mention it
+    out = []
+    for name in names:
+        cfg = compose([f"impl={name}", *rest])
+        out.append((cfg, plan(cfg, run_dir, overrides=rest)))
+    return out
