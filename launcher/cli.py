@@ -1,6 +1,10 @@
 """Shared by the small command-line tools that act on rows outside a run (`python -m launcher.data stage`,
 `python -m launcher.weights fetch`, `python -m launcher.env create`): compose a row's config from the same
-Hydra overrides `python -m launcher` takes, and plan it, without a run directory."""
+Hydra overrides `python -m launcher` takes, and plan it, without a run directory.
+
+They plan at full scale unless told otherwise (`scale=smoke`): they run on a login node or a workstation
+without GPUs, where `scale=auto` would pick a row's CPU smoke scale, whose files are not the cluster run's
+(detectron2's and mmdetection's smoke scales load no pretrained file, so `weights fetch` would skip theirs)."""
 
 from __future__ import annotations
 
@@ -36,6 +40,8 @@ def plan_rows(overrides: list[str]) -> list[tuple[DictConfig, JobSpec]]:
 
     impls = [o.split("=", 1)[1] for o in overrides if o.startswith("impl=")]
     rest = [o for o in overrides if not o.startswith("impl=")]
+    if not any(o.lstrip("+").startswith("scale=") for o in rest):
+        rest.append("scale=full")  # what the rows need on the cluster, whatever this host has (see above)
     names = [n for n in (impls[-1].split(",") if impls else seed_rows()) if n]
     run_dir = Path(tempfile.gettempdir()) / "launcher-cli-plan"  # never created: only commands mention it
     out = []

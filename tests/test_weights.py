@@ -126,6 +126,17 @@ def test_every_seed_rows_command_points_at_its_local_files(compose, tmp_path):
             assert scheme not in spec.command, (row, scheme)
 
 
+def test_the_small_clis_plan_the_cluster_run_on_a_host_without_gpus():
+    """`weights fetch`, `data stage` and `env create` run on a login node: they plan a row at full scale, whose
+    files are the cluster run's, even where `scale=auto` would pick its CPU smoke scale (no pretrained file)."""
+    from launcher.cli import plan_rows
+
+    (_, full), = plan_rows(["impl=detectron2", "hardware.gpus=0"])
+    assert full.scale == "full" and [w["dest"] for w in full.weights] == ["detectron2/ImageNetPretrained/MSRA/R-50.pkl"]
+    (_, smoke), = plan_rows(["impl=detectron2", "hardware.gpus=0", "scale=smoke"])
+    assert smoke.scale == "smoke" and smoke.weights == []
+
+
 def test_fetch_command_fetches_every_named_rows_files_once(tmp_path, server):
     url, www = server
     (www / "R-50.pkl").write_bytes(BLOB)
