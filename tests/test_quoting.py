@@ -91,6 +91,26 @@ def test_a_data_root_reaches_every_command_intact_and_never_runs(compose, row, t
         assert not pwned.exists(), f"a value was executed: {root!r} in {spec.command!r} / {spec.setup!r}"
 
 
+def test_the_data_link_line_keeps_the_layout_path_as_data_when_it_refuses(compose, tmp_path):
+    """The job script's link into the work tree names the staged layout in its refusal too (a real directory
+    where the link goes): the path is printed as it is, and nothing in it runs."""
+    from launcher.prepare.script import data_setup_lines
+
+    pwned = tmp_path / "pwned"
+    for root in nasty(pwned):
+        cfg = compose("impl=mmdetection", "hardware=v100x8")
+        cfg.data.stage_dir = literal(root)
+        spec = plan(cfg, tmp_path / "run")
+        work = tmp_path / "work"
+        shutil.rmtree(work, ignore_errors=True)
+        (work / "data" / "coco").mkdir(parents=True)  # a real directory where the link goes
+        spec.checkout_dir = str(work)
+        (line,) = data_setup_lines(spec)
+        p = subprocess.run(["bash", "-c", "set -eo pipefail\n" + line], cwd=work, capture_output=True, text=True)
+        assert p.returncode == 2 and f"the data step links it to {spec.dataset['root']}\n" in p.stderr, (root, p.stderr)
+        assert not pwned.exists(), (root, line)
+
+
 def test_default_values_plan_to_the_seed_text(compose, tmp_path):
     """Quoting changes nothing that needs none: a plain path stays as the seed writes it."""
     spec = plan(compose("impl=mmdetection", "hardware=v100x8", "weights_dir=/w"), tmp_path)

@@ -202,8 +202,8 @@ def setup_lines(spec) -> list[str]:
     link = ds["link"]
     base = "" if not spec.checkout_dir else f"{shlex.quote(str(Path(spec.checkout_dir)))}/"
     q = shlex.quote(base + link)
-    return [f"mkdir -p \"$(dirname {q})\" && {{ test ! -e {q} -o -L {q} || {{ echo \"{link} in the work tree is "
-            f"not a link; the data step links it to {ds['root']}\" >&2; exit 2; }}; }} && "
+    refusal = shlex.quote(f"{link} in the work tree is not a link; the data step links it to {ds['root']}")
+    return [f"mkdir -p \"$(dirname {q})\" && {{ test ! -e {q} -o -L {q} || {{ echo {refusal} >&2; exit 2; }}; }} && "
             f"ln -sfn {shlex.quote(ds['root'])} {q}"]
 
 
