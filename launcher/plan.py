@@ -4,12 +4,13 @@ Everything a node needs is decided here, on the submit host: the command with ev
 resolved, the window (and the smoke-scale overrides on a machine without GPUs), the resources, which
 log to read. Bad values are rejected with a message that names the key.
 
-Shell lines (`SHELL_TEMPLATES`: the row's command, setup and build lines, the backend's setup lines)
-are resolved a second time with every interpolated value quoted for the spot where it lands
-(launcher/shellquote.py), so a data root with a space stays one argument and a `$(...)` in it stays
-text.  Chosen over a `quote` resolver row authors would have to remember at every use, and over
-quoting the resolved text afterwards (impossible: value and shell are one string by then).  The other
-fields (paths, env values, the work dir) are plain values: whoever puts them in the script quotes them
+Shell lines (`SHELL_TEMPLATES`: the row's command, setup and build lines, the lines that make its
+environment (`python -m launcher.env create`), the backend's setup lines) are resolved a second time
+with every interpolated value quoted for the spot where it lands (launcher/shellquote.py), so a data
+root with a space stays one argument and a `$(...)` in it stays text.  Chosen over a `quote` resolver
+row authors would have to remember at every use, and over quoting the resolved text afterwards
+(impossible: value and shell are one string by then).  The other fields (paths, env values, the work
+dir) are plain values: whoever puts them in the script quotes them
 (prepare/script.py), and the checks and the node use them as paths.
 """
 
@@ -31,7 +32,7 @@ from .stack import StackError, apply_stack, stack_name
 
 SCALES = ("auto", "full", "smoke")
 #: config keys that hold shell text (templates); every value they interpolate is quoted
-SHELL_TEMPLATES = ("impl.command", "impl.setup", "impl.build", "backend.setup")
+SHELL_TEMPLATES = ("impl.command", "impl.setup", "impl.build", "impl.environment.create", "backend.setup")
 
 
 class ConfigError(ValueError):
@@ -157,6 +158,9 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
     impl, hw, be = c["impl"], c["hardware"], dict(c["backend"])
     if "backend.setup" in shell:
         be["setup"] = shell["backend.setup"]
+    environment = dict(impl["environment"])
+    if "impl.environment.create" in shell:  # bash runs them (python -m launcher.env create)
+        environment["create"] = shell["impl.environment.create"]
     weights_dir = str(c.get("weights_dir") or "")
     return JobSpec(
         impl=impl["name"],
@@ -179,7 +183,7 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
         blocker=impl.get("blocker") or "",
         setup=shell["impl.setup"],
         build=shell["impl.build"],
-        environment=impl["environment"],
+        environment=environment,
         paths={k: str(v) for k, v in impl["paths"].items()},
         dataset=dataset,
         weights=[{**w, "path": str(Path(weights_dir) / w["dest"])} for w in impl.get("weights") or []],

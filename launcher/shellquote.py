@@ -15,7 +15,8 @@ and reopens the quotes, one in a comment loses its line breaks (which would end 
 value that needs no quoting comes out as it went in, so the seed's commands are unchanged.
 
 What is shell and not data:
-* the templates themselves (`impl.command`, `impl.setup`, `impl.build`, `backend.setup`);
+* the templates themselves (`launcher.plan.SHELL_TEMPLATES`: `impl.command`, `impl.setup`, `impl.build`,
+  `impl.environment.create`, `backend.setup`);
 * the output of the resolvers in `SHELL_RESOLVERS`: `lx.torchrun` (a process launcher), `lx.flag`
   (a flag and its value: the value stays data) and `lx.shell`, the explicit way to say "this config
   value is shell text" (`${lx.shell:${impl.options.launch}}`).

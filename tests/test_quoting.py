@@ -111,6 +111,25 @@ def test_the_data_link_line_keeps_the_layout_path_as_data_when_it_refuses(compos
         assert not pwned.exists(), (root, line)
 
 
+@pytest.mark.parametrize("row", ["detectron2", "tensorpack", "simpledet"])
+def test_the_lines_that_make_an_environment_keep_their_paths_as_data(compose, row, tmp_path):
+    """`python -m launcher.env create` runs a row's impl.environment.create lines with bash: envs_dir and the
+    launcher's jobs/ dir arrive as one word each, and nothing in them runs."""
+    pwned = tmp_path / "pwned"
+    for root in nasty(pwned):
+        cfg = compose(f"impl={row}", "hardware=v100x8")
+        cfg.envs_dir = literal(root)
+        spec = plan(cfg, tmp_path / "run")
+        env = spec.environment
+        assert env["path"] == f"{root}/{row}"
+        first = words(env["create"][0], tmp_path)
+        assert first[:4] == ["conda", "env", "create", "-p"] and first[4] == env["path"], (root, first)
+        assert first[6].endswith(f"/jobs/{row}/environment.yml")
+        for line in env["create"][1:]:
+            assert env["path"] in words(line, tmp_path), (root, line)
+        assert not pwned.exists(), (root, env["create"])
+
+
 def test_default_values_plan_to_the_seed_text(compose, tmp_path):
     """Quoting changes nothing that needs none: a plain path stays as the seed writes it."""
     spec = plan(compose("impl=mmdetection", "hardware=v100x8", "weights_dir=/w"), tmp_path)
