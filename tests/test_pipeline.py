@@ -252,7 +252,8 @@ def test_simpledet_fixed_paths_land_in_each_runs_own_directory(tmp_path):
     assert (aside / "old" / "log.txt").read_text() == "an earlier run's log\n"
 
     crash.touch()
-    p = run()
+    # its own run dir: Hydra names one by the second, and the first run can take less than a second
+    p = run(f"hydra.run.dir={tmp_path / 'outputs' / 'second'}")
     assert p.returncode == 1
     (second,) = [d for d in (tmp_path / "outputs").rglob("result.json") if d.parent != first]
     r2 = read_result(second.parent)
