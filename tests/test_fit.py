@@ -58,3 +58,28 @@ def test_ranks_against_the_allocation(compose, tmp_path):
     assert any("drives 8 GPUs (fixed in its config)" in p for p in process_problems(few))
     assert process_problems(plan(compose("impl=detectron", "hardware=v100x8", "hardware.gpus=4"), tmp_path)) == []
     assert plan(compose("impl=detectron", "hardware=v100x8", "hardware.gpus=4"), tmp_path).images_per_iter == 8
+
+
+@pytest.mark.parametrize("row", ["detectron2", "mmdetection"])
+@pytest.mark.parametrize("hw", ["a100x8", "h100x8"])
+def test_stack_today_is_what_the_refusal_points_at(compose, tmp_path, row, hw):
+    """The rows that run on today's stack replace the seed's whole environment (the conda env, its CUDA 10
+    software and create lines) with their managed venv: no CUDA 10 refusal on A100/H100, a software check of
+    today's stack, nothing asked of envs_dir; the full-scale command still loads its pretrained file."""
+    spec = plan(compose(f"impl={row}", f"hardware={hw}", "stack=today"), tmp_path)
+    assert runnable_problems(spec) == []
+    env = spec.environment
+    assert env["kind"] == "venv" and env["managed"] and not env.get("path") and not env.get("create")
+    assert env["software"]["python"] == ">=3.10" and env["software"]["torch"] == ">=2.1" and "cuda" not in env["software"]
+    assert spec.scale == "full" and [w["dest"] for w in spec.weights] and spec.weights[0]["path"] in spec.command
+
+
+@pytest.mark.parametrize("row", ["detectron2", "mmdetection"])
+def test_a_cpu_smoke_run_of_todays_stack_asks_for_no_pretrained_file(compose, tmp_path, row):
+    """Their CPU smoke scale loads no pretrained file (detectron2: MODEL.WEIGHTS '' after the seed's;
+    mmdetection: its smoke config), so the check before submission must not ask for one."""
+    from launcher import weights
+
+    spec = plan(compose(f"impl={row}", "hardware.gpus=0", "stack=today", f"weights_dir={tmp_path / 'none'}"), tmp_path)
+    assert spec.scale == "smoke" and spec.weights == [] and weights.problems(spec) == []
+    assert runnable_problems(spec) == []
