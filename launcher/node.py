@@ -20,13 +20,15 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, TextIO
 
 from . import parse
 from .execute import Execution, ExecResult, child_env
-from .rundir import (JOB_SCRIPT, PROVENANCE_FILE, SPEC_FILE, TRAIN_LOG, Result, atomic_write_json, now_iso,
-                     write_result, write_status)
+from .rundir import (JOB_SCRIPT, PROVENANCE_FILE, SPEC_FILE, STATUS_FILE, TRAIN_LOG, Result, atomic_write_json,
+                     now_iso, set_aside, write_result, write_status)
 from .spec import JobSpec
 
 
@@ -107,10 +109,68 @@ def _build(spec: JobSpec, echo: TextIO | None) -> None:
         build_once(spec, echo)
 
 
-def measure(spec: JobSpec):
-    """Parse the row's log over its window (raises parse.ParseError subclasses)."""
-    text = parse.read_log(log_file(spec))
-    return parse.get_parser(spec.log_format).measure(text, tuple(spec.window), spec.images_per_iter)
+class OldLogFile(parse.ParseError):
+    """The row's log file was last written before this run started: an older run's log, not this one's."""
+
+
+def _iso(posix: float) -> str:
+    return datetime.fromtimestamp(posix, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def measure(spec: JobSpec, since: "RunStart | None" = None):
+    """Parse the row's log over its window (raises parse.ParseError subclasses, OSError).
+
+    With `since` (the run's start) a log file last written before the run started (OldLogFile) and a log
+    holding records stamped before it (parse.StaleLog) are refused: a work tree or output directory
+    shared between runs must never lend this run another run's figure."""
+    path = log_file(spec)
+    not_before = None
+    if since is not None:
+        mtime = path.stat().st_mtime
+        if mtime < since.file_clock:
+            raise OldLogFile(f"{path} was last written at {_iso(mtime)}, before this run started at "
+                             f"{_iso(since.file_clock)}: it is an older run's log, and this run wrote nothing to it. "
+                             "Give each run its own output directory (the row's output option pointed into the "
+                             "run dir), or move the old log aside before the run starts")
+        not_before = datetime.fromtimestamp(since.wall_clock, timezone.utc)
+    text = parse.read_log(path)
+    return parse.get_parser(spec.log_format).measure(text, tuple(spec.window), spec.images_per_iter,
+                                                     not_before=not_before)
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """When this run started, on the two clocks a log is judged by: the node's (the stamps its records carry)
+    and the file system's (the mtime of a file this node wrote at its start; on a network file system that is
+    the server's clock, which is the one the log file's own mtime comes from)."""
+
+    wall_clock: float
+    file_clock: float
+
+    @classmethod
+    def now(cls, marker: Path) -> "RunStart":
+        """The start, `marker` being a file just written in the run dir (status.json)."""
+        wall = time.time()
+        try:
+            return cls(wall, marker.stat().st_mtime)
+        except OSError:
+            return cls(wall, wall)
+
+
+def set_aside_own_logs(spec: JobSpec) -> list[Path]:
+    """Rename an earlier attempt's logs in this row's run dir out of the way (a rerun, a requeue): its captured
+    train.log and any file of the row's log pattern that lies inside the run dir. Files outside it (a work
+    tree shared with other runs) are never touched: another run may be writing them."""
+    run_dir = Path(spec.run_dir).resolve()
+    moved = [set_aside(run_dir, TRAIN_LOG)]
+    if spec.log_path:
+        pattern = spec.log_path if os.path.isabs(spec.log_path) else str(spec.exec_dir / spec.log_path)
+        for match in glob.glob(pattern):
+            path = Path(match).resolve()
+            if run_dir in path.parents and path.is_file() and path.name != TRAIN_LOG \
+                    and not path.name.endswith(".previous"):
+                moved.append(set_aside(path.parent, path.name))
+    return [m for m in moved if m is not None]
 
 
 def _data_kind(spec: JobSpec) -> str | None:
@@ -140,10 +200,12 @@ class NodeRun:
         self.snapshot: ProvenanceSnapshot | None = None
         self.execution: Execution | None = None
         self.received: list[str] = []  # the signals that asked this node to stop
+        self.since: RunStart | None = None  # set when the run starts: no log written before it counts
 
     def run(self) -> Result:
         write_status(self.run_dir, "running", started_at=self.started, host=self.host, pid=os.getpid(),
                      job_id=self.job_id)
+        self.since = RunStart.now(self.run_dir / STATUS_FILE)
         with self._signals_stop_the_command():
             try:
                 return self._run()
@@ -202,6 +264,7 @@ class NodeRun:
         (run_dir / JOB_SCRIPT).write_text(script, encoding="utf-8")
         if self.received:
             return self.finish("cancelled", error=f"cancelled before start ({self.received[0]})")
+        set_aside_own_logs(spec)
         self.execution = Execution(script, spec.exec_dir, child_env({}), run_dir / TRAIN_LOG, echo=self.echo).start()
         res = self.execution.wait(timeout_s=spec.time_limit_min * 60.0,
                                   poll=self._covered if spec.stop_when_covered else None)
@@ -211,7 +274,7 @@ class NodeRun:
     def _covered(self) -> bool:
         """Whether the log already covers the window (then the training can stop)."""
         try:
-            measure(self.spec)
+            measure(self.spec, self.since)
             return True
         except (parse.ParseError, OSError):
             return False
@@ -237,9 +300,11 @@ class NodeRun:
             last = res.tail.strip().splitlines()[-1] if res.tail.strip() else "(no output)"
             return self.finish("failed", error=f"command {how}: {last}\nlast output:\n{res.tail[-2000:]}")
         try:
-            m = measure(spec)
+            m = measure(spec, self.since)
         except parse.WindowNotCovered as e:
             return self.finish("incomplete", error=str(e))
+        except (OldLogFile, parse.StaleLog) as e:
+            return self.finish("failed", error=f"the {spec.log_format} log is not this run's own: {e}")
         except (parse.ParseError, OSError) as e:
             return self.finish("failed", error=f"cannot read the {spec.log_format} log {self.fields['log_path']}: {e}")
         return self.finish("ok", throughput=m.throughput, window=list(m.window), method=m.method,

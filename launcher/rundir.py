@@ -96,12 +96,15 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def set_aside(run_dir: str | os.PathLike, name: str, new_name: str) -> Path | None:
-    """Rename `name` in the run dir to `new_name`, out of a new attempt's way (nothing written is lost)."""
+def set_aside(run_dir: str | os.PathLike, name: str, new_name: str | None = None) -> Path | None:
+    """Rename `name` in the run dir to `new_name`, out of a new attempt's way (nothing written is lost).
+
+    Without `new_name` the file becomes `<name>.<UTC time>.previous` beside itself (what a rerun or a
+    node's new attempt leaves of the old one)."""
     src = Path(run_dir) / name
     if not src.exists():
         return None
-    dst = src.with_name(new_name)
+    dst = src.with_name(new_name or f"{src.name}.{now_iso().replace(':', '')}.previous")
     os.replace(src, dst)
     return dst
 
