@@ -76,13 +76,14 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
     except OmegaConfBaseException as e:
         raise ConfigError(f"cannot resolve the config: {e}") from e
     impl, hw, be = c["impl"], c["hardware"], c["backend"]
+    images_per_iter = _images_per_iter(impl, hw)
     return JobSpec(
         impl=impl["name"],
         label=impl["label"],
         title=impl["title"],
         framework=impl["framework"],
         command=" ".join(str(impl["command"]).split()),
-        images_per_iter=int(impl["images_per_iter"]),
+        images_per_iter=images_per_iter,
         window=[int(c["window"]["start"]), int(c["window"]["end"])],
         log_format=impl["log"]["format"],
         log_path=impl["log"]["path"],
@@ -118,12 +119,22 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
     )
 
 
+def _images_per_iter(impl: dict[str, Any], hw: dict[str, Any]) -> int:
+    """The row's images per iteration, refused before anything runs unless a positive whole number: every
+    figure is images over seconds, so 0 or a negative count can only print a wrong one."""
+    value = impl["images_per_iter"]
+    ok = (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and value.is_integer())
+    if not ok or value <= 0:
+        raise ConfigError(f"impl.images_per_iter of {impl['name']!r} resolves to {value!r} on hardware "
+                          f"{hw['name']!r}: images per iteration must be a positive whole number (the figure is "
+                          "images over seconds); set impl.images_per_iter, or the row's per-GPU batch option")
+    return int(value)
+
+
 def runnable_problems(spec: JobSpec) -> list[str]:
     """What stops this plan from running on its hardware (a dry run shows them; a real run refuses)."""
     problems = []
     if spec.gpus < spec.min_gpus:
         problems.append(f"{spec.impl} needs at least {spec.min_gpus} GPU and hardware {spec.hardware!r} has "
                         f"{spec.gpus}: pick hardware=v100x8 (or a100x8, h100x8) for a GPU node, or set hardware.gpus")
-    if spec.images_per_iter <= 0:
-        problems.append(f"images per iteration of {spec.impl} resolves to {spec.images_per_iter} on {spec.hardware}")
     return problems

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import socket
 import tempfile
@@ -214,8 +215,8 @@ class Result:
     def __post_init__(self) -> None:
         if self.status not in FINAL_STATES:
             raise ValueError(f"result status must be one of {FINAL_STATES}, not {self.status!r}")
-        if self.status == "ok" and not (self.throughput and self.throughput > 0):
-            raise ValueError("an ok result needs a positive throughput")
+        if self.status == "ok" and not _positive_number(self.throughput):
+            raise ValueError(f"an ok result needs a finite, positive throughput, not {self.throughput!r}")
         if self.status != "ok" and self.throughput is not None:
             raise ValueError(f"a {self.status} result carries no throughput")
 
@@ -242,6 +243,11 @@ class Result:
     def from_dict(cls, data: dict[str, Any]) -> "Result":
         """The result `data` describes; keys it does not know (a newer schema's) are left out."""
         return cls(**{k: v for k, v in data.items() if k in _RESULT_FIELDS})
+
+
+def _positive_number(value: Any) -> bool:
+    """A figure a table may show: a real number, finite and above zero (never NaN, inf, 0, a bool, a string)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 _RESULT_FIELDS = frozenset(f.name for f in dataclasses.fields(Result))
