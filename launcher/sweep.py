@@ -119,7 +119,9 @@ class Sweep:
                 print(f"launcher: {s.impl}: {r.throughput:.3f} img/s at CPU smoke scale, window {r.window}, "
                       f"{r.method}; result in {s.run_dir}")
             else:
-                print(f"launcher: {s.impl}: {r.throughput:.2f} img/s over iterations {r.window[0]}-{r.window[1]} "
+                asked = f" (asked {r.window_requested[0]}-{r.window_requested[1]})" \
+                    if r.window_requested and list(r.window_requested) != list(r.window) else ""
+                print(f"launcher: {s.impl}: {r.throughput:.2f} img/s over iterations {r.window[0]}-{r.window[1]}{asked} "
                       f"(+-{100 * (r.error_bound or 0):.3f}%); result in {s.run_dir}")
         if bad:
             print("launcher: not ok:\n  " + "\n  ".join(bad) + "\n(the whole reason and the output's tail: "
