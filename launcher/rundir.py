@@ -26,8 +26,8 @@ import dataclasses
 import json
 import math
 import os
+import secrets
 import socket
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,7 +70,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` so that readers see either the old file or the whole new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -91,6 +91,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+def _create_temporary(path: Path) -> tuple[int, str]:
+    """A new, empty temporary file beside `path`, created exclusively with mode 0666 so the umask applies
+    as to any other file (mkstemp's 0600 made results unreadable to the group sharing a sweep)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(tmp)
+        except FileExistsError:
+            continue
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
