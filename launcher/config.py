@@ -21,6 +21,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from . import JOBS_DIR
+from .claim import unique_dir
 from .backends import BackendConfig, available, backend_class
 
 
@@ -191,6 +192,7 @@ def register_resolvers() -> None:
         "lx.dirname": lambda p: os.path.dirname(str(p).rstrip("/")) or "/",
         "lx.flag": lambda flag, value: "" if value in (None, "", "null") else f"{flag} {value}",
         "lx.cache": lambda: os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "launcher"),
+        "lx.unique_dir": unique_dir,  # hydra.run.dir / hydra.sweep.dir: a directory no other launch shares
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):

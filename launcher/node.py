@@ -27,7 +27,7 @@ from typing import Iterator, TextIO
 
 from . import parse
 from .execute import Execution, ExecResult, child_env
-from .rundir import (JOB_SCRIPT, PROVENANCE_FILE, SPEC_FILE, STATUS_FILE, TRAIN_LOG, Result, atomic_write_json,
+from .rundir import (JOB_SCRIPT, PROVENANCE_FILE, RESULT_FILE, SPEC_FILE, STATUS_FILE, TRAIN_LOG, Result, atomic_write_json,
                      now_iso, set_aside, write_result, write_status)
 from .spec import JobSpec
 
@@ -203,6 +203,7 @@ class NodeRun:
         self.since: RunStart | None = None  # set when the run starts: no log written before it counts
 
     def run(self) -> Result:
+        set_aside(self.run_dir, RESULT_FILE)  # a result already here (a repeated submission) is kept, not overwritten
         write_status(self.run_dir, "running", started_at=self.started, host=self.host, pid=os.getpid(),
                      job_id=self.job_id)
         self.since = RunStart.now(self.run_dir / STATUS_FILE)

@@ -124,6 +124,8 @@ def _images_per_iter(impl: dict[str, Any], hw: dict[str, Any]) -> int:
     figure is images over seconds, so 0 or a negative count can only print a wrong one."""
     value = impl["images_per_iter"]
     ok = (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and value.is_integer())
+    if ok and value <= 0 and int(hw["gpus"]) < int(impl["min_gpus"]):
+        return int(value)  # a per-GPU batch on too few GPUs: runnable_problems names the clearer reason, the GPUs
     if not ok or value <= 0:
         raise ConfigError(f"impl.images_per_iter of {impl['name']!r} resolves to {value!r} on hardware "
                           f"{hw['name']!r}: images per iteration must be a positive whole number (the figure is "
@@ -137,4 +139,6 @@ def runnable_problems(spec: JobSpec) -> list[str]:
     if spec.gpus < spec.min_gpus:
         problems.append(f"{spec.impl} needs at least {spec.min_gpus} GPU and hardware {spec.hardware!r} has "
                         f"{spec.gpus}: pick hardware=v100x8 (or a100x8, h100x8) for a GPU node, or set hardware.gpus")
+    if spec.images_per_iter <= 0:
+        problems.append(f"images per iteration of {spec.impl} resolves to {spec.images_per_iter} on {spec.hardware}")
     return problems

@@ -104,6 +104,22 @@ def _create_temporary(path: Path) -> tuple[int, str]:
             continue
 
 
+def atomic_create_text(path: str | os.PathLike, text: str) -> None:
+    """Create `path` with `text`, whole or not at all, and only if it does not exist (FileExistsError):
+    the temporary file is linked to its name, which fails when the name is taken."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _create_temporary(path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+
+
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
