@@ -30,6 +30,11 @@ class ExecResult:
     timed_out: bool = False
     stopped_early: bool = False  # we stopped it because its log covered the window
     cancelled: bool = False  # a signal asked us to stop
+    write_error: str | None = None  # the captured output could not be written (a full disk): we stopped it
+
+
+#: the stop reason when the output can no longer be written
+LOG_UNWRITABLE = "log unwritable"
 
 
 class Execution:
@@ -42,6 +47,7 @@ class Execution:
         self.echo = echo
         self._tail: deque[str] = deque(maxlen=tail_lines)
         self._stop_reason: str | None = None
+        self.write_error: str | None = None
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Execution":
@@ -56,10 +62,20 @@ class Execution:
         return self
 
     def _pump(self) -> None:
+        """Copy the command's output to the log (and the echo), keeping the tail for messages.
+
+        A write that fails (ENOSPC, EFBIG, EIO) stops the command: a log that cannot grow cannot measure,
+        and a pump that died would leave the command blocked on a full pipe until its time limit. The pipe
+        is still drained (into the tail only) until the command is gone."""
         assert self.proc and self.proc.stdout
         partial = b""
         for chunk in iter(lambda: self.proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
-            self._log.write(chunk)
+            if self.write_error is None:
+                try:
+                    _write_all(self._log, chunk)
+                except OSError as e:
+                    self.write_error = f"cannot write {self.log_path}: {e.strerror or e}"
+                    self.stop(LOG_UNWRITABLE)
             if self.echo is not None:
                 try:
                     self.echo.write(chunk.decode("utf-8", "replace"))
@@ -105,15 +121,29 @@ class Execution:
             except subprocess.TimeoutExpired:
                 pass
         self._reader.join(timeout=30)
-        self._log.close()
+        try:
+            self._log.close()
+        except OSError as e:  # the last bytes could not be flushed
+            self.write_error = self.write_error or f"cannot write {self.log_path}: {e.strerror or e}"
         return ExecResult(
             returncode=self.proc.returncode,
             elapsed_s=time.monotonic() - self._t0,
             tail="\n".join(self._tail),
             timed_out=self._stop_reason == "timeout",
             stopped_early=self._stop_reason == "covered",
-            cancelled=self._stop_reason not in (None, "timeout", "covered"),
+            cancelled=self._stop_reason not in (None, "timeout", "covered", LOG_UNWRITABLE),
+            write_error=self.write_error,
         )
+
+
+def _write_all(f, data: bytes) -> None:
+    """Write every byte (an unbuffered file may take part of a chunk); raise what the file system says."""
+    view = memoryview(data)
+    while view:
+        n = f.write(view)
+        if not n:
+            raise OSError(f"wrote nothing of {len(view)} bytes")
+        view = view[n:]
 
 
 def child_env(extra: dict[str, str], python_first: bool = True) -> dict[str, str]:

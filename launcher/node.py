@@ -10,6 +10,7 @@ never loses a row.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ from . import parse
 from .execute import Execution, ExecResult, child_env
 from .ownlog import OldLogFile, RunStart, log_file, measure, set_aside_own_logs
 from .rundir import (JOB_SCRIPT, PROVENANCE_FILE, RESULT_FILE, SPEC_FILE, STATUS_FILE, TRAIN_LOG, Result,
-                     atomic_write_json, now_iso, set_aside, write_result, write_status)
+                     atomic_write_json, now_iso, release_space, reserve_space, set_aside, write_result, write_status)
 from .spec import JobSpec
 
 
@@ -103,6 +104,15 @@ def _data_kind(spec: JobSpec) -> str | None:
         return None
 
 
+class ResultNotWritten(OSError):
+    """Not even a short result.json could be written in the run dir."""
+
+
+def _first_line(text: str | None) -> str:
+    lines = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
+    return lines[0] if lines else "no reason recorded"
+
+
 def run_node(run_dir: str | Path, echo: TextIO | None = None) -> Result:
     """Run the row whose spec.json is in `run_dir`; always ends with result.json written."""
     return NodeRun(run_dir, echo).run()
@@ -130,9 +140,12 @@ class NodeRun:
         write_status(self.run_dir, "running", started_at=self.started, host=self.host, pid=os.getpid(),
                      job_id=self.job_id)
         self.since = RunStart.now(self.run_dir / STATUS_FILE)
+        reserve_space(self.run_dir)  # a command that fills the disk still leaves room for the result
         with self._signals_stop_the_command():
             try:
                 return self._run()
+            except ResultNotWritten:
+                raise
             except Exception as e:  # a bug of ours must still leave a row behind
                 return self.finish("failed", error=f"launcher error on the node: {e!r}\n{traceback.format_exc()[-2000:]}")
 
@@ -142,8 +155,21 @@ class NodeRun:
             self.snapshot.join(90.0)
         result = Result.for_spec(self.spec, status, started_at=self.started, host=self.host, job_id=self.job_id,
                                  **{**self.fields, **fields})
-        write_result(self.run_dir, result)
-        write_status(self.run_dir, status, started_at=self.started, finished_at=result.finished_at, host=self.host)
+        release_space(self.run_dir)
+        try:
+            write_result(self.run_dir, result)
+        except OSError as e:  # no room even now: try once more without the bulky parts, then say so
+            short = dataclasses.replace(result, provenance={}, error=(result.error or "")[:1000] or None)
+            try:
+                write_result(self.run_dir, short)
+            except OSError:
+                raise ResultNotWritten(f"cannot write {self.run_dir / RESULT_FILE}: {e.strerror or e}; the row "
+                                       f"ended {status}: {_first_line(result.error)}") from e
+        try:
+            write_status(self.run_dir, status, started_at=self.started, finished_at=result.finished_at,
+                         host=self.host)
+        except OSError:
+            pass  # the result is what counts; a stale `running` marker reads as failed once this process is gone
         return result
 
     @contextmanager
@@ -206,6 +232,11 @@ class NodeRun:
     def _outcome(self, res: ExecResult) -> Result:
         """How the command ended, as the row's result: cancelled, timeout, failed, incomplete or ok."""
         spec = self.spec
+        if res.write_error:
+            return self.finish("failed", error=f"the command's output could not be written ({res.write_error}), so "
+                                                f"the command was stopped after {res.elapsed_s:.0f} s: free space on "
+                                                "that file system, or put the outputs where there is room. Last "
+                                                f"output:\n{res.tail[-2000:]}")
         if res.returncode is not None and res.returncode < 0 and not (res.stopped_early or res.timed_out):
             time.sleep(0.5)  # a scheduler signals every process of the job: let our own handler record it too
         killed_by = _signal_name(-res.returncode) if res.returncode is not None and res.returncode < 0 else None
@@ -243,8 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     if not (Path(argv[0]) / SPEC_FILE).is_file():
         print(f"launcher.node: {argv[0]} holds no {SPEC_FILE}; plan the run with python -m launcher first", file=sys.stderr)
         return 2
-    result = run_node(argv[0], echo=sys.stdout)
+    try:
+        result = run_node(argv[0], echo=sys.stdout)
+    except OSError as e:  # the run dir cannot be written at all (a full disk, a read-only mount)
+        print(f"launcher.node: error: {e}", file=sys.stderr)
+        return 1
     print(json.dumps({"status": result.status, "throughput": result.throughput, "error": result.error}))
+    if result.status != "ok":
+        print(f"launcher.node: {result.status}: {_first_line(result.error)}", file=sys.stderr)
     return 0 if result.status == "ok" else 1
 
 

@@ -45,6 +45,9 @@ JOB_SCRIPT = "job.sh"
 TRAIN_LOG = "train.log"
 PROVENANCE_FILE = "provenance.json"
 RESULT_FILE = "result.json"
+#: room the node keeps from its start (a run that fills the disk still gets a result written): see reserve_space
+RESERVE_FILE = ".space-reserve"
+RESERVE_BYTES = 128 * 1024
 
 # ---------------------------------------------------------------- the states
 
@@ -135,6 +138,29 @@ def set_aside(run_dir: str | os.PathLike, name: str, new_name: str | None = None
     dst = src.with_name(new_name or f"{src.name}.{now_iso().replace(':', '')}.previous")
     os.replace(src, dst)
     return dst
+
+
+def reserve_space(run_dir: str | os.PathLike, size: int = RESERVE_BYTES) -> bool:
+    """Keep `size` bytes of the run dir's file system for the run's last words (its result.json and final
+    status), whatever the command writes meanwhile; `release_space` gives them back just before. False when
+    even that much is not free (nothing is kept then)."""
+    path = Path(run_dir) / RESERVE_FILE
+    try:
+        with open(path, "wb") as f:
+            f.write(b"\0" * size)
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+    except OSError:
+        release_space(run_dir)
+        return False
+
+
+def release_space(run_dir: str | os.PathLike) -> None:
+    try:
+        os.unlink(Path(run_dir) / RESERVE_FILE)
+    except FileNotFoundError:
+        pass
 
 
 # ---------------------------------------------------------------- status.json: the node's marker
