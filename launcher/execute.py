@@ -2,7 +2,8 @@
 
 The log is the measurement, so capture is byte-exact (no re-encoding, `\\r` progress redraws kept) and
 unbuffered (`PYTHONUNBUFFERED=1`). The child runs in its own process group so that a time limit, a
-cancellation or "the window is covered, stop training" ends every rank it spawned.
+cancellation or "the window is covered, stop training" ends every rank it spawned; a watchdog
+(process.watch_group) ends that group too if the launcher itself is killed outright.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TextIO
 
-from .process import stop_group
+from .process import stop_group, watch_group
 
 KILL_GRACE_S = 10.0
 
@@ -56,6 +57,7 @@ class Execution:
         self.proc = subprocess.Popen(["bash", "-c", self.script], cwd=self.cwd, env=self.env,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self._watchdog = watch_group(self.proc.pid, KILL_GRACE_S)  # the command dies with us, even by SIGKILL
         self._t0 = time.monotonic()
         self._reader = threading.Thread(target=self._pump, daemon=True)
         self._reader.start()
@@ -120,6 +122,8 @@ class Execution:
                 self.proc.wait(0.2)
             except subprocess.TimeoutExpired:
                 pass
+        self._watchdog.kill()
+        self._watchdog.wait()
         self._reader.join(timeout=30)
         try:
             self._log.close()
