@@ -133,6 +133,7 @@ class NodeRun:
         self.snapshot: ProvenanceSnapshot | None = None
         self.execution: Execution | None = None
         self.received: list[str] = []  # the signals that asked this node to stop
+        self.interrupted_by: str | None = None  # the first signal this process received (not its command)
         self.since: RunStart | None = None  # set when the run starts: no log written before it counts
 
     def run(self) -> Result:
@@ -179,6 +180,7 @@ class NodeRun:
         def on_signal(signum, _frame):
             name = signal.Signals(signum).name
             self.received.append(name)
+            self.interrupted_by = self.interrupted_by or name
             if self.execution is not None:
                 self.execution.stop(f"received {name}")
 
