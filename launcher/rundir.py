@@ -72,55 +72,67 @@ def now_iso() -> str:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` so that readers see either the old file or the whole new one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temporary(path)
+    tmp = _written_temporary(path, text)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _unlink(tmp)
         raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-
-
-def _create_temporary(path: Path) -> tuple[int, str]:
-    """A new, empty temporary file beside `path`, created exclusively with mode 0666 so the umask applies
-    as to any other file (mkstemp's 0600 made results unreadable to the group sharing a sweep)."""
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(tmp)
-        except FileExistsError:
-            continue
+    _sync_directory(path.parent)
 
 
 def atomic_create_text(path: str | os.PathLike, text: str) -> None:
     """Create `path` with `text`, whole or not at all, and only if it does not exist (FileExistsError):
     the temporary file is linked to its name, which fails when the name is taken."""
     path = Path(path)
+    tmp = _written_temporary(path, text)
+    try:
+        os.link(tmp, path)
+    finally:
+        _unlink(tmp)
+    _sync_directory(path.parent)
+
+
+def _written_temporary(path: Path, text: str) -> str:
+    """A new temporary file beside `path` holding `text`, synced to disk. It is created exclusively with
+    mode 0666, so the umask applies as to any other file (mkstemp's 0600 made results unreadable to the
+    group sharing a sweep)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temporary(path)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
+    except BaseException:
+        _unlink(str(tmp))
+        raise
+    return str(tmp)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename or link in `directory` durable (best effort: not every file system allows it)."""
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
