@@ -218,6 +218,8 @@ class NodeRun:
             return self.finish("cancelled", error=f"cancelled before start ({self.received[0]})")
         set_aside_own_logs(spec)
         self.execution = Execution(script, spec.exec_dir, child_env({}), run_dir / TRAIN_LOG, echo=self.echo).start()
+        if self.received:  # a signal that came while the command was being started had nothing to stop yet
+            self.execution.stop(f"received {self.received[0]}")
         res = self.execution.wait(timeout_s=spec.time_limit_min * 60.0,
                                   poll=self._covered if spec.stop_when_covered else None)
         self.fields.update(returncode=res.returncode, log_path=str(log_file(spec)), data=_data_kind(spec))

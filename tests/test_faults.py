@@ -168,3 +168,22 @@ def test_one_ctrl_c_ends_a_local_sweep(tmp_path):
     assert all("not started" in r.error for name, r in statuses.items() if name != "0_torchvision")
     assert not (sweep / "1_torchvision" / "train.log").exists() and not (sweep / "2_torchvision" / "train.log").exists()
     assert len(started) == 2  # one command (and its child) started, not three
+
+
+def test_a_signal_while_the_command_starts_still_cancels_it(tmp_path, monkeypatch):
+    """Ctrl-C that lands between the command's start and the node's hold on it (the watchdog starting) used
+    to be recorded and then ignored: the row ran on to its time limit."""
+    import launcher.node as node
+    from launcher.execute import Execution
+
+    class SignalledWhileStarting(Execution):
+        def start(self):
+            started = super().start()
+            os.kill(os.getpid(), signal.SIGINT)  # handled now, before node.execution is assigned
+            return started
+
+    monkeypatch.setattr(node, "Execution", SignalledWhileStarting)
+    node_run(tmp_path / "run", "while true; do echo tick; sleep 0.2; done", time_limit_min=1)
+    t0 = time.monotonic()
+    r = node.run_node(tmp_path / "run")
+    assert r.status == "cancelled" and "SIGINT" in r.error and time.monotonic() - t0 < 30
