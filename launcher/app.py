@@ -47,6 +47,13 @@ def task(cfg: DictConfig, sweep: Sweep) -> int:
         if why:
             print(f"launcher: {why}")
             return 0
+    elif not cfg.prepare_only:
+        from .claim import RunDirTaken, claim_run_dir
+
+        try:
+            claim_run_dir(spec)  # the run dir is this run's alone: another run's is refused, never written over
+        except RunDirTaken as e:
+            return sweep.fail(str(e))
     try:
         spec, later = _prepare(spec, cfg)
     except Exception as e:  # the row still becomes a table row, with the reason

@@ -21,6 +21,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from . import JOBS_DIR
+from .claim import unique_dir
 from .backends import BackendConfig, available, backend_class
 from .shellquote import DATA_RESOLVER, data, plain_args, shell_text, unmark
 
@@ -300,6 +301,7 @@ def register_resolvers() -> None:
         "lx.run_dir": _run_dir,
         "lx.gpu_cc": detect_compute_capability,
         "lx.cache": lambda: os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "launcher"),
+        "lx.unique_dir": unique_dir,  # hydra.run.dir / hydra.sweep.dir: a directory no other launch shares
     }
     resolvers = {name: plain_args(fn) for name, fn in data_resolvers.items()}
     resolvers.update({

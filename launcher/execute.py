@@ -2,7 +2,8 @@
 
 The log is the measurement, so capture is byte-exact (no re-encoding, `\\r` progress redraws kept) and
 unbuffered (`PYTHONUNBUFFERED=1`). The child runs in its own process group so that a time limit, a
-cancellation or "the window is covered, stop training" ends every rank it spawned.
+cancellation or "the window is covered, stop training" ends every rank it spawned; a watchdog
+(process.watch_group) ends that group too if the launcher itself is killed outright.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TextIO
 
-from .process import stop_group
+from .process import stop_group, watch_group
 
 KILL_GRACE_S = 10.0
 
@@ -30,6 +31,11 @@ class ExecResult:
     timed_out: bool = False
     stopped_early: bool = False  # we stopped it because its log covered the window
     cancelled: bool = False  # a signal asked us to stop
+    write_error: str | None = None  # the captured output could not be written (a full disk): we stopped it
+
+
+#: the stop reason when the output can no longer be written
+LOG_UNWRITABLE = "log unwritable"
 
 
 class Execution:
@@ -42,6 +48,7 @@ class Execution:
         self.echo = echo
         self._tail: deque[str] = deque(maxlen=tail_lines)
         self._stop_reason: str | None = None
+        self.write_error: str | None = None
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Execution":
@@ -50,16 +57,27 @@ class Execution:
         self.proc = subprocess.Popen(["bash", "-c", self.script], cwd=self.cwd, env=self.env,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self._watchdog = watch_group(self.proc.pid, KILL_GRACE_S)  # the command dies with us, even by SIGKILL
         self._t0 = time.monotonic()
         self._reader = threading.Thread(target=self._pump, daemon=True)
         self._reader.start()
         return self
 
     def _pump(self) -> None:
+        """Copy the command's output to the log (and the echo), keeping the tail for messages.
+
+        A write that fails (ENOSPC, EFBIG, EIO) stops the command: a log that cannot grow cannot measure,
+        and a pump that died would leave the command blocked on a full pipe until its time limit. The pipe
+        is still drained (into the tail only) until the command is gone."""
         assert self.proc and self.proc.stdout
         partial = b""
         for chunk in iter(lambda: self.proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
-            self._log.write(chunk)
+            if self.write_error is None:
+                try:
+                    _write_all(self._log, chunk)
+                except OSError as e:
+                    self.write_error = f"cannot write {self.log_path}: {e.strerror or e}"
+                    self.stop(LOG_UNWRITABLE)
             if self.echo is not None:
                 try:
                     self.echo.write(chunk.decode("utf-8", "replace"))
@@ -104,16 +122,32 @@ class Execution:
                 self.proc.wait(0.2)
             except subprocess.TimeoutExpired:
                 pass
+        self._watchdog.kill()
+        self._watchdog.wait()
         self._reader.join(timeout=30)
-        self._log.close()
+        try:
+            self._log.close()
+        except OSError as e:  # the last bytes could not be flushed
+            self.write_error = self.write_error or f"cannot write {self.log_path}: {e.strerror or e}"
         return ExecResult(
             returncode=self.proc.returncode,
             elapsed_s=time.monotonic() - self._t0,
             tail="\n".join(self._tail),
             timed_out=self._stop_reason == "timeout",
             stopped_early=self._stop_reason == "covered",
-            cancelled=self._stop_reason not in (None, "timeout", "covered"),
+            cancelled=self._stop_reason not in (None, "timeout", "covered", LOG_UNWRITABLE),
+            write_error=self.write_error,
         )
+
+
+def _write_all(f, data: bytes) -> None:
+    """Write every byte (an unbuffered file may take part of a chunk); raise what the file system says."""
+    view = memoryview(data)
+    while view:
+        n = f.write(view)
+        if not n:
+            raise OSError(f"wrote nothing of {len(view)} bytes")
+        view = view[n:]
 
 
 def child_env(extra: dict[str, str], python_first: bool = True) -> dict[str, str]:

@@ -10,7 +10,7 @@ never loses a row.
 
 from __future__ import annotations
 
-import glob
+import dataclasses
 import json
 import os
 import signal
@@ -25,8 +25,9 @@ from typing import Iterator, TextIO
 
 from . import parse
 from .execute import Execution, ExecResult
-from .rundir import (JOB_SCRIPT, PROVENANCE_FILE, SPEC_FILE, TRAIN_LOG, Result, atomic_write_json, now_iso,
-                     write_result, write_status)
+from .ownlog import OldLogFile, RunStart, log_file, measure, set_aside_own_logs
+from .rundir import (JOB_SCRIPT, PROVENANCE_FILE, RESULT_FILE, SPEC_FILE, STATUS_FILE, TRAIN_LOG, Result,
+                     atomic_write_json, now_iso, release_space, reserve_space, set_aside, write_result, write_status)
 from .spec import JobSpec
 
 
@@ -45,17 +46,6 @@ def scheduler_job_id() -> str | None:
                 return f"{os.environ[var]}_{os.environ['SLURM_ARRAY_TASK_ID']}"
             return os.environ[var]
     return None
-
-
-def log_file(spec: JobSpec) -> Path:
-    """The file the row's parser reads: the one its config names (newest match), else the captured output."""
-    if not spec.log_path:
-        return Path(spec.run_dir) / TRAIN_LOG
-    pattern = spec.log_path if os.path.isabs(spec.log_path) else str(spec.exec_dir / spec.log_path)
-    matches = [Path(p) for p in glob.glob(pattern)]
-    if not matches:
-        return Path(pattern)
-    return max(matches, key=lambda p: p.stat().st_mtime)
 
 
 def _provenance(spec: JobSpec) -> dict:
@@ -107,12 +97,6 @@ def _build(spec: JobSpec, echo: TextIO | None) -> None:
         build_once(spec, echo)
 
 
-def measure(spec: JobSpec):
-    """Parse the row's log over its window (raises parse.ParseError subclasses)."""
-    text = parse.read_log(log_file(spec))
-    return parse.get_parser(spec.log_format).measure(text, tuple(spec.window), spec.images_per_iter)
-
-
 def _data_kind(spec: JobSpec) -> str | None:
     if spec.data_root and (Path(spec.data_root) / "LAUNCHER_SYNTHETIC.json").is_file():
         return "synthetic"  # a COCO-format set made by `python -m launcher.data synth`, whatever the log calls it
@@ -120,6 +104,15 @@ def _data_kind(spec: JobSpec) -> str | None:
         return parse.get_parser(spec.log_format).data_kind(parse.read_log(Path(spec.run_dir) / TRAIN_LOG))
     except (OSError, parse.ParseError):
         return None
+
+
+class ResultNotWritten(OSError):
+    """Not even a short result.json could be written in the run dir."""
+
+
+def _first_line(text: str | None) -> str:
+    lines = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
+    return lines[0] if lines else "no reason recorded"
 
 
 def run_node(run_dir: str | Path, echo: TextIO | None = None) -> Result:
@@ -142,13 +135,20 @@ class NodeRun:
         self.snapshot: ProvenanceSnapshot | None = None
         self.execution: Execution | None = None
         self.received: list[str] = []  # the signals that asked this node to stop
+        self.interrupted_by: str | None = None  # the first signal this process received (not its command)
+        self.since: RunStart | None = None  # set when the run starts: no log written before it counts
 
     def run(self) -> Result:
+        set_aside(self.run_dir, RESULT_FILE)  # a result already here (a repeated submission) is kept, not overwritten
         write_status(self.run_dir, "running", started_at=self.started, host=self.host, pid=os.getpid(),
                      job_id=self.job_id)
+        self.since = RunStart.now(self.run_dir / STATUS_FILE)
+        reserve_space(self.run_dir)  # a command that fills the disk still leaves room for the result
         with self._signals_stop_the_command():
             try:
                 return self._run()
+            except ResultNotWritten:
+                raise
             except Exception as e:  # a bug of ours must still leave a row behind
                 return self.finish("failed", error=f"launcher error on the node: {e!r}\n{traceback.format_exc()[-2000:]}")
 
@@ -160,8 +160,21 @@ class NodeRun:
                 atomic_write_json(self.run_dir / PROVENANCE_FILE, self.snapshot.result)
         result = Result.for_spec(self.spec, status, started_at=self.started, host=self.host, job_id=self.job_id,
                                  **{**self.fields, **fields})
-        write_result(self.run_dir, result)
-        write_status(self.run_dir, status, started_at=self.started, finished_at=result.finished_at, host=self.host)
+        release_space(self.run_dir)
+        try:
+            write_result(self.run_dir, result)
+        except OSError as e:  # no room even now: try once more without the bulky parts, then say so
+            short = dataclasses.replace(result, provenance={}, error=(result.error or "")[:1000] or None)
+            try:
+                write_result(self.run_dir, short)
+            except OSError:
+                raise ResultNotWritten(f"cannot write {self.run_dir / RESULT_FILE}: {e.strerror or e}; the row "
+                                       f"ended {status}: {_first_line(result.error)}") from e
+        try:
+            write_status(self.run_dir, status, started_at=self.started, finished_at=result.finished_at,
+                         host=self.host)
+        except OSError:
+            pass  # the result is what counts; a stale `running` marker reads as failed once this process is gone
         return result
 
     @contextmanager
@@ -171,6 +184,7 @@ class NodeRun:
         def on_signal(signum, _frame):
             name = signal.Signals(signum).name
             self.received.append(name)
+            self.interrupted_by = self.interrupted_by or name
             if self.execution is not None:
                 self.execution.stop(f"received {name}")
 
@@ -213,8 +227,11 @@ class NodeRun:
             return self.finish("cancelled", error=f"cancelled before start ({self.received[0]})")
         from .prepare.environment import command_environ  # the build's environment too (build.py)
 
+        set_aside_own_logs(spec)
         self.execution = Execution(script, spec.exec_dir, command_environ(spec), run_dir / TRAIN_LOG,
                                    echo=self.echo).start()
+        if self.received:  # a signal that came while the command was being started had nothing to stop yet
+            self.execution.stop(f"received {self.received[0]}")
         res = self.execution.wait(timeout_s=spec.time_limit_min * 60.0,
                                   poll=self._covered if spec.stop_when_covered else None)
         self.fields.update(returncode=res.returncode, log_path=str(log_file(spec)), data=_data_kind(spec))
@@ -241,7 +258,7 @@ class NodeRun:
     def _covered(self) -> bool:
         """Whether the log already covers the window (then the training can stop)."""
         try:
-            measure(self.spec)
+            measure(self.spec, self.since)
             return True
         except (parse.ParseError, OSError):
             return False
@@ -249,6 +266,11 @@ class NodeRun:
     def _outcome(self, res: ExecResult) -> Result:
         """How the command ended, as the row's result: cancelled, timeout, failed, incomplete or ok."""
         spec = self.spec
+        if res.write_error:
+            return self.finish("failed", error=f"the command's output could not be written ({res.write_error}), so "
+                                                f"the command was stopped after {res.elapsed_s:.0f} s: free space on "
+                                                "that file system, or put the outputs where there is room. Last "
+                                                f"output:\n{res.tail[-2000:]}")
         if res.returncode is not None and res.returncode < 0 and not (res.stopped_early or res.timed_out):
             time.sleep(0.5)  # a scheduler signals every process of the job: let our own handler record it too
         killed_by = _signal_name(-res.returncode) if res.returncode is not None and res.returncode < 0 else None
@@ -267,9 +289,11 @@ class NodeRun:
             last = res.tail.strip().splitlines()[-1] if res.tail.strip() else "(no output)"
             return self.finish("failed", error=f"command {how}: {last}\nlast output:\n{res.tail[-2000:]}")
         try:
-            m = measure(spec)
+            m = measure(spec, self.since)
         except parse.WindowNotCovered as e:
             return self.finish("incomplete", error=str(e))
+        except (OldLogFile, parse.StaleLog) as e:
+            return self.finish("failed", error=f"the {spec.log_format} log is not this run's own: {e}")
         except (parse.ParseError, OSError) as e:
             return self.finish("failed", error=f"cannot read the {spec.log_format} log {self.fields['log_path']}: {e}")
         return self.finish("ok", throughput=m.throughput, window=list(m.window), method=m.method,
@@ -284,8 +308,14 @@ def main(argv: list[str] | None = None) -> int:
     if not (Path(argv[0]) / SPEC_FILE).is_file():
         print(f"launcher.node: {argv[0]} holds no {SPEC_FILE}; plan the run with python -m launcher first", file=sys.stderr)
         return 2
-    result = run_node(argv[0], echo=sys.stdout)
+    try:
+        result = run_node(argv[0], echo=sys.stdout)
+    except OSError as e:  # the run dir cannot be written at all (a full disk, a read-only mount)
+        print(f"launcher.node: error: {e}", file=sys.stderr)
+        return 1
     print(json.dumps({"status": result.status, "throughput": result.throughput, "error": result.error}))
+    if result.status != "ok":
+        print(f"launcher.node: {result.status}: {_first_line(result.error)}", file=sys.stderr)
     return 0 if result.status == "ok" else 1
 
 

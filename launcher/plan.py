@@ -162,13 +162,14 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
     if "impl.environment.create" in shell:  # bash runs them (python -m launcher.env create)
         environment["create"] = shell["impl.environment.create"]
     weights_dir = str(c.get("weights_dir") or "")
+    images_per_iter = _images_per_iter(impl, hw)
     return JobSpec(
         impl=impl["name"],
         label=impl["label"],
         title=impl["title"],
         framework=impl["framework"],
         command=shell["impl.command"],
-        images_per_iter=int(impl["images_per_iter"]),
+        images_per_iter=images_per_iter,
         window=[int(c["window"]["start"]), int(c["window"]["end"])],
         log_format=impl["log"]["format"],
         log_path=impl["log"]["path"],
@@ -211,6 +212,20 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
         run_dir=str(run_dir),
         sweep_dir=None if sweep_dir is None else str(Path(sweep_dir).resolve()),
     )
+
+
+def _images_per_iter(impl: dict[str, Any], hw: dict[str, Any]) -> int:
+    """The row's images per iteration, refused before anything runs unless a positive whole number: every
+    figure is images over seconds, so 0 or a negative count can only print a wrong one."""
+    value = impl["images_per_iter"]
+    ok = (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and value.is_integer())
+    if ok and value <= 0 and int(hw["gpus"]) < int(impl["min_gpus"]):
+        return int(value)  # a per-GPU batch on too few GPUs: runnable_problems names the clearer reason, the GPUs
+    if not ok or value <= 0:
+        raise ConfigError(f"impl.images_per_iter of {impl['name']!r} resolves to {value!r} on hardware "
+                          f"{hw['name']!r}: images per iteration must be a positive whole number (the figure is "
+                          "images over seconds); set impl.images_per_iter, or the row's per-GPU batch option")
+    return int(value)
 
 
 def runnable_problems(spec: JobSpec) -> list[str]:

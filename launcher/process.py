@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from typing import Callable
@@ -65,6 +67,67 @@ def stop_group(pgid: int, grace_s: float, done: Callable[[], bool] | None = None
         threading.Thread(target=kill_after_grace, name=f"stop-group-{pgid}", daemon=True).start()
     else:
         kill_after_grace()
+
+
+# The watchdog runs as `python -I -c _WATCHDOG PARENT PGID GRACE_S`, standard library only, in its own session
+# (so neither a terminal's Ctrl-C nor a kill of the launcher's process group reaches it). It sleeps until
+# its parent is gone (the kernel's parent-death signal wakes it at once; polling getppid() covers systems
+# without prctl), then ends the group TERM-then-KILL. It exits by itself once the group is gone.
+_WATCHDOG = r"""
+import ctypes, os, signal, sys, time
+parent, pgid, grace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+
+class ParentGone(Exception):
+    pass
+
+def on_parent_death(signum, frame):
+    if os.getppid() != parent:  # (a thread of the parent ending signals too: then the parent still lives)
+        raise ParentGone
+
+def group_alive():
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+for s in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+    signal.signal(s, signal.SIG_IGN)
+signal.signal(signal.SIGUSR1, on_parent_death)
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGUSR1), 0, 0, 0)  # PR_SET_PDEATHSIG
+except Exception:
+    pass
+try:
+    while os.getppid() == parent:
+        if not group_alive():
+            sys.exit(0)
+        time.sleep(0.5)
+except ParentGone:
+    pass
+try:
+    os.killpg(pgid, signal.SIGTERM)
+except ProcessLookupError:
+    sys.exit(0)
+deadline = time.monotonic() + grace
+while group_alive() and time.monotonic() < deadline:
+    time.sleep(0.2)
+try:
+    os.killpg(pgid, signal.SIGKILL)
+except ProcessLookupError:
+    pass
+"""
+
+
+def watch_group(pgid: int, grace_s: float) -> subprocess.Popen:
+    """A watchdog that ends the process group `pgid` (TERM, then KILL after `grace_s`) if this process dies
+    first: a launcher killed with SIGKILL cannot stop its command, and a command in its own session would
+    otherwise live on under PID 1. Kill the watchdog (`.kill()`) once the group has ended normally."""
+    return subprocess.Popen([sys.executable, "-I", "-c", _WATCHDOG, str(os.getpid()), str(pgid), str(grace_s)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            close_fds=True, start_new_session=True)
 
 
 def _wait(done: Callable[[], bool], timeout_s: float, poll_s: float) -> bool:

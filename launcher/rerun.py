@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .rundir import (LIVE_STATES, RESULT_FILE, STATUS_FILE, CorruptResult, last_submission, now_iso, read_result,
-                     set_aside)
+from .rundir import LIVE_STATES, RESULT_FILE, STATUS_FILE, CorruptResult, last_submission, read_result, set_aside
 
 MODES = ("failed", "missing")
 
@@ -48,7 +47,6 @@ def skip_reason(mode: str, run_dir: Path, impl: str) -> str | None:
     if not rerun_wanted(mode, has_result, prev):
         return (f"rerun={mode}: {impl} in {run_dir} is {prev or 'unknown'}"
                 f"{'' if has_result else ' (no result yet)'}; not resubmitted")
-    stamp = now_iso().replace(":", "")
     for stale in (RESULT_FILE, STATUS_FILE):
-        set_aside(run_dir, stale, f"{stale}.{stamp}.previous")
+        set_aside(run_dir, stale)
     return None

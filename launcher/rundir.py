@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import secrets
 import socket
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +45,9 @@ JOB_SCRIPT = "job.sh"
 TRAIN_LOG = "train.log"
 PROVENANCE_FILE = "provenance.json"
 RESULT_FILE = "result.json"
+#: room the node keeps from its start (a run that fills the disk still gets a result written): see reserve_space
+RESERVE_FILE = ".space-reserve"
+RESERVE_BYTES = 128 * 1024
 
 # ---------------------------------------------------------------- the states
 
@@ -68,22 +72,61 @@ def now_iso() -> str:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` so that readers see either the old file or the whole new one."""
     path = Path(path)
+    tmp = _written_temporary(path, text)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+    _sync_directory(path.parent)
+
+
+def atomic_create_text(path: str | os.PathLike, text: str) -> None:
+    """Create `path` with `text`, whole or not at all, and only if it does not exist (FileExistsError):
+    the temporary file is linked to its name, which fails when the name is taken."""
+    path = Path(path)
+    tmp = _written_temporary(path, text)
+    try:
+        os.link(tmp, path)
+    finally:
+        _unlink(tmp)
+    _sync_directory(path.parent)
+
+
+def _written_temporary(path: Path, text: str) -> str:
+    """A new temporary file beside `path` holding `text`, synced to disk. It is created exclusively with
+    mode 0666, so the umask applies as to any other file (mkstemp's 0600 made results unreadable to the
+    group sharing a sweep)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _unlink(str(tmp))
         raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
+    return str(tmp)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename or link in `directory` durable (best effort: not every file system allows it)."""
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(dfd)
         finally:
@@ -96,14 +139,40 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def set_aside(run_dir: str | os.PathLike, name: str, new_name: str) -> Path | None:
-    """Rename `name` in the run dir to `new_name`, out of a new attempt's way (nothing written is lost)."""
+def set_aside(run_dir: str | os.PathLike, name: str, new_name: str | None = None) -> Path | None:
+    """Rename `name` in the run dir to `new_name`, out of a new attempt's way (nothing written is lost).
+
+    Without `new_name` the file becomes `<name>.<UTC time>.previous` beside itself (what a rerun or a
+    node's new attempt leaves of the old one)."""
     src = Path(run_dir) / name
     if not src.exists():
         return None
-    dst = src.with_name(new_name)
+    dst = src.with_name(new_name or f"{src.name}.{now_iso().replace(':', '')}.previous")
     os.replace(src, dst)
     return dst
+
+
+def reserve_space(run_dir: str | os.PathLike, size: int = RESERVE_BYTES) -> bool:
+    """Keep `size` bytes of the run dir's file system for the run's last words (its result.json and final
+    status), whatever the command writes meanwhile; `release_space` gives them back just before. False when
+    even that much is not free (nothing is kept then)."""
+    path = Path(run_dir) / RESERVE_FILE
+    try:
+        with open(path, "wb") as f:
+            f.write(b"\0" * size)
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+    except OSError:
+        release_space(run_dir)
+        return False
+
+
+def release_space(run_dir: str | os.PathLike) -> None:
+    try:
+        os.unlink(Path(run_dir) / RESERVE_FILE)
+    except FileNotFoundError:
+        pass
 
 
 # ---------------------------------------------------------------- status.json: the node's marker
@@ -212,8 +281,8 @@ class Result:
     def __post_init__(self) -> None:
         if self.status not in FINAL_STATES:
             raise ValueError(f"result status must be one of {FINAL_STATES}, not {self.status!r}")
-        if self.status == "ok" and not (self.throughput and self.throughput > 0):
-            raise ValueError("an ok result needs a positive throughput")
+        if self.status == "ok" and not _positive_number(self.throughput):
+            raise ValueError(f"an ok result needs a finite, positive throughput, not {self.throughput!r}")
         if self.status != "ok" and self.throughput is not None:
             raise ValueError(f"a {self.status} result carries no throughput")
 
@@ -240,6 +309,11 @@ class Result:
     def from_dict(cls, data: dict[str, Any]) -> "Result":
         """The result `data` describes; keys it does not know (a newer schema's) are left out."""
         return cls(**{k: v for k, v in data.items() if k in _RESULT_FIELDS})
+
+
+def _positive_number(value: Any) -> bool:
+    """A figure a table may show: a real number, finite and above zero (never NaN, inf, 0, a bool, a string)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 _RESULT_FIELDS = frozenset(f.name for f in dataclasses.fields(Result))

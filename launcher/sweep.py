@@ -66,6 +66,8 @@ class Sweep:
                 backends[name] = backend = get_backend(name, group[0].backend_config, wait=wait)
                 try:
                     job_ids = backend.submit(group)
+                except KeyboardInterrupt as e:
+                    return self._interrupted(e, directory, specs)
                 except Exception as e:
                     return self.fail(f"submitting to {name} failed: {e}", 1)
                 ids.update((s.run_dir, j) for s, j in zip(group, job_ids))
@@ -79,6 +81,19 @@ class Sweep:
         finally:
             for backend in backends.values():
                 backend.close()
+
+    def _interrupted(self, e: KeyboardInterrupt, directory: Path, specs: list[JobSpec]) -> int:
+        """Ctrl-C while rows ran here: the running row is cancelled and nothing more starts; show the table
+        and exit 130 (128 + the signal)."""
+        signame, rest = getattr(e, "signame", "SIGINT"), getattr(e, "not_started", 0)
+        print(f"\nlauncher: interrupted ({signame}): the running row was cancelled"
+              + (f", {rest} row(s) not started" if rest else "")
+              + (f"; rerun=failed hydra.sweep.dir={directory} runs them" if len(specs) > 1 else ""), file=sys.stderr)
+        try:
+            self.report(directory, specs, sweep=len(specs) > 1 or specs[0].sweep_dir is not None)
+        except Exception:  # the table is a courtesy here; the exit status is the point
+            traceback.print_exc()
+        return self.note(getattr(e, "exit_code", 130))
 
     def _follow(self, remote: list[JobSpec], ids: dict[str, str], backends: dict[str, Backend], wait: bool,
                 directory: Path) -> int | None:
@@ -119,7 +134,9 @@ class Sweep:
                 print(f"launcher: {s.impl}: {r.throughput:.3f} img/s at CPU smoke scale, window {r.window}, "
                       f"{r.method}; result in {s.run_dir}")
             else:
-                print(f"launcher: {s.impl}: {r.throughput:.2f} img/s over iterations {r.window[0]}-{r.window[1]} "
+                asked = f" (asked {r.window_requested[0]}-{r.window_requested[1]})" \
+                    if r.window_requested and list(r.window_requested) != list(r.window) else ""
+                print(f"launcher: {s.impl}: {r.throughput:.2f} img/s over iterations {r.window[0]}-{r.window[1]}{asked} "
                       f"(+-{100 * (r.error_bound or 0):.3f}%); result in {s.run_dir}")
         if bad:
             print("launcher: not ok:\n  " + "\n  ".join(bad) + "\n(the whole reason and the output's tail: "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from launcher.jobs.standin.formats import FORMATS, FileSink, TimeModel, simulate
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="resume after this iteration, as from a checkpoint (detectron2, maskrcnn_benchmark, detectron)")
     ap.add_argument("--validation-s", type=float, default=0.0,
                     help="matterport: a validation pass of this many seconds inside each epoch's printed time")
-    ap.add_argument("--fast", action="store_true", help="simulated clock: write instantly, no sleeping")
+    ap.add_argument("--fast", action="store_true", help="simulated clock from now on: write instantly, no sleeping")
     ap.add_argument("--window", nargs=2, type=int, default=[100, 500], metavar=("START", "END"))
     ap.add_argument("--truth", type=Path, help="write the truth (throughput, per-iteration times) to this JSON file")
     ap.add_argument("--cwd", type=Path, default=Path("."), help="directory the log files are relative to")
@@ -78,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         opts["images_per_iter"] = args.images_per_iter
     sink = FileSink(args.cwd, appends=FORMATS[args.format].appends, place=_placer(args.format, args.log_path, args.cwd))
     try:
-        sim = simulate(args.format, args.iters, model, realtime=not args.fast, sink=sink, **opts)
+        # a fast run is stamped from now on, like a real one: the node refuses records stamped before its start
+        sim = simulate(args.format, args.iters, model, realtime=not args.fast, sink=sink,
+                       start=time.time() if args.fast else None, **opts)
     finally:
         sink.close()
     s, e = args.window

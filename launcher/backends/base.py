@@ -23,6 +23,7 @@ conf/backend/: Hydra merges the yaml onto it, so a misspelt key fails at composi
 from __future__ import annotations
 
 import dataclasses
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping, Sequence
@@ -64,6 +65,22 @@ class BackendConfig:
 
 class BackendError(RuntimeError):
     """A backend cannot do what was asked; the message names the problem and the way out."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal to the launcher (a terminal's Ctrl-C) ended the rows it runs itself: the running row is
+    cancelled, the rest never start; the command exits 128 + the signal's number (130 for SIGINT)."""
+
+    def __init__(self, signame: str, not_started: int = 0) -> None:
+        super().__init__(signame)
+        self.signame, self.not_started = signame, not_started
+
+    @property
+    def exit_code(self) -> int:
+        try:
+            return 128 + signal.Signals[self.signame].value
+        except KeyError:
+            return 130
 
 
 class Backend:

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, TextIO
 
 from ..process import pid_alive
-from ..rundir import STATUS_FILE, read_status
+from ..rundir import STATUS_FILE, Result, read_status, write_result
 from ..spec import JobSpec
-from .base import Backend, BackendConfig, JobState
+from .base import Backend, BackendConfig, Interrupted, JobState
 
 
 @dataclass
@@ -35,11 +35,21 @@ class LocalBackend(Backend):
         self.echo = echo
 
     def _submit(self, specs: list[JobSpec]) -> Iterator[tuple[JobSpec, str]]:
-        from ..node import run_node
+        """Run the rows in turn. A signal to the launcher while one runs (Ctrl-C) cancels that row and
+        ends the sweep: the rows after it are recorded as cancelled, not started, and Interrupted is raised."""
+        from ..node import NodeRun
 
-        for spec in specs:
+        for i, spec in enumerate(specs):
             yield spec, f"local-{os.getpid()}-{Path(spec.run_dir).name}"  # on record before it runs
-            run_node(spec.run_dir, echo=self.echo)
+            node = NodeRun(spec.run_dir, echo=self.echo)
+            node.run()
+            if node.interrupted_by:
+                for rest in specs[i + 1:]:
+                    write_result(rest.run_dir, Result.for_spec(
+                        rest, "cancelled", started_at=None,
+                        error=f"not started: the launcher received {node.interrupted_by} while {spec.impl} "
+                              f"({Path(spec.run_dir).name}) ran; rerun=failed with the same hydra.sweep.dir runs it"))
+                raise Interrupted(node.interrupted_by, len(specs) - i - 1)
 
     def state(self, job_id: str | None, run_dir: str | Path | None = None) -> JobState:
         if run_dir is None:

@@ -2,7 +2,8 @@
                               [--history [--since DATE] [--impl NAME] [--hardware NAME]] [--db PATH]
 
 Exit status: 0 all read; 3 something was skipped (a corrupt or half-written result, an unreadable
-directory, a directory without runs: listed by path on stderr); 2 bad usage.
+directory or history store, a directory without runs: listed by path on stderr); 1 a file asked for
+(--out, --plot) could not be written (the table is printed first); 2 bad usage.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .render import render, render_history
 from .table import summary
 
 EXIT_SKIPPED = 3
+EXIT_NOT_WRITTEN = 1
 
 EPILOG = """\
 rules (launcher/gather/stats.py):
@@ -29,7 +31,7 @@ rules (launcher/gather/stats.py):
              else faster / slower; n/a without a published figure, on other hardware (see img/s per
              GPU) or at smoke scale
   regression latest figure < mean of up to 5 runs before it - max(2 sd, 2 x error bound, 2%)
-exit status: 0 ok, 3 something was skipped (listed on stderr), 2 usage
+exit status: 0 ok, 3 something was skipped (listed on stderr), 1 --out / --plot not written, 2 usage
 """
 
 
@@ -58,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             ap.error(str(e))
 
-    problems = []
-    table = None
+    problems: list = []
+    not_written: list[str] = []
+    table = trend = history_frame = None
     if args.paths:
         runs, problems = gather(args.paths, db=None if args.no_record else args.db)
         if runs.empty:  # a wrong path must not look like a sweep where nothing ran
@@ -67,37 +70,60 @@ def main(argv: list[str] | None = None) -> int:
                                  "result.json); the table shows the published rows only")
                          for p in args.paths if os.path.isdir(p)]
         table = summary(runs)
-        if not (args.history and args.format == "json"):
+    if args.history:
+        try:
+            history_frame = hist.load(args.db, since=args.since, impl=args.impl, hardware=args.hardware)
+            trend = hist.trend(history_frame)
+        except hist.HistoryError as e:
+            problems.append(f"history not shown: {e}")
+    if args.paths:
+        if not (trend is not None and args.format == "json"):
             sys.stdout.write(render(runs, args.format, table=table))
         if args.out:
-            for p in write_tables(runs, args.out):
-                print(f"wrote {p}", file=sys.stderr)
-    history_frame = None
-    if args.history:
-        history_frame = hist.load(args.db, since=args.since, impl=args.impl, hardware=args.hardware)
-        trend = hist.trend(history_frame)
-        if args.format == "json":  # one JSON document: runs, table and history together
-            doc = json.loads(render(runs, "json", table=table)) if args.paths else {}
-            doc["history"] = json.loads(render_history(trend, "json"))
-            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-        else:
-            if args.paths:
-                sys.stdout.write("\n")
-            sys.stdout.write(render_history(trend, args.format))
-        if trend.empty:
-            print(f"no ok results in {args.db} matching the filters", file=sys.stderr)
+            not_written += _write_tables(runs, args.out)
+    if trend is not None:
+        _print_history(trend, args, json.loads(render(runs, "json", table=table)) if args.paths else None)
     if args.plot:
         from .plot import plot
 
         if table is None:
             table = summary(gather([], db=None)[0])  # the published rows alone
-        print(f"wrote {plot(table, args.plot, history_frame)}", file=sys.stderr)
+        try:
+            print(f"wrote {plot(table, args.plot, history_frame)}", file=sys.stderr)
+        except OSError as e:
+            not_written.append(f"cannot write the plot {args.plot} (--plot): {e.strerror or e}")
+    for msg in not_written:
+        print(f"error: {msg}", file=sys.stderr)
     for p in problems:
         print(f"skipped: {p}", file=sys.stderr)
     if problems:
         print(f"{len(problems)} item(s) skipped; the table above has everything else", file=sys.stderr)
         return EXIT_SKIPPED
-    return 0
+    return EXIT_NOT_WRITTEN if not_written else 0
+
+
+def _write_tables(runs, out: str) -> list[str]:
+    """--out: the table files; what could not be written, as messages (the table is printed already)."""
+    try:
+        for p in write_tables(runs, out):
+            print(f"wrote {p}", file=sys.stderr)
+    except OSError as e:
+        return [f"cannot write the tables to {out} (--out): {e.strerror or e}; the table above is complete: "
+                "point --out at a directory you can write to"]
+    return []
+
+
+def _print_history(trend, args: argparse.Namespace, runs_doc: dict | None) -> None:
+    if args.format == "json":  # one JSON document: runs, table and history together
+        doc = runs_doc or {}
+        doc["history"] = json.loads(render_history(trend, "json"))
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        if runs_doc is not None:
+            sys.stdout.write("\n")
+        sys.stdout.write(render_history(trend, args.format))
+    if trend.empty:
+        print(f"no ok results in {args.db} matching the filters", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -41,11 +41,27 @@ _COLS = ("impl", "label", "hardware", "recipe_hash", "scale", "status", "through
          "run_dir", "job_id")
 
 
+class HistoryError(RuntimeError):
+    """The history store cannot be opened or read; the message names it and the way out."""
+
+
 def connect(db: str | os.PathLike) -> sqlite3.Connection:
-    Path(db).parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(os.fspath(db), timeout=30)
-    con.executescript(_SCHEMA)
+    try:
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(os.fspath(db), timeout=30)
+        try:
+            con.executescript(_SCHEMA)
+        except BaseException:
+            con.close()
+            raise
+    except (sqlite3.Error, OSError) as e:
+        raise unreadable(db, e) from e
     return con
+
+
+def unreadable(db: str | os.PathLike, error: Exception) -> HistoryError:
+    return HistoryError(f"{db} is not a readable history store ({type(error).__name__}: {error}); move it aside "
+                        f"(mv {db} {db}.bad) and the next gather starts a new one, or name another with --db")
 
 
 def run_key(rec: dict) -> str:
@@ -141,6 +157,8 @@ def load(db: str | os.PathLike, since: str | None = None, impl: str | None = Non
     con = connect(db)
     try:
         return pd.read_sql_query(sql, con, params=args)
+    except (sqlite3.Error, pd.errors.DatabaseError) as e:
+        raise unreadable(db, e) from e
     finally:
         con.close()
 

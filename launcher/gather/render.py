@@ -21,11 +21,11 @@ from . import stats
 from .catalog import COL_IMPL, COL_THROUGHPUT, rst_footer
 from .table import summary
 
-DISPLAY_COLUMNS = (COL_IMPL, COL_THROUGHPUT, "Spread", "Published (img/s)", "Ratio", "Verdict", "Hardware",
+DISPLAY_COLUMNS = (COL_IMPL, COL_THROUGHPUT, "Spread", "Window", "Published (img/s)", "Ratio", "Verdict", "Hardware",
                    "Per GPU (img/s)", "Status", "GPU", "Driver", "Commit", "Recipe")
 
 CSV_COLUMNS = ("implementation", "impl", "label", "throughput", "aggregate", "count", "mean", "std", "min", "max",
-               "olympic_mean", "cv", "unstable", "error_bound", "reference", "reference_hardware", "ratio",
+               "olympic_mean", "cv", "unstable", "error_bound", "window", "window_requested", "window_moved", "reference", "reference_hardware", "ratio",
                "tolerance", "verdict", "verdict_note", "hardware", "gpus", "per_gpu", "reference_per_gpu",
                "status", "reason", "scale", "stack", "data", "method", "gpu_model", "driver", "commit", "recipe_hash",
                "finished_at", "run_dirs")
@@ -33,8 +33,8 @@ CSV_COLUMNS = ("implementation", "impl", "label", "throughput", "aggregate", "co
 FORMATS = ("rst", "md", "csv", "json", "console")
 
 #: the terminal view after a run: the seed's two columns first, then only the columns that say something
-CONSOLE_COLUMNS = (COL_IMPL, COL_THROUGHPUT, "Published (img/s)", "Ratio", "Verdict", "Hardware", "Per GPU (img/s)",
-                   "Status", "GPU", "Commit")
+CONSOLE_COLUMNS = (COL_IMPL, COL_THROUGHPUT, "Window", "Published (img/s)", "Ratio", "Verdict", "Hardware",
+                   "Per GPU (img/s)", "Status", "GPU", "Commit")
 
 
 def _isnull(v: Any) -> bool:
@@ -90,6 +90,22 @@ def clean(text: str) -> str:
     return _CONTROL.sub(lambda m: " " if m[0] in "\t\n\r\v\f" else "", text)
 
 
+def fmt_window(value: Any) -> str:
+    """A window as the parsers' messages write it: `101..501` (completed iterations, exclusive start)."""
+    if _isnull(value) or not isinstance(value, (list, tuple)) or len(value) != 2:
+        return ""
+    return f"{value[0]}..{value[1]}"
+
+
+def window_cell(row: dict) -> str:
+    """Empty when every run was measured over the iterations asked for; else what was measured, and what was
+    asked (the log's records fell off the requested edges: the figure is over the measured window)."""
+    if row.get("window_moved") is not True:
+        return ""
+    return "; ".join(f"{fmt_window(m)} (asked {fmt_window(q)})" for m, q in row.get("windows") or []
+                     if m and q and list(m) != list(q))
+
+
 def _short(v: Any, n: int = 10) -> str:
     if _isnull(v):
         return ""
@@ -137,6 +153,7 @@ def display_rows(table: pd.DataFrame, label_col: str = "label") -> list[dict[str
             COL_IMPL: str(r.get(label_col) or r.get("impl")) + stack_label(r.get("stack")),
             COL_THROUGHPUT: fmt_num(r.get("throughput"), eb),
             "Spread": spread,
+            "Window": window_cell(r),
             "Published (img/s)": fmt_ref(r.get("reference")),
             "Ratio": "" if _isnull(r.get("ratio")) else f"{r['ratio']:.3f}",
             "Verdict": verdict,
@@ -212,7 +229,8 @@ def render_csv(table: pd.DataFrame) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     for r in table.to_dict("records"):
-        r = dict(r, implementation=r.get("title"), run_dirs=";".join(str(x) for x in r.get("run_dirs") or []))
+        r = dict(r, implementation=r.get("title"), run_dirs=";".join(str(x) for x in r.get("run_dirs") or []),
+                 window=fmt_window(r.get("window")), window_requested=fmt_window(r.get("window_requested")))
         w.writerow(["" if _isnull(r.get(k)) else _csv_cell(_plain(r.get(k))) for k in CSV_COLUMNS])
     return buf.getvalue()
 

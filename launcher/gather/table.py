@@ -94,6 +94,35 @@ def short_reason(text: Any, limit: int = 80) -> str | None:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def _pair(value: Any) -> tuple[int, int] | None:
+    try:
+        a, b = value
+        return int(a), int(b)
+    except (TypeError, ValueError):
+        return None
+
+
+def windows(group: list[dict]) -> dict:
+    """The windows a row's runs were measured over, against the ones asked for.
+
+    `window` / `window_requested`: the pair when every run agrees, else None; `windows`: every distinct
+    (measured, requested) pair; `window_moved`: a run measured other iterations than it was asked for (the
+    log's records fell off the requested edges: docs/architecture.md, Parsers), which the table shows."""
+    pairs: list[tuple[tuple[int, int] | None, tuple[int, int] | None]] = []
+    for r in group:
+        pair = (_pair(r.get("window")), _pair(r.get("window_requested")))
+        if pair not in pairs:
+            pairs.append(pair)
+    measured = {m for m, _ in pairs}
+    requested = {q for _, q in pairs}
+    return {
+        "window": list(next(iter(measured))) if len(measured) == 1 and None not in measured else None,
+        "window_requested": list(next(iter(requested))) if len(requested) == 1 and None not in requested else None,
+        "windows": [[list(m) if m else None, list(q) if q else None] for m, q in pairs],
+        "window_moved": any(m is not None and q is not None and m != q for m, q in pairs),
+    }
+
+
 def _row_base(impl: str, rows: dict[str, RowInfo], group: list[dict]) -> dict:
     """The row's identity and reference: the config's (conf/impl) first, else what its runs recorded."""
     info = rows.get(impl)
@@ -165,7 +194,7 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
             data=_joined(r.get("data") for r in g), method=_joined(r.get("method") for r in g),
             stack=_joined(r.get("stack") for r in g),
             finished_at=max((str(r["finished_at"]) for r in g if r.get("finished_at")), default=None),
-            run_dirs=[r.get("run_dir") for r in g],
+            run_dirs=[r.get("run_dir") for r in g], **windows(g),
         )
         if row["unstable"]:
             row["status"] = "ok, unstable"
@@ -178,7 +207,7 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
             status=rec.get("status") or "unknown", reason=short_reason(rec.get("reason")),
             gpus=rec.get("gpus"), gpu_model=rec.get("gpu_model"), driver=rec.get("driver"),
             commit=rec.get("commit"), data=rec.get("data"), method=None, stack=rec.get("stack"),
-            finished_at=rec.get("finished_at"), run_dirs=[rec.get("run_dir")], count=0,
+            finished_at=rec.get("finished_at"), run_dirs=[rec.get("run_dir")], count=0, **windows([]),
         )
         out.append(_finish(row))
     present = {r["impl"] for r in out}
@@ -188,7 +217,7 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
             row.update(stats.summarize([]))
             row.update(hardware=None, recipe_hash=None, scale=None, status="not run", reason=None, gpus=None,
                        gpu_model=None, driver=None, commit=None, data=None, method=None, finished_at=None,
-                       run_dirs=[])
+                       run_dirs=[], **windows([]))
             out.append(_finish(row))
     df = pd.DataFrame.from_records(out)
     if df.empty:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 
 from . import formats, get_parser, read_log
@@ -83,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if fmt not in formats():
         print(f"error: no parser for log format {fmt!r}; known formats: {', '.join(formats())}", file=sys.stderr)
+        return EXIT_USAGE
+    if os.path.isdir(args.log):
+        hint = f"{args.impl} logs to {defaults['log_path']}" if defaults.get("log_path") else \
+            "e.g. output/log.txt, a .log.json, a captured train.log"
+        print(f"error: {args.log} is a directory: give the log file in it ({hint})", file=sys.stderr)
         return EXIT_USAGE
     try:
         m = get_parser(fmt).measure(read_log(args.log), window, images, run=args.run, not_before=args.not_before)
