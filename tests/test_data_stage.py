@@ -14,6 +14,7 @@ import pytest
 from launcher.data import linkfarm
 from launcher.data.stage import StageError, problems, stage
 from tests.coco_helpers import make_coco
+from tests.conftest import mirror
 from tests.conftest import ROOT
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -191,15 +192,14 @@ def test_simpledet_roidb_failing_in_its_environment_says_where_to_run_it(compose
         stage(spec)
 
 
-@pytest.mark.skipif(not os.environ.get("LAUNCHER_TEST_COCO_VENV"),
-                    reason="set LAUNCHER_TEST_COCO_VENV to a venv with pycocotools and numpy to run SimpleDet's real "
-                           "create_coco_roidb.py (from /work/shared/mirrors/simpledet.bundle)")
-def test_simpledet_real_roidb_script(compose, tmp_path, coco):
-    bundle = Path(os.environ.get("LAUNCHER_SIMPLEDET_MIRROR", "/work/shared/mirrors/simpledet.bundle"))
-    if not bundle.exists():
-        pytest.skip(f"no SimpleDet mirror at {bundle}")
+@pytest.mark.slow
+def test_simpledet_real_roidb_script(compose, tmp_path, coco, coco_venv):
+    """SimpleDet's own utils/create_coco_roidb.py (from its bundle at the seed's commit) makes the roidb the
+    row reads, run by the data step in the row's environment (a venv with pycocotools here)."""
+    bundle = mirror("simpledet.bundle")
+    if bundle is None:
+        pytest.skip("no simpledet.bundle in ../shared/mirrors (or $LAUNCHER_MIRRORS): the seed's code is not here")
     p = data_cli("impl=simpledet", f"cache_dir={tmp_path / 'cache'}", f"data.coco_root={coco['coco_root']}",
-                 f"impl.repo={bundle}", "impl.environment.kind=venv",
-                 f"impl.environment.path={os.environ['LAUNCHER_TEST_COCO_VENV']}")
+                 f"impl.repo={bundle}", "impl.environment.kind=venv", f"impl.environment.path={coco_venv}")
     assert p.returncode == 0 and "simpledet layout" in p.stdout and "(complete)" in p.stdout, p.stdout + p.stderr
     assert (tmp_path / "cache" / "data" / "simpledet" / "data" / "cache" / "coco_train2017.roidb").stat().st_size > 0

@@ -12,7 +12,7 @@ import pytest
 
 from launcher.execute import Execution, child_env
 from launcher.rundir import read_result
-from tests.conftest import ROOT, run_launcher
+from tests.conftest import ROOT, mirror, run_launcher
 
 try:
     import torch  # noqa: F401
@@ -136,8 +136,8 @@ def test_prepare_failure_is_a_failed_row_before_anything_is_submitted(tmp_path):
 def test_prepare_only_is_a_login_node_step(tmp_path):
     """No GPU and no data here (a login node): prepare_only still checks out and patches the row, and warns
     about everything the node will need instead of failing (the README's own example)."""
-    bundle = Path("/work/shared/mirrors/maskrcnn-benchmark.bundle")
-    repo = str(bundle) if bundle.exists() else None
+    bundle = mirror("maskrcnn-benchmark.bundle")
+    repo = str(bundle) if bundle else None
     if repo is None:
         repo = str(tmp_path / "mirror")
         (tmp_path / "mirror" / "maskrcnn_benchmark").mkdir(parents=True)
@@ -145,7 +145,7 @@ def test_prepare_only_is_a_login_node_step(tmp_path):
         git(tmp_path / "mirror", "init", "-q")
         git(tmp_path / "mirror", "add", "-A")
         git(tmp_path / "mirror", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
-    commit = [] if bundle.exists() else ["impl.commit=HEAD"]
+    commit = [] if bundle else ["impl.commit=HEAD"]
     p = run_launcher("impl=maskrcnn_benchmark", "prepare_only=true", f"impl.repo={repo}", *commit, "hardware.gpus=0",
                      f"data.coco_root={tmp_path / 'no-coco'}", f"cache_dir={tmp_path / 'cache'}", cwd=tmp_path,
                      timeout=300)

@@ -15,22 +15,9 @@ import pytest
 
 from launcher import parse
 from launcher.rundir import read_result
-from tests.conftest import ROOT, run_launcher
+from tests.conftest import ROOT, mirrors_dir, run_launcher
 
 D2_COMMIT = "60205f80f300a7000373ea2dd6ff73574bf16978"
-
-
-def mirrors_dir() -> Path | None:
-    """../shared/mirrors beside the checkout (or beside the main checkout of a git worktree), or $LAUNCHER_MIRRORS."""
-    cands = [os.environ.get("LAUNCHER_MIRRORS"), ROOT.parent / "shared" / "mirrors"]
-    common = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=ROOT,
-                            capture_output=True, text=True)
-    if common.returncode == 0 and common.stdout.strip():
-        cands.append(Path(common.stdout.strip()).parent.parent / "shared" / "mirrors")
-    for c in cands:
-        if c and (Path(c) / "detectron2.bundle").is_file():
-            return Path(c)
-    return None
 
 
 def run_dirs(cwd: Path) -> list[Path]:
