@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,19 @@ def coco_venv(tmp_path_factory) -> Path:
     if pip.returncode != 0:
         pytest.skip(f"cannot install pycocotools into a venv (package index unreachable?): {pip.stderr[-500:]}")
     return venv
+
+
+@contextmanager
+def tmpfs(where: Path, why: str, *, read_only_after=None):
+    """Mount a 1 MiB tmpfs on `where` for the block (needs the right to mount: root in CI), or skip the test
+    saying `why` it matters. `read_only_after(where)` runs before the tmpfs is remounted read-only."""
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)], capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({p.stderr.strip()}){why}")
+    try:
+        if read_only_after is not None:
+            read_only_after(where)
+            subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)

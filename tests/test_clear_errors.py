@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from gather_helpers import result
 
-from tests.conftest import ROOT, run_launcher
+from tests.conftest import ROOT, run_launcher, tmpfs
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
@@ -35,15 +35,8 @@ def read_only(tmp_path):
             where.chmod(0o755)
             (where / "inside").chmod(0o755)
         return
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)], capture_output=True, text=True)
-    if p.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here ({p.stderr.strip()})")
-    (where / "inside").mkdir()
-    subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
-    try:
+    with tmpfs(where, "", read_only_after=lambda w: (w / "inside").mkdir()):
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
 def test_history_from_a_corrupt_database(tmp_path):

@@ -16,7 +16,7 @@ import pytest
 
 from launcher.rundir import read_result, read_status
 from launcher.spec import JobSpec
-from tests.conftest import ROOT
+from tests.conftest import ROOT, tmpfs
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 #: a command that prints forever (far more than the file-size limit below), fast
@@ -64,13 +64,8 @@ def small_disk(tmp_path):
     """A 1 MiB tmpfs (needs the right to mount: root in CI; skipped elsewhere)."""
     where = tmp_path / "disk"
     where.mkdir()
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)], capture_output=True, text=True)
-    if p.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({p.stderr.strip()}); the RLIMIT_FSIZE test covers the path")
-    try:
+    with tmpfs(where, "; the RLIMIT_FSIZE test covers the path"):
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
 def test_a_full_disk_stops_the_run_and_still_leaves_a_result(small_disk):
