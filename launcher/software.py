@@ -8,7 +8,9 @@ software); what was found goes into provenance either way.
 
 Keys the probe knows (anything else is looked up as an importable module or installed distribution):
 `python`; `pytorch`/`torch`, `torchvision`, `tensorflow`, `keras`, `mxnet`, `mmcv`, `horovod` (the
-module's version); `apex` (its version, and `apex.amp` must import); `caffe2` (the PyTorch build that
+module's version: from the metadata of the installed distribution that owns the file Python would import,
+without importing it, since this runs in series before the command and torch alone takes seconds to
+import; imported when no distribution owns it, a conda package without a RECORD say); `apex` (its version, and `apex.amp` must import); `caffe2` (the PyTorch build that
 carries it, with GPU support and Detectron's ops library); `mxnet_ops` (operator names that must exist in
 the MXNet build: SimpleDet's); `openmpi` (`mpirun --version`); `cuda`, `cudnn` (what the framework was
 built with, else the libraries that load).
@@ -55,6 +57,40 @@ def mod(name, dists=()):
     for d in dists:
         v = v or dist(d)
     return (str(v) if v else None), (None if v else "%s has no version" % name)
+def stated(path, v):
+    # A package's version.py may say more than its metadata (torch's "2.14.1+cu130": the CUDA build it is)
+    try:
+        with open(path) as fh:
+            m = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", fh.read(), re.M)
+        return m.group(1) if m and m.group(1).split("+")[0] == v else v
+    except Exception:
+        return v
+def owned(name, dists):
+    # The version of the installed distribution whose own files hold the module Python would import, read
+    # without importing it (torch takes seconds to import, and this runs before the command); None: import it.
+    try:
+        import importlib.util, os
+        from importlib import metadata
+        spec = importlib.util.find_spec(name)
+        origin = spec.origin if spec is not None else None
+        if not origin or not os.path.isfile(origin):
+            return None
+        def names():  # the likely names first: listing every installed distribution reads all of them
+            for d in (name,) + tuple(dists):
+                yield d
+            for d in getattr(metadata, "packages_distributions", dict)().get(name, []):
+                yield d
+        for d in names():
+            try:
+                dd = metadata.distribution(d)
+            except Exception:
+                continue
+            rel = os.path.relpath(os.path.realpath(origin), os.path.realpath(str(dd.locate_file(""))))
+            if dd.version and any(str(f) == rel for f in (dd.files or ())):
+                return stated(os.path.join(os.path.dirname(origin), "version.py"), str(dd.version))
+    except Exception:
+        return None
+    return None
 def cudnn_str(v):
     if not v: return None
     v = int(v); major = v // 10000 if v >= 10000 else v // 1000
@@ -141,7 +177,10 @@ for k in keys:
         except Exception as e:
             p = "mpirun: %s" % e
     else:
-        f, p = mod(MODS.get(k, k), (k, k.replace("_", "-")))
+        name, dists = MODS.get(k, k), (k, k.replace("_", "-"))
+        f = owned(name, dists)
+        if f is None:
+            f, p = mod(name, dists)
     out[k] = {"found": f, "problem": p}
 print("LAUNCHER-SOFTWARE " + json.dumps(out))
 '''

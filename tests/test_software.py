@@ -151,3 +151,42 @@ def test_a_container_sees_the_data_its_links_point_into_and_the_weights(compose,
     for d in ("/shared/coco", "/shared/coco2014", "/scratch/stage", "/shared/weights", str(tmp_path / "run")):
         assert d in binds, (d, binds)
     assert "--bind" in wrap_command(s, "true") and "/scratch/stage" in wrap_command(s, "true")
+
+
+def probe(keys: list[str], path: list[Path]) -> dict:
+    from launcher.software import MARK, PROBE
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, path))}
+    p = subprocess.run([sys.executable, "-c", PROBE, json.dumps(keys), json.dumps({k: "1" for k in keys})],
+                       env=env, capture_output=True, text=True, timeout=120, cwd=path[0])
+    return json.loads(next(ln for ln in p.stdout.splitlines() if ln.startswith(MARK))[len(MARK):])
+
+
+def installed(site: Path, name: str, version: str, init: str, stated: str | None = None) -> None:
+    """A distribution as pip leaves it: the package, and a dist-info whose RECORD lists its files."""
+    (site / name).mkdir(parents=True)
+    (site / name / "__init__.py").write_text(init)
+    files = [f"{name}/__init__.py"]
+    if stated:
+        (site / name / "version.py").write_text(f"__version__ = '{stated}'\ncuda = None\n")
+        files.append(f"{name}/version.py")
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "RECORD").write_text("".join(f"{f},,\n" for f in files + [f"{info.name}/METADATA", f"{info.name}/RECORD"]))
+
+
+def test_the_probe_reads_versions_without_importing_the_framework(tmp_path):
+    """Importing torch takes seconds and the check runs before the command: a version comes from the metadata
+    of the distribution that installed the very module Python would import (its version.py may say more,
+    torch's "+cu130"); a module no distribution owns is imported, as before."""
+    site, shadow = tmp_path / "site", tmp_path / "shadow"
+    marker = tmp_path / "imported"
+    installed(site, "fwk_a", "1.2.0", f"open({str(marker)!r}, 'w')\n__version__ = '9.9'\n", stated="1.2.0+cu999")
+    installed(site, "fwk_b", "2.0", f"open({str(marker)!r}, 'w')\n__version__ = '2.0'\n")
+    found = probe(["fwk_a", "fwk_b"], [site])
+    assert found["fwk_a"]["found"] == "1.2.0+cu999" and found["fwk_b"]["found"] == "2.0"
+    assert not marker.exists()  # neither was imported
+    (shadow / "fwk_b").mkdir(parents=True)  # earlier on the path, no distribution: the import decides
+    (shadow / "fwk_b" / "__init__.py").write_text("__version__ = '3.1'\n")
+    assert probe(["fwk_b"], [shadow, site])["fwk_b"]["found"] == "3.1"
