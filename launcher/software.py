@@ -10,8 +10,8 @@ Keys the probe knows (anything else is looked up as an importable module or inst
 `python`; `pytorch`/`torch`, `torchvision`, `tensorflow`, `keras`, `mxnet`, `mmcv`, `horovod` (the
 module's version: from the metadata of the installed distribution that owns the file Python would import,
 without importing it, since this runs in series before the command and torch alone takes seconds to
-import; imported when no distribution owns it, a conda package without a RECORD say); `apex` (its version, and `apex.amp` must import); `caffe2` (the PyTorch build that
-carries it, with GPU support and Detectron's ops library); `mxnet_ops` (operator names that must exist in
+import; imported when no distribution owns it, a conda package without a RECORD say); `apex` (its
+version, and `apex.amp` must import); `caffe2` (the PyTorch build that carries it, with GPU support and Detectron's ops library); `mxnet_ops` (operator names that must exist in
 the MXNet build: SimpleDet's); `openmpi` (`mpirun --version`); `cuda`, `cudnn` (what the framework was
 built with, else the libraries that load).
 
