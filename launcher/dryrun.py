@@ -51,7 +51,7 @@ def render_plan(spec: JobSpec, script: str | None) -> str:
 
 def environment_lines(spec: JobSpec) -> list[str]:
     """The row's environment: where, whether it is there, the software the node checks, how it is made."""
-    from .prepare.environment import EnvironmentSpecError, environment_for, environment_problems
+    from .node.environment import EnvironmentSpecError, environment_for, environment_problems
 
     env = spec.environment or {}
     try:
@@ -73,7 +73,7 @@ def environment_lines(spec: JobSpec) -> list[str]:
 def job_script_or_none(spec: JobSpec) -> str | None:
     """The script the node would run, or None where the prepare stage is not available."""
     try:
-        from .prepare import job_script
+        from .node.script import job_script
     except ImportError:
         return None
     return job_script(spec)

@@ -25,7 +25,7 @@ from .spec import JobSpec
 
 
 def _present(spec: JobSpec) -> bool:
-    from .prepare.environment import environment_problems
+    from .node.environment import environment_problems
 
     return not environment_problems(spec)
 
@@ -56,7 +56,7 @@ def create(cfg, spec: JobSpec, *, dry: bool, force: bool) -> int:
 
 
 def check(spec: JobSpec) -> int:
-    from . import software
+    from .node import software
 
     res = software.check(spec)
     if res is None:

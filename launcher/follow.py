@@ -15,7 +15,7 @@ from typing import Sequence, TextIO
 from . import parse
 from .backends import get_backend
 from .backends.base import JobState
-from .node import log_file
+from .node.ownlog import log_file
 from .rundir import FINAL_STATES
 from .spec import JobSpec
 

@@ -168,8 +168,8 @@ def test_one_ctrl_c_ends_a_local_sweep(tmp_path):
 def test_a_signal_while_the_command_starts_still_cancels_it(tmp_path, monkeypatch):
     """Ctrl-C that lands between the command's start and the node's hold on it (the watchdog starting) used
     to be recorded and then ignored: the row ran on to its time limit."""
-    import launcher.node as node
-    from launcher.execute import Execution
+    import launcher.node.run as node
+    from launcher.node.execute import Execution
 
     class SignalledWhileStarting(Execution):
         def start(self):

@@ -91,7 +91,7 @@ def node_spec(run: Path, command: str, log_path: str | None, fmt: str = "detectr
 def test_the_node_gives_each_attempt_a_fresh_log_in_its_run_dir(tmp_path, monkeypatch):
     """An attempt of a row in a run dir that already has one (rerun=failed, a requeue) starts a fresh train.log
     and a fresh log of its own inside the run dir; the earlier attempt's files are kept beside, renamed."""
-    from launcher.node import run_node
+    from launcher.node.run import run_node
 
     run = tmp_path / "run"
     cmd = "python -m launcher.jobs.standin.standin_impl --format detectron2 --iters {n} --base 0.01 --fast"

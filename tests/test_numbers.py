@@ -26,7 +26,7 @@ def test_an_ok_result_needs_a_finite_positive_throughput(bad):
 
 def test_the_node_never_writes_an_impossible_figure(tmp_path, monkeypatch):
     """A parser bug that let an infinite figure through would still end as a failed row, not an ok one."""
-    import launcher.node as node
+    import launcher.node.run as node
     from launcher.parse import Measurement
     from launcher.spec import JobSpec
 

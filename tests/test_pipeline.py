@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.execute import Execution, child_env
+from launcher.node.execute import Execution, child_env
 from launcher.rundir import read_result
 from tests.conftest import ROOT, mirror, run_launcher
 

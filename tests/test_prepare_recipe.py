@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from launcher.prepare import (BuildError, build_once, check_inputs, job_script, marker_path,
-                              recipe_hash, wrap_command)
-from launcher.prepare.environment import EnvironmentSpecError, bind_paths
+from launcher.node.build import BuildError, build_once, marker_path
+from launcher.node.environment import EnvironmentSpecError, bind_paths, wrap_command
+from launcher.node.script import job_script
+from launcher.prepare import check_inputs, recipe_hash
 from launcher.spec import JobSpec
 
 FULL = "3deaec5d902d16e1daf56b62d5971d428dc920bc"

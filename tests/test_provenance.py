@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from launcher import provenance
+from launcher.node import provenance
 from launcher.spec import JobSpec
 
 MLPERF_FIELDS = ("accelerator_model_name", "accelerators_per_node", "host_processor_model_name",

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 import launcher.config
 from launcher.plan import ConfigError, plan
-from launcher.prepare import job_script
+from launcher.node.script import job_script
 from tests.conftest import ROOT
 
 SEED_ROWS = ["detectron2", "mmdetection", "maskrcnn_benchmark", "tensorpack", "simpledet", "detectron", "matterport"]
@@ -56,7 +56,7 @@ def test_a_data_root_reaches_every_command_intact_and_never_runs(compose, row, t
     """A seed row reads its data through its staged layout (data.stage_dir: in its command, its env or the
     job script's link into its work tree) and its pretrained file from weights_dir; torchvision reads
     data.coco_root itself. Each arrives intact, and nothing in it runs."""
-    from launcher.prepare.script import data_setup_lines
+    from launcher.node.script import data_setup_lines
 
     pwned = tmp_path / "pwned"
     for root in nasty(pwned):
@@ -94,7 +94,7 @@ def test_a_data_root_reaches_every_command_intact_and_never_runs(compose, row, t
 def test_the_data_link_line_keeps_the_layout_path_as_data_when_it_refuses(compose, tmp_path):
     """The job script's link into the work tree names the staged layout in its refusal too (a real directory
     where the link goes): the path is printed as it is, and nothing in it runs."""
-    from launcher.prepare.script import data_setup_lines
+    from launcher.node.script import data_setup_lines
 
     pwned = tmp_path / "pwned"
     for root in nasty(pwned):

@@ -115,7 +115,7 @@ def test_two_launches_into_one_fixed_run_dir_never_mix(tmp_path):
 
 
 def test_the_node_keeps_a_result_it_finds_in_its_run_dir(tmp_path):
-    from launcher.node import run_node
+    from launcher.node.run import run_node
     from launcher.spec import JobSpec
 
     run = tmp_path / "run"

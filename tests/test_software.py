@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from launcher.node import run_node
+from launcher.node.run import run_node
 from launcher.rundir import read_result
-from launcher.software import check, matches
+from launcher.node.software import check, matches
 from launcher.spec import JobSpec
 from tests.conftest import ROOT, run_launcher
 
@@ -86,7 +86,7 @@ def test_a_row_whose_environment_matches_records_what_was_found(tmp_path):
 
 @pytest.mark.parametrize("kind", ["launcher", "host", "venv"])
 def test_build_and_command_run_in_the_same_environment(tmp_path, kind):
-    from launcher.prepare import build_once
+    from launcher.node.build import build_once
 
     env = {"kind": kind}
     if kind == "venv":
@@ -142,7 +142,7 @@ def test_a_seed_row_without_its_environment_is_refused_before_submission(tmp_pat
 
 def test_a_container_sees_the_data_its_links_point_into_and_the_weights(compose, tmp_path):
     from launcher.plan import plan
-    from launcher.prepare.environment import bind_paths, wrap_command
+    from launcher.node.environment import bind_paths, wrap_command
 
     s = plan(compose("impl=matterport", "impl.environment.kind=container", "impl.environment.path=/img/mp.sif",
                      "data.coco_root=/shared/coco", "data.coco2014_root=/shared/coco2014",
@@ -154,7 +154,7 @@ def test_a_container_sees_the_data_its_links_point_into_and_the_weights(compose,
 
 
 def probe(keys: list[str], path: list[Path]) -> dict:
-    from launcher.software import MARK, PROBE
+    from launcher.node.software import MARK, PROBE
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, path))}
     p = subprocess.run([sys.executable, "-c", PROBE, json.dumps(keys), json.dumps({k: "1" for k in keys})],

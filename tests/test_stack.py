@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from launcher.plan import ConfigError, plan, runnable_problems
-from launcher.prepare import build_once, job_script, marker_path, recipe_document, recipe_hash
+from launcher.node.build import build_once, marker_path
+from launcher.node.script import job_script
+from launcher.prepare import recipe_document, recipe_hash
 from launcher.prepare.errors import StackBlocked
-from launcher.prepare.venv import HOST_PTH, MARKER, managed_venv_path, venv_state
+from launcher.node.venv import HOST_PTH, MARKER, managed_venv_path, venv_state
 from launcher.rundir import read_result
 from tests.conftest import run_launcher
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, TextIO
 
-from ..process import pid_alive
+from ..node.process import pid_alive
 from ..rundir import STATUS_FILE, Result, read_status, write_result
 from ..spec import JobSpec
 from .base import Backend, BackendConfig, Interrupted, JobState
@@ -37,7 +37,7 @@ class LocalBackend(Backend):
     def _submit(self, specs: list[JobSpec]) -> Iterator[tuple[JobSpec, str]]:
         """Run the rows in turn. A signal to the launcher while one runs (Ctrl-C) cancels that row and
         ends the sweep: the rows after it are recorded as cancelled, not started, and Interrupted is raised."""
-        from ..node import NodeRun
+        from ..node.run import NodeRun
 
         for i, spec in enumerate(specs):
             yield spec, f"local-{os.getpid()}-{Path(spec.run_dir).name}"  # on record before it runs

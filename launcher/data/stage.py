@@ -219,7 +219,7 @@ def _step_state(ds: dict, step: dict) -> dict:
 
 def derive(spec, log: Log = print, force: bool = False) -> list[str]:
     """Run the row's `derive` steps whose outputs are missing or stale, in its work tree and environment."""
-    from ..prepare.environment import command_environ, wrap_command
+    from ..node.environment import command_environ, wrap_command
 
     ds, done = spec.dataset or {}, []
     for step in ds.get("derive") or []:

@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import weights
 from ..data import stage
 from ..spec import JobSpec
-from .environment import environment_problems
+from ..node.environment import environment_problems
 
 
 def check_inputs(spec: JobSpec) -> list[str]:

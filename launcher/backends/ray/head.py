@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ...process import group_alive, stop_group
+from ...node.process import group_alive, stop_group
 from ...rundir import atomic_write_json
 from ..base import BackendError
 

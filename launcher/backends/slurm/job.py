@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import PACKAGE_DIR
-from ...process import stop_group
+from ...node.process import stop_group
 from ...rundir import RESULT_FILE, CorruptResult, Result, now_iso, read_result, read_status, set_aside, write_result
 from ...spec import JobSpec
 
@@ -172,7 +172,7 @@ def settle_result(run_dir: str | Path, status: str, reason: str) -> Result:
         new = dataclasses.replace(old, status=status, error=error, throughput=None,
                                   finished_at=old.finished_at or now_iso())
     else:
-        from ...node import scheduler_job_id
+        from ...node.run import scheduler_job_id
 
         spec = JobSpec.load(run_dir)
         spec.run_dir = str(run_dir)

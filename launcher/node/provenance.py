@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from .rundir import PROVENANCE_FILE, atomic_write_json
+from ..rundir import PROVENANCE_FILE, atomic_write_json
 
 SCHEMA = 1
 
@@ -298,10 +298,10 @@ def write(run_dir: str | os.PathLike, prov: dict[str, Any]) -> Path:
     return path
 
 
-if __name__ == "__main__":  # python -m launcher.provenance [RUN_DIR]: print what a job here would record
+if __name__ == "__main__":  # python -m launcher.node.provenance [RUN_DIR]: print what a job here would record
     spec = None
     if len(sys.argv) > 1:
-        from .spec import JobSpec
+        from ..spec import JobSpec
 
         spec = JobSpec.load(sys.argv[1])
     print(json.dumps(capture(spec), indent=2, default=str))

@@ -20,8 +20,8 @@ from typing import Callable, TextIO, Union
 from ..rundir import atomic_write_json, now_iso
 from ..spec import JobSpec
 from .environment import command_environ, wrap_command
-from .errors import BuildError
-from .git import locked
+from ..prepare.errors import BuildError
+from ..prepare.git import locked
 
 Log = Union[Callable[[str], None], TextIO, str, Path, None]
 TAIL = 40

@@ -23,12 +23,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, TextIO
 
-from . import parse
+from .. import parse
 from .execute import Execution, ExecResult
 from .ownlog import OldLogFile, RunStart, log_file, measure, set_aside_own_logs
-from .rundir import (JOB_SCRIPT, PROVENANCE_FILE, RESULT_FILE, SPEC_FILE, STATUS_FILE, TRAIN_LOG, Result,
+from ..rundir import (JOB_SCRIPT, PROVENANCE_FILE, RESULT_FILE, SPEC_FILE, STATUS_FILE, TRAIN_LOG, Result,
                      atomic_write_json, now_iso, release_space, reserve_space, set_aside, write_result, write_status)
-from .spec import JobSpec
+from ..spec import JobSpec
 
 
 def _signal_name(num: int) -> str:
@@ -87,13 +87,13 @@ class ProvenanceSnapshot:
 
 
 def _script(spec: JobSpec) -> str:
-    from .prepare import job_script
+    from .script import job_script
     return job_script(spec)
 
 
 def _build(spec: JobSpec, echo: TextIO | None) -> None:
     if spec.build or (spec.environment or {}).get("managed"):  # a managed venv is made by build_once
-        from .prepare import build_once
+        from .build import build_once
         build_once(spec, echo)
 
 
@@ -225,7 +225,7 @@ class NodeRun:
         (run_dir / JOB_SCRIPT).write_text(script, encoding="utf-8")
         if self.received:
             return self.finish("cancelled", error=f"cancelled before start ({self.received[0]})")
-        from .prepare.environment import command_environ  # the build's environment too (build.py)
+        from .environment import command_environ  # the build's environment too (build.py)
 
         set_aside_own_logs(spec)
         self.execution = Execution(script, spec.exec_dir, command_environ(spec), run_dir / TRAIN_LOG,

@@ -35,7 +35,7 @@ from typing import Callable
 
 from ..rundir import atomic_write_json, now_iso
 from ..spec import JobSpec
-from .errors import BuildError
+from ..prepare.errors import BuildError
 
 MARKER = "launcher-venv.json"
 HOST_PTH = "_launcher_host_packages.pth"

@@ -273,7 +273,7 @@ def matches(key: str, wanted: str, found: str | None) -> tuple[bool, str]:
 
 def check(spec, timeout_s: float = TIMEOUT_S) -> Check | None:
     """Probe SPEC's environment for its `software`; None when the row declares none or opts out."""
-    from .prepare.environment import command_environ, environment_for, wrap_command
+    from .environment import command_environ, environment_for, wrap_command
 
     env_cfg = spec.environment or {}
     wanted = {str(k): str(v) for k, v in (env_cfg.get("software") or {}).items()}

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import parse
-from .rundir import TRAIN_LOG, set_aside
-from .spec import JobSpec
+from .. import parse
+from ..rundir import TRAIN_LOG, set_aside
+from ..spec import JobSpec
 
 
 def log_file(spec: JobSpec) -> Path:
