@@ -163,13 +163,13 @@ def resolve_templates(resolved: dict, raw: dict, keys: Iterable[str], collapse: 
     over several YAML lines).  Raises QuoteError for a value the shell cannot carry, naming the key."""
     doc = _marked(resolved)
     templates = {k: t for k in keys if (t := _get(raw, k)) is not None}
-    for key, t in templates.items():
+    for key in templates:
         _put(doc, key, [wrap_resolvers(str(x)) for x in t] if isinstance(t, list) else wrap_resolvers(str(t)))
     conf = OmegaConf.create(doc)
     token = _SHELL_PASS.set(True)
     try:
         out: dict[str, Any] = {}
-        for key, t in templates.items():
+        for key in templates:
             node = OmegaConf.select(conf, key, throw_on_missing=True)
             fold = key in collapse
             try:

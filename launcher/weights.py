@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         for w in spec.weights:
             seen.setdefault(w["dest"], {**w, "weights_dir": spec.weights_dir, "rows": []})["rows"].append(spec.impl)
     bad = 0
-    for dest, w in seen.items():
+    for w in seen.values():
         try:
             if args.action == "list":
                 print(f"{w['path']}  ({', '.join(w['rows'])}) <- {', '.join(w.get('urls') or [])}")

@@ -307,7 +307,7 @@ def _alive(pid: int) -> bool:
                     "(Debian: openmpi-bin); the check that tensorpack's mpirun fits a Ray job needs it")
 def test_tensorpack_mpirun_gets_its_ranks_as_a_ray_job(backend, workdir, compose):
     """tensorpack's planned mpirun prefix (slots from -H, not from Slurm) inside a Ray job that reserves the
-    row's 8 GPUs: 8 ranks start, as in a one-task Slurm allocation (tests/test_slurm_fit.py)."""
+    row's 8 GPUs: 8 ranks start, as in a one-task Slurm allocation (tests/test_backends_slurm_fit.py)."""
     from launcher.plan import plan
 
     prefix = plan(compose("impl=tensorpack", "hardware=v100x8"), workdir / "tp-plan").command.split(" ./train.py")[0]

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from launcher.node.run import run_node
-from launcher.rundir import read_result
 from launcher.node.software import check, matches
 from launcher.spec import JobSpec
 from tests.conftest import ROOT, run_launcher

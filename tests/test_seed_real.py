@@ -6,7 +6,6 @@ Slow (a C++ build, ~1-3 min on 2 cores, then two ~2 min trainings): marked `slow
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

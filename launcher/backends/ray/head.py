@@ -37,7 +37,7 @@ SESSION_FILE = "ray-session.json"
 #: unless it runs in single-machine mode, which `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` selects on Linux too
 #: (ray_constants.ENABLE_RAY_CLUSTER; get_node_ip_address then answers 127.0.0.1).  With both, GCS, raylet,
 #: object manager, dashboard and its agents, runtime-env agent, client server, metrics exporter and the
-#: workers' gRPC servers all listen on 127.0.0.1 (tests/test_ray_head.py checks with `ss`); without them
+#: workers' gRPC servers all listen on 127.0.0.1 (tests/test_backends_ray_head.py checks with `ss`); without them
 #: they listen on every interface, unauthenticated.  .ci/services/ray.sh starts its head the same way.
 LOOPBACK_ARGS = ("--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1")
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
