@@ -15,8 +15,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from .claim import RunDirTaken, claim_run_dir
+from .credentials import mask
+from .dryrun import remove_hydra_traces, render_plan
+from .node.script import job_script
 from .plan import ConfigError, CredentialError, plan, runnable_problems
-from .rundir import Result, now_iso, write_result
+from .prepare import check_inputs
+from .prepare.row import prepare_row, record_failure
+from .rerun import skip_reason
+from .rundir import atomic_write_text
 from .spec import JobSpec
 from .sweep import Sweep
 
@@ -41,24 +48,20 @@ def task(cfg: DictConfig, sweep: Sweep) -> int:
     if problems and not cfg.prepare_only:  # prepare_only is a login-node step: it warns about them (below)
         return sweep.fail("; ".join(problems))
     if cfg.rerun:
-        from .rerun import skip_reason
-
         why = skip_reason(cfg.rerun, run_dir, spec.impl)
         if why:
             print(f"launcher: {why}")
             return 0
     elif not cfg.prepare_only:
-        from .claim import RunDirTaken, claim_run_dir
-
         try:
             claim_run_dir(spec)  # the run dir is this run's alone: another run's is refused, never written over
         except RunDirTaken as e:
             return sweep.fail(str(e))
     try:
-        spec, later = _prepare(spec, cfg)
+        spec, later = prepare_row(spec, cfg.cache_dir, prepare_only=bool(cfg.prepare_only))
     except Exception as e:  # the row still becomes a table row, with the reason
         if not cfg.prepare_only:
-            _record_prepare_failure(spec, e)
+            record_failure(spec, e)
         return sweep.fail(f"{spec.impl}: prepare failed: {e}", 1)
     if cfg.prepare_only:
         print(f"prepared {spec.impl}: work tree {spec.exec_dir if spec.repo else '(none: no repository)'}\n"
@@ -79,14 +82,10 @@ def task(cfg: DictConfig, sweep: Sweep) -> int:
 
 
 def _dry_run(spec: JobSpec, problems: list[str], run_dir: Path, sweep: Sweep, sweep_dir: Path | None) -> int:
-    from .dryrun import job_script_or_none, remove_hydra_traces, render_plan
-
-    print(render_plan(spec, job_script_or_none(spec)))
+    print(render_plan(spec, job_script(spec)))
     for p in problems:
         print(f"warning: {p}")
     if not spec.repo:  # a repo row's inputs are checked after its checkout (prepare), which a dry run does not make
-        from .prepare import check_inputs
-
         for p in check_inputs(spec):
             print(f"warning: before submission: {p}")
     remove_hydra_traces(run_dir)
@@ -98,41 +97,9 @@ def _take_back_hydra_files(run_dir: Path, sweep_dir: Path | None) -> None:
     """A refused row's config held a secret, and Hydra wrote it into the row's .hydra/ (and the sweep's
     multirun.yaml) before the task ran: remove the row's directory as a dry run does, and mask what
     the sweep dir keeps for its other rows."""
-    from .credentials import mask
-    from .dryrun import remove_hydra_traces
-    from .rundir import atomic_write_text
-
     shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
     remove_hydra_traces(run_dir)
     if sweep_dir is not None and (sweep_dir / "multirun.yaml").is_file():
         text = (sweep_dir / "multirun.yaml").read_text(encoding="utf-8")
         if mask(text) != text:
             atomic_write_text(sweep_dir / "multirun.yaml", mask(text))
-
-
-def _prepare(spec: JobSpec, cfg: DictConfig) -> tuple[JobSpec, list[str]]:
-    """Checkout and patches, the row's data layout (when its data is here), then every check before
-    submission: (the prepared spec, warnings). A run stops on a problem; `prepare_only` (a login-node
-    step: no GPU, maybe no data) returns the problems as warnings of what the node will need."""
-    from .backends import get_backend
-    from .data.stage import StageError, stage
-    from .prepare import PrepareError, check_inputs, input_warnings, prepare
-
-    spec = prepare(spec, cfg.cache_dir)
-    staging = []
-    try:
-        stage(spec)
-    except StageError as e:
-        staging.append(f"data: {e}")
-    problems = list(dict.fromkeys(staging + check_inputs(spec)))  # the staging error says why first
-    problems += get_backend(spec.backend, spec.backend_config).placement_problems(spec)  # no node could run it
-    if problems and not cfg.prepare_only:
-        raise PrepareError("inputs missing before submission:\n  " + "\n  ".join(problems))
-    return spec, problems + input_warnings(spec)
-
-
-def _record_prepare_failure(spec: JobSpec, error: Exception) -> None:
-    """The row's run dir says why it never ran: its spec and a `failed` result."""
-    Path(spec.run_dir).mkdir(parents=True, exist_ok=True)
-    spec.save()
-    write_result(spec.run_dir, Result.for_spec(spec, "failed", error=f"prepare failed: {error}", started_at=now_iso()))

@@ -14,6 +14,7 @@ from . import fit, weights
 from .backends import get_backend
 from .data import stage
 from .spec import JobSpec
+from .node.environment import EnvironmentSpecError, environment_for, environment_problems
 
 
 def render_plan(spec: JobSpec, script: str | None) -> str:
@@ -51,8 +52,6 @@ def render_plan(spec: JobSpec, script: str | None) -> str:
 
 def environment_lines(spec: JobSpec) -> list[str]:
     """The row's environment: where, whether it is there, the software the node checks, how it is made."""
-    from .node.environment import EnvironmentSpecError, environment_for, environment_problems
-
     env = spec.environment or {}
     try:
         where = environment_for(spec).describe()
@@ -68,15 +67,6 @@ def environment_lines(spec: JobSpec) -> list[str]:
     for i, step in enumerate(env.get("create") or []):
         lines.append(f"  {'made by' if i == 0 else '':<15}{step}")
     return lines
-
-
-def job_script_or_none(spec: JobSpec) -> str | None:
-    """The script the node would run, or None where the prepare stage is not available."""
-    try:
-        from .node.script import job_script
-    except ImportError:
-        return None
-    return job_script(spec)
 
 
 def remove_hydra_traces(directory: Path, extra: tuple[str, ...] = ()) -> None:

@@ -22,11 +22,13 @@ import subprocess
 import sys
 
 from .spec import JobSpec
+from .node.environment import environment_problems
+from .prepare import prepare
+from .node import software
+from .cli import plan_rows
 
 
 def _present(spec: JobSpec) -> bool:
-    from .node.environment import environment_problems
-
     return not environment_problems(spec)
 
 
@@ -40,8 +42,6 @@ def create(cfg, spec: JobSpec, *, dry: bool, force: bool) -> int:
         return 0
     env = dict(os.environ)
     if spec.repo and any("LAUNCHER_TREE" in line for line in lines) and not dry:
-        from .prepare import prepare
-
         env["LAUNCHER_TREE"] = prepare(spec, cfg.cache_dir, log=print).checkout_dir or ""
     for i, line in enumerate(lines, 1):
         print(f"{spec.impl} [{i}/{len(lines)}]: {line}", flush=True)
@@ -56,8 +56,6 @@ def create(cfg, spec: JobSpec, *, dry: bool, force: bool) -> int:
 
 
 def check(spec: JobSpec) -> int:
-    from .node import software
-
     res = software.check(spec)
     if res is None:
         print(f"{spec.impl}: no software to check (impl.environment.software is empty or check=false)")
@@ -74,7 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--print", dest="dry", action="store_true", help="print the lines, run nothing")
     ap.add_argument("--force", action="store_true", help="run the lines even when the environment is there")
     args = ap.parse_args(argv)
-    from .cli import plan_rows
 
     rc = 0
     for cfg, spec in plan_rows(args.overrides):

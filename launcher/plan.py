@@ -29,6 +29,8 @@ from .rerun import MODES as RERUN_MODES
 from .shellquote import QuoteError, resolve_templates
 from .spec import JobSpec
 from .stack import StackError, apply_stack, stack_name
+from .parse import UnknownFormat, formats, get_parser
+from .fit import arch_problems, process_problems
 
 SCALES = ("auto", "full", "smoke")
 #: config keys that hold shell text (templates); every value they interpolate is quoted
@@ -64,8 +66,6 @@ def _validate(cfg: DictConfig) -> None:
 def _check_window_for_format(cfg: DictConfig) -> None:
     """A window that starts before the first iteration the row's log format can ever time is refused
     now, not after an hour in a queue; the parser says where its logs start covering."""
-    from .parse import UnknownFormat, formats, get_parser
-
     fmt = cfg.impl.log.format
     try:
         first = get_parser(fmt).earliest_start
@@ -230,8 +230,6 @@ def _images_per_iter(impl: dict[str, Any], hw: dict[str, Any]) -> int:
 
 def runnable_problems(spec: JobSpec) -> list[str]:
     """What stops this plan from running on its hardware (a dry run shows them; a real run refuses)."""
-    from .fit import arch_problems, process_problems
-
     problems: list[str] = []
     if spec.blocker:  # it becomes a failed row saying why (prepare refuses it), not a refusal to plan
         return problems

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .rundir import LIVE_STATES, RESULT_FILE, STATUS_FILE, CorruptResult, last_submission, read_result, set_aside
+from .backends import job_state
 
 MODES = ("failed", "missing")
 
@@ -35,7 +36,6 @@ def previous_state(run_dir: Path) -> tuple[bool, str | None]:
             return True, None
     entry = last_submission(run_dir)
     if entry:
-        from .backends import job_state
         return False, job_state(entry).state
     return False, None
 

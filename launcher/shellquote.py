@@ -163,7 +163,7 @@ def resolve_templates(resolved: dict, raw: dict, keys: Iterable[str], collapse: 
     over several YAML lines).  Raises QuoteError for a value the shell cannot carry, naming the key."""
     doc = _marked(resolved)
     templates = {k: t for k in keys if (t := _get(raw, k)) is not None}
-    for key in templates:
+    for key, t in templates.items():
         _put(doc, key, [wrap_resolvers(str(x)) for x in t] if isinstance(t, list) else wrap_resolvers(str(t)))
     conf = OmegaConf.create(doc)
     token = _SHELL_PASS.set(True)

@@ -17,6 +17,9 @@ from pathlib import Path
 from .backends import Backend, get_backend
 from .rundir import RESULT_FILE, CorruptResult, read_result
 from .spec import JobSpec
+from .dryrun import remove_hydra_traces
+from .follow import follow, reattach_hint
+from .gather import report as gather_report
 
 
 class Sweep:
@@ -44,8 +47,6 @@ class Sweep:
     def finish(self) -> None:
         """After Hydra's multirun: submit the rows it planned together, follow them, print the table."""
         if self.dry_run and self.directory is not None:
-            from .dryrun import remove_hydra_traces
-
             remove_hydra_traces(self.directory)
         pending, self.pending = self.pending, []
         if not pending:
@@ -100,7 +101,6 @@ class Sweep:
         """Follow the rows queued elsewhere until they end; an exit status when the command ends here."""
         if not remote:
             return None
-        from .follow import follow, reattach_hint
 
         if not wait:
             print(f"launcher: not waiting (wait=false). Results will be in {directory}\n{reattach_hint(directory)}")
@@ -115,8 +115,6 @@ class Sweep:
     def report(self, directory: Path, specs: list[JobSpec], sweep: bool = False) -> int:
         """Print the comparison table for `directory` (and record it in the history store; a sweep also
         gets table.rst / table.md / results.csv beside it); non-zero when a row did not end ok."""
-        from .gather import report as gather_report
-
         text, problems = gather_report([directory], out_dir=directory if sweep else None, fmt="console")
         print()
         print(text)

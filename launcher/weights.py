@@ -30,6 +30,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .rundir import atomic_write_json, now_iso
+from .locks import locked
+import argparse
+from .cli import plan_rows
 
 LOCK_FILE = "weights.lock.json"
 Log = Callable[[str], None]
@@ -46,8 +49,6 @@ def read_lock(weights_dir: str | Path) -> dict[str, Any]:
 
 
 def _update_lock(weights_dir: Path, dest: str, entry: dict[str, Any]) -> None:
-    from .prepare.git import locked
-
     with locked(weights_dir / f".{LOCK_FILE}.lock"):
         lock = read_lock(weights_dir)
         lock[dest] = entry
@@ -192,15 +193,12 @@ def describe(spec) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
     ap = argparse.ArgumentParser(prog="python -m launcher.weights", description=__doc__.split("\n\n")[0])
     ap.add_argument("action", choices=("fetch", "check", "list"))
     ap.add_argument("overrides", nargs="*", help="config overrides as for python -m launcher (impl=a,b weights_dir=...)")
     ap.add_argument("--force", action="store_true", help="fetch again even when the file is there")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per network read")
     args = ap.parse_args(argv)
-    from .cli import plan_rows
 
     seen: dict[str, dict] = {}
     for _, spec in plan_rows(args.overrides):

@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any, Mapping
 
 from .base import Backend, BackendConfig, JobState
+from ..spec import JobSpec
 
 __all__ = ["Backend", "BackendConfig", "JobState", "available", "backend_class", "get_backend", "job_state",
            "backend_config_of"]
@@ -65,7 +66,6 @@ def backend_config_of(run_dir: str | None) -> dict:
     """The backend keys a run was submitted with (its spec.json), e.g. a Ray row's cluster address."""
     if not run_dir:
         return {}
-    from ..spec import JobSpec
 
     try:
         return dict(JobSpec.load(Path(run_dir)).backend_config or {})

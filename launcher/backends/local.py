@@ -16,6 +16,7 @@ from ..node.process import pid_alive
 from ..rundir import STATUS_FILE, Result, read_status, write_result
 from ..spec import JobSpec
 from .base import Backend, BackendConfig, Interrupted, JobState
+from ..node.run import NodeRun
 
 
 @dataclass
@@ -37,8 +38,6 @@ class LocalBackend(Backend):
     def _submit(self, specs: list[JobSpec]) -> Iterator[tuple[JobSpec, str]]:
         """Run the rows in turn. A signal to the launcher while one runs (Ctrl-C) cancels that row and
         ends the sweep: the rows after it are recorded as cancelled, not started, and Interrupted is raised."""
-        from ..node.run import NodeRun
-
         for i, spec in enumerate(specs):
             yield spec, f"local-{os.getpid()}-{Path(spec.run_dir).name}"  # on record before it runs
             node = NodeRun(spec.run_dir, echo=self.echo)

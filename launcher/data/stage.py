@@ -35,6 +35,8 @@ from typing import Any, Callable
 
 from ..rundir import atomic_write_json, now_iso
 from . import linkfarm
+from ..locks import locked
+from ..node.environment import command_environ, wrap_command
 
 #: layout -> its root, relative to data.stage_dir
 ROOTS = {"coco2017": "coco2017/coco", "coco2014": "coco2014", "simpledet": "simpledet/data"}
@@ -163,8 +165,6 @@ def _build_2014_images(ds: dict, root: Path, old: dict, log: Log, force: bool) -
 
 def build_layout(ds: dict, log: Log = print, force: bool = False) -> Path:
     """Make the layout's links under data.stage_dir (idempotent). Raises StageError naming the way out."""
-    from ..prepare.git import locked
-
     _check_sources(ds)
     root = Path(ds["root"])
     marker = _marker(ds)
@@ -219,8 +219,6 @@ def _step_state(ds: dict, step: dict) -> dict:
 
 def derive(spec, log: Log = print, force: bool = False) -> list[str]:
     """Run the row's `derive` steps whose outputs are missing or stale, in its work tree and environment."""
-    from ..node.environment import command_environ, wrap_command
-
     ds, done = spec.dataset or {}, []
     for step in ds.get("derive") or []:
         out, stamp = Path(ds["root"]) / step["creates"], _stamp(ds, step)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 
 from .stage import problems, stage
+from ..cli import plan_rows
+from ..prepare import prepare
 
 
 def add_parser(sub) -> None:
@@ -22,9 +24,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import plan_rows
-    from ..prepare import prepare
-
     bad = 0
     for cfg, spec in plan_rows(args.overrides):
         ds = spec.dataset or {}

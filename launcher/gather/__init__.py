@@ -23,6 +23,7 @@ from .fileset import write_set
 from .history import DEFAULT_DB
 from .render import FORMATS, render
 from .table import runs_frame, summary
+from . import history
 
 __all__ = ["gather", "render", "summary", "write_tables", "report", "Problem", "DEFAULT_DB", "FORMATS"]
 
@@ -39,8 +40,6 @@ def gather(paths: Iterable[str | os.PathLike], *, db: str | os.PathLike | None =
     """
     records, problems = collect(paths, job_state=job_state)
     if db is not None:
-        from . import history
-
         try:
             history.append(db, records)
         except history.HistoryError as e:  # the table matters more than the archive: say so, go on

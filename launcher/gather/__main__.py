@@ -18,6 +18,7 @@ import json
 
 from .render import render, render_history
 from .table import summary
+from .plot import plot
 
 EXIT_SKIPPED = 3
 EXIT_NOT_WRITTEN = 1
@@ -84,8 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     if trend is not None:
         _print_history(trend, args, json.loads(render(runs, "json", table=table)) if args.paths else None)
     if args.plot:
-        from .plot import plot
-
         if table is None:
             table = summary(gather([], db=None)[0])  # the published rows alone
         try:

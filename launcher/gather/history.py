@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..rundir import FINAL_STATES
 from . import stats
+from .catalog import order_of
 
 DEFAULT_DB = os.path.join("outputs", "history.sqlite")
 
@@ -169,7 +170,6 @@ def trend(hist: pd.DataFrame) -> pd.DataFrame:
     if hist.empty:
         return pd.DataFrame(columns=["impl", "hardware", "scale", "count", "first", "last", "latest", "recent_mean",
                                      "recent_std", "change", "noise", "regression", "values"])
-    from .catalog import order_of
 
     for (impl, hw, scale), g in hist.groupby(["impl", "hardware", "scale"], dropna=False, sort=False):
         vals = g["throughput"].astype(float).tolist()

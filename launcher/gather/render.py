@@ -20,6 +20,7 @@ import pandas as pd
 from . import stats
 from .catalog import COL_IMPL, COL_THROUGHPUT, rst_footer
 from .table import summary
+from .catalog import load_rows
 
 DISPLAY_COLUMNS = (COL_IMPL, COL_THROUGHPUT, "Spread", "Window", "Published (img/s)", "Ratio", "Verdict", "Hardware",
                    "Per GPU (img/s)", "Status", "GPU", "Driver", "Commit", "Recipe")
@@ -266,7 +267,6 @@ def render_history(trend: pd.DataFrame, fmt: str = "rst") -> str:
                 "recent_std", "change", "noise", "regression", "status"]
         trend.reindex(columns=cols).map(_csv_cell).to_csv(buf, index=False, lineterminator="\n")
         return buf.getvalue()
-    from .catalog import load_rows
 
     rows = load_rows()
     cells = []

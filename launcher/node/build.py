@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 from typing import Callable, TextIO, Union
 
+from ..locks import locked
 from ..rundir import atomic_write_json, now_iso
 from ..spec import JobSpec
 from .environment import command_environ, wrap_command
-from ..prepare.errors import BuildError
-from ..prepare.git import locked
+from .venv import BuildError, ensure_venv, is_managed
 
 Log = Union[Callable[[str], None], TextIO, str, Path, None]
 TAIL = 40
@@ -50,7 +50,6 @@ def marker_path(spec: JobSpec) -> Path:
 
 def build_once(spec: JobSpec, log: Log = None) -> bool:
     """Run SPEC's build steps unless its recipe is already built. Returns True when it built."""
-    from .venv import ensure_venv, is_managed
     if not spec.build and not is_managed(spec):
         return False
     write, close = _sink(log)

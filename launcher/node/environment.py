@@ -26,6 +26,7 @@ from typing import Any
 
 from .. import JOBS_DIR
 from ..spec import JobSpec
+from .venv import managed_venv_path
 
 KINDS = ("launcher", "host", "venv", "conda", "container")
 RUNTIMES = ("apptainer", "singularity", "pyxis")
@@ -147,7 +148,6 @@ def environment_for(spec: JobSpec) -> Environment:
     if env.get("managed"):
         if kind != "venv":
             raise EnvironmentSpecError(f"impl.environment.managed=true for {spec.impl} needs kind=venv (it is {kind!r})")
-        from .venv import managed_venv_path
         where = managed_venv_path(spec)
         path = str(where) if where else "<managed venv: made beside the prepared tree>"
     if kind not in ("host", "launcher") and not path:

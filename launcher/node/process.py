@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 
@@ -69,56 +70,8 @@ def stop_group(pgid: int, grace_s: float, done: Callable[[], bool] | None = None
         kill_after_grace()
 
 
-# The watchdog runs as `python -I -c _WATCHDOG PARENT PGID GRACE_S`, standard library only, in its own session
-# (so neither a terminal's Ctrl-C nor a kill of the launcher's process group reaches it). It sleeps until
-# its parent is gone (the kernel's parent-death signal wakes it at once; polling getppid() covers systems
-# without prctl), then ends the group TERM-then-KILL. It exits by itself once the group is gone.
-_WATCHDOG = r"""
-import ctypes, os, signal, sys, time
-parent, pgid, grace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-
-class ParentGone(Exception):
-    pass
-
-def on_parent_death(signum, frame):
-    if os.getppid() != parent:  # (a thread of the parent ending signals too: then the parent still lives)
-        raise ParentGone
-
-def group_alive():
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-for s in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
-    signal.signal(s, signal.SIG_IGN)
-signal.signal(signal.SIGUSR1, on_parent_death)
-try:
-    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGUSR1), 0, 0, 0)  # PR_SET_PDEATHSIG
-except Exception:
-    pass
-try:
-    while os.getppid() == parent:
-        if not group_alive():
-            sys.exit(0)
-        time.sleep(0.5)
-except ParentGone:
-    pass
-try:
-    os.killpg(pgid, signal.SIGTERM)
-except ProcessLookupError:
-    sys.exit(0)
-deadline = time.monotonic() + grace
-while group_alive() and time.monotonic() < deadline:
-    time.sleep(0.2)
-try:
-    os.killpg(pgid, signal.SIGKILL)
-except ProcessLookupError:
-    pass
-"""
+# launcher/node/watchdog.py's text, run as `python -I -c` (isolated: no module of the launcher or the cwd loads)
+_WATCHDOG = (Path(__file__).parent / "watchdog.py").read_text(encoding="utf-8")
 
 
 def watch_group(pgid: int, grace_s: float) -> subprocess.Popen:

@@ -29,6 +29,10 @@ from .ownlog import OldLogFile, RunStart, log_file, measure, set_aside_own_logs
 from ..rundir import (JOB_SCRIPT, PROVENANCE_FILE, RESULT_FILE, SPEC_FILE, STATUS_FILE, TRAIN_LOG, Result,
                      atomic_write_json, now_iso, release_space, reserve_space, set_aside, write_result, write_status)
 from ..spec import JobSpec
+from .script import job_script
+from .build import build_once
+from .environment import command_environ
+from . import software
 
 
 def _signal_name(num: int) -> str:
@@ -87,13 +91,11 @@ class ProvenanceSnapshot:
 
 
 def _script(spec: JobSpec) -> str:
-    from .script import job_script
     return job_script(spec)
 
 
 def _build(spec: JobSpec, echo: TextIO | None) -> None:
     if spec.build or (spec.environment or {}).get("managed"):  # a managed venv is made by build_once
-        from .build import build_once
         build_once(spec, echo)
 
 
@@ -225,7 +227,6 @@ class NodeRun:
         (run_dir / JOB_SCRIPT).write_text(script, encoding="utf-8")
         if self.received:
             return self.finish("cancelled", error=f"cancelled before start ({self.received[0]})")
-        from .environment import command_environ  # the build's environment too (build.py)
 
         set_aside_own_logs(spec)
         self.execution = Execution(script, spec.exec_dir, command_environ(spec), run_dir / TRAIN_LOG,
@@ -239,8 +240,6 @@ class NodeRun:
 
     def _check_software(self) -> Result | None:
         """The row's environment against its `software:` (launcher/software.py): a failed row when it differs."""
-        from . import software
-
         try:
             res = software.check(self.spec)
         except Exception as e:  # the check must not hide the run's own outcome behind a bug of ours

@@ -28,162 +28,18 @@ import re
 import shlex
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-MARK = "LAUNCHER-SOFTWARE "
+from . import software_probe
+from .environment import command_environ, environment_for, wrap_command
+from .software_probe import MARK
+
 TIMEOUT_S = 180.0
 
-# Runs with the row's own Python (3.6+): prints MARK + {key: {"found": str|None, "problem": str|None}}.
-PROBE = r'''
-import json, sys, platform, re, subprocess, ctypes
-keys = json.loads(sys.argv[1]); wanted = json.loads(sys.argv[2]); out = {}
-def dist(name):
-    try:
-        from importlib import metadata
-        return metadata.version(name)
-    except Exception:
-        pass
-    try:
-        import pkg_resources
-        return pkg_resources.get_distribution(name).version
-    except Exception:
-        return None
-def mod(name, dists=()):
-    try:
-        m = __import__(name)
-    except Exception as e:
-        return None, "import %s failed: %s: %s" % (name, type(e).__name__, str(e)[:150])
-    v = getattr(m, "__version__", None)
-    for d in dists:
-        v = v or dist(d)
-    return (str(v) if v else None), (None if v else "%s has no version" % name)
-def stated(path, v):
-    # A package's version.py may say more than its metadata (torch's "2.14.1+cu130": the CUDA build it is)
-    try:
-        with open(path) as fh:
-            m = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", fh.read(), re.M)
-        return m.group(1) if m and m.group(1).split("+")[0] == v else v
-    except Exception:
-        return v
-def owned(name, dists):
-    # The version of the installed distribution whose own files hold the module Python would import, read
-    # without importing it (torch takes seconds to import, and this runs before the command); None: import it.
-    try:
-        import importlib.util, os
-        from importlib import metadata
-        spec = importlib.util.find_spec(name)
-        origin = spec.origin if spec is not None else None
-        if not origin or not os.path.isfile(origin):
-            return None
-        def names():  # the likely names first: listing every installed distribution reads all of them
-            for d in (name,) + tuple(dists):
-                yield d
-            for d in getattr(metadata, "packages_distributions", dict)().get(name, []):
-                yield d
-        for d in names():
-            try:
-                dd = metadata.distribution(d)
-            except Exception:
-                continue
-            rel = os.path.relpath(os.path.realpath(origin), os.path.realpath(str(dd.locate_file(""))))
-            if dd.version and any(str(f) == rel for f in (dd.files or ())):
-                return stated(os.path.join(os.path.dirname(origin), "version.py"), str(dd.version))
-    except Exception:
-        return None
-    return None
-def cudnn_str(v):
-    if not v: return None
-    v = int(v); major = v // 10000 if v >= 10000 else v // 1000
-    rest = v % 10000 if v >= 10000 else v % 1000
-    return "%d.%d.%d" % (major, rest // 100, rest % 100)
-def lib(names, fn, conv):
-    for n in names:
-        try:
-            l = ctypes.CDLL(n)
-        except OSError:
-            continue
-        try:
-            return conv(l)
-        except Exception:
-            continue
-    return None
-def rt(l):
-    v = ctypes.c_int(); getattr(l, "cudaRuntimeGetVersion")(ctypes.byref(v))
-    return "%d.%d" % (v.value // 1000, (v.value % 1000) // 10)
-def dnn(l):
-    l.cudnnGetVersion.restype = ctypes.c_size_t; return cudnn_str(l.cudnnGetVersion())
-def cuda_pair():
-    if any(k in keys for k in ("pytorch", "torch", "caffe2", "torchvision", "mmcv", "apex")):
-        try:
-            import torch
-            d = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-            return torch.version.cuda, cudnn_str(d), "PyTorch's build"
-        except Exception:
-            pass
-    if any(k in keys for k in ("tensorflow", "keras", "horovod")):
-        try:
-            from tensorflow.python.platform import build_info as b
-            c, d = getattr(b, "cuda_version_number", None), getattr(b, "cudnn_version_number", None)
-            if c is None:
-                i = getattr(b, "build_info", {}); c, d = i.get("cuda_version"), i.get("cudnn_version")
-            return c, d, "TensorFlow's build"
-        except Exception:
-            pass
-    c = lib(["libcudart.so", "libcudart.so.10.0", "libcudart.so.10.1", "libcudart.so.10.2", "libcudart.so.11.0",
-             "libcudart.so.12"], "cudaRuntimeGetVersion", rt)
-    d = lib(["libcudnn.so", "libcudnn.so.7", "libcudnn.so.8", "libcudnn.so.9"], "cudnnGetVersion", dnn)
-    return c, d, "the libraries that load"
-MODS = {"pytorch": "torch", "torch": "torch", "tensorflow": "tensorflow"}
-pair = None
-for k in keys:
-    f, p = None, None
-    if k == "python":
-        f = platform.python_version()
-    elif k in ("cuda", "cudnn"):
-        pair = pair or cuda_pair()
-        f = pair[0] if k == "cuda" else pair[1]
-        p = None if f else "not found (%s says none: a CPU-only build?)" % pair[2]
-    elif k == "apex":
-        f = dist("apex")
-        try:
-            import apex.amp
-        except Exception as e:
-            p = "apex.amp does not import (%s: %s)" % (type(e).__name__, str(e)[:100])
-    elif k == "caffe2":
-        f, p = mod("torch")
-        try:
-            from caffe2.python import workspace
-            if not workspace.has_gpu_support: p = "Caffe2 has no GPU support in this build"
-            else:
-                import detectron.utils.env as denv
-                denv.get_detectron_ops_lib()
-        except Exception as e:
-            p = "Caffe2/Detectron ops: %s: %s" % (type(e).__name__, str(e)[:150])
-    elif k == "mxnet_ops":
-        try:
-            import mxnet as mx
-            gone = [n for n in re.split(r"[\s,]+", wanted[k].strip()) if n and not
-                    (hasattr(mx.sym.contrib, n) or hasattr(mx.sym, n))]
-            f = "missing: " + " ".join(gone) if gone else wanted[k]
-        except Exception as e:
-            p = "import mxnet failed: %s" % e
-    elif k == "openmpi":
-        try:
-            t = subprocess.run(["mpirun", "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               universal_newlines=True, timeout=30).stdout
-            m = re.search(r"Open MPI\)?\s*(\d+\.\d+(?:\.\d+)?)", t)
-            f = m.group(1) if m else None
-            p = None if m else "mpirun --version: " + (t.strip().splitlines() or ["no output"])[0][:100]
-        except Exception as e:
-            p = "mpirun: %s" % e
-    else:
-        name, dists = MODS.get(k, k), (k, k.replace("_", "-"))
-        f = owned(name, dists)
-        if f is None:
-            f, p = mod(name, dists)
-    out[k] = {"found": f, "problem": p}
-print("LAUNCHER-SOFTWARE " + json.dumps(out))
-'''
+# launcher/node/software_probe.py, run with the row's own Python (3.6+) as `python -c SOURCE KEYS WANTED`:
+# its text travels on the command line, so the row's environment (a conda env, a container) needs no launcher.
+PROBE = Path(software_probe.__file__).read_text(encoding="utf-8")
 
 
 @dataclass
@@ -273,8 +129,6 @@ def matches(key: str, wanted: str, found: str | None) -> tuple[bool, str]:
 
 def check(spec, timeout_s: float = TIMEOUT_S) -> Check | None:
     """Probe SPEC's environment for its `software`; None when the row declares none or opts out."""
-    from .environment import command_environ, environment_for, wrap_command
-
     env_cfg = spec.environment or {}
     wanted = {str(k): str(v) for k, v in (env_cfg.get("software") or {}).items()}
     if not wanted or env_cfg.get("check") is False:

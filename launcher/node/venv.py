@@ -35,7 +35,11 @@ from typing import Callable
 
 from ..rundir import atomic_write_json, now_iso
 from ..spec import JobSpec
-from ..prepare.errors import BuildError
+
+
+class BuildError(RuntimeError):
+    """A build step or the managed venv failed (names the step, its exit status and the tail of its output)."""
+
 
 MARKER = "launcher-venv.json"
 HOST_PTH = "_launcher_host_packages.pth"

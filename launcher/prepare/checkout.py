@@ -30,7 +30,8 @@ from typing import Callable
 from ..rundir import atomic_write_json, now_iso
 from ..spec import JobSpec
 from .errors import GitError, StackBlocked
-from .git import discard, ensure_mirror, git, locked, normalize_repo, repo_key, resolve_commit
+from ..locks import locked
+from .git import discard, ensure_mirror, git, normalize_repo, repo_key, resolve_commit
 from .patches import apply_patches
 from .recipe import recipe_hash, row_dir
 

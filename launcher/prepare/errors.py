@@ -20,9 +20,5 @@ class PatchError(PrepareError):
     """A patch that does not apply (names the patch, the file and the hunk). The tree is discarded."""
 
 
-class BuildError(PrepareError):
-    """A build step failed (names the step, its exit status and the tail of its output)."""
-
-
 class StackBlocked(PrepareError):
     """The row cannot run on the selected software stack (impl.blocker, or no impl.stacks.<name> entry)."""

@@ -8,16 +8,14 @@ a message instead of waiting for a password on a login node).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
 import shutil
 import subprocess
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from .errors import CommitNotFound, GitError
 
@@ -64,19 +62,6 @@ def repo_key(repo: str) -> str:
     base = re.sub(r"\.git$", "", norm.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]) or "repo"
     base = re.sub(r"[^\w.-]", "_", base)
     return f"{base}-{hashlib.sha256(norm.encode()).hexdigest()[:12]}"
-
-
-@contextmanager
-def locked(lock_path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (flock) so the rows of a sweep that share a repository do not
-    clone, fetch or build the same thing at once."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _healthy_mirror(path: Path) -> bool:

@@ -26,6 +26,7 @@ from pathlib import Path
 from ...node.process import group_alive, stop_group
 from ...rundir import atomic_write_json
 from ..base import BackendError
+import ctypes
 
 #: how long Ray lets a stopped job's processes finish after SIGTERM (the node writes its result then)
 STOP_WAIT_S = 30
@@ -174,8 +175,6 @@ def _die_with_parent() -> None:
     """In the child before exec: SIGKILL it when the launcher dies (even by SIGKILL), so a crashed
     launcher leaves no head behind; Ray ties the head's own processes to `ray start --block`."""
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: atexit still stops it
         pass
