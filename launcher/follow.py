@@ -10,13 +10,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import Mapping, Sequence, TextIO
 
 from . import parse
-from .backends import get_backend
-from .backends.base import JobState
+from .backends import Backend
 from .node.ownlog import log_file
-from .rundir import FINAL_STATES
+from .rundir import FINAL_STATES, JobState, State
 from .spec import JobSpec
 
 
@@ -53,28 +52,30 @@ def describe(row: Row) -> str:
     if row.rate:
         parts.append(f"{row.rate:.2f} img/s")
     eta = row.eta_s()
-    if eta is not None and st == "running":
+    if eta is not None and st == State.RUNNING:
         parts.append(f"ETA {eta:.0f} s")
-    if row.state and row.state.reason and st in FINAL_STATES and st != "ok":
+    if row.state and row.state.reason and st in FINAL_STATES and st != State.OK:
         parts.append(f"({row.state.reason.splitlines()[0][:80]})")
-    elif row.state and row.state.reason and st == "pending":  # Resources, Priority; or why it cannot start
+    elif row.state and row.state.reason and st == State.PENDING:  # Resources, Priority; or why it cannot start
         parts.append(f"({row.state.reason.splitlines()[0][:200]})")
     return "  ".join(parts)
 
 
-def follow(specs: Sequence[JobSpec], job_ids: Sequence[str | None], poll_s: float = 2.0,
-           out: TextIO = sys.stdout, timeout_s: float | None = None) -> list[Row]:
-    """Poll until every row is in a final state (or `timeout_s` passes); print a line per change."""
+def follow(specs: Sequence[JobSpec], job_ids: Sequence[str | None], backends: Mapping[str, Backend],
+           poll_s: float = 2.0, out: TextIO = sys.stdout, timeout_s: float | None = None) -> list[Row]:
+    """Poll until every row is in a final state (or `timeout_s` passes); print a line per change.
+    `backends`: the sweep's backend instances by name; each is asked once per poll for all its rows."""
     rows = [Row(s, j) for s, j in zip(specs, job_ids)]
-    backends = {}
     shown: dict[int, str] = {}
     t0 = time.monotonic()
     while True:
-        for i, row in enumerate(rows):
-            if row.state and row.state.state in FINAL_STATES:
-                continue
-            be = backends.setdefault(row.spec.backend, get_backend(row.spec.backend, row.spec.backend_config))
-            row.state = be.state(row.job_id, row.spec.run_dir)
+        live = [i for i, row in enumerate(rows) if not (row.state and row.state.state in FINAL_STATES)]
+        for name in dict.fromkeys(rows[i].spec.backend for i in live):
+            mine = [i for i in live if rows[i].spec.backend == name]
+            for i, st in zip(mine, backends[name].states([(rows[i].job_id, rows[i].spec.run_dir) for i in mine])):
+                rows[i].state = st
+        for i in live:
+            row = rows[i]
             row.last_iter, row.rate = _progress(row.spec)
             line = describe(row)
             if shown.get(i) != line:

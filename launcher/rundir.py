@@ -12,8 +12,8 @@ format:
     provenance.json  the machine as the job saw it
     result.json      the `Result` below: the only place a throughput figure lives
 
-States: a node ends a row in one of `FINAL_STATES`; `LIVE_STATES` only ever come from a scheduler;
-`unknown` is what is said when neither the run dir nor the scheduler can tell.
+States (`State`, a str enum): a node ends a row in one of `FINAL_STATES`; `LIVE_STATES` only ever come
+from a scheduler; `unknown` is what is said when neither the run dir nor the scheduler can tell.
 
 Writes that readers may race (status, result, spec) are atomic: temporary file in the same
 directory, fsync, rename, so a reader sees the old file or the whole new one, whatever kills the
@@ -29,6 +29,7 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass, field
+from enum import Enum
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,15 +50,56 @@ RESULT_FILE = "result.json"
 RESERVE_FILE = ".space-reserve"
 RESERVE_BYTES = 128 * 1024
 
+#: What a backend tells the node inside its job (Backend.job_environ); the node reads these, never a
+#: scheduler's own variables: the job id as `submit` returned it, the job's nodes, the scheduler's
+#: variables worth keeping in provenance (a JSON object).
+JOB_ID_VAR, JOB_NODES_VAR, JOB_NUM_NODES_VAR, SCHEDULER_ENV_VAR = (
+    "LAUNCHER_JOB_ID", "LAUNCHER_JOB_NODES", "LAUNCHER_JOB_NUM_NODES", "LAUNCHER_SCHEDULER_ENV")
+
 # ---------------------------------------------------------------- the states
 
+
+
+class State(str, Enum):
+    """Every state a row's job can be in. A str, so it compares with, and is written as, its value."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    INCOMPLETE = "incomplete"  # the log stopped short of the window
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"  # neither the run dir nor the scheduler can tell
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+    @classmethod
+    def of(cls, value: str) -> "State":
+        """The state called `value`; ValueError naming the states there are."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"unknown job state {value!r}; one of {', '.join(s.value for s in cls)}") from None
+
+
 #: how a row can end; result.json's `status` is always one of these
-FINAL_STATES = ("ok", "failed", "incomplete", "timeout", "cancelled")
+FINAL_STATES = (State.OK, State.FAILED, State.INCOMPLETE, State.TIMEOUT, State.CANCELLED)
 #: a job the scheduler still holds (never written in result.json)
-LIVE_STATES = ("pending", "running")
-UNKNOWN = "unknown"
-#: every state a backend may report for a job
-JOB_STATES = LIVE_STATES + FINAL_STATES + (UNKNOWN,)
+LIVE_STATES = (State.PENDING, State.RUNNING)
+UNKNOWN = State.UNKNOWN
+
+
+@dataclass
+class JobState:
+    """A job's state as a backend reports it, and why (a pending reason, how it failed)."""
+
+    state: State
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        self.state = State.of(self.state)
 
 RESULT_SCHEMA = 1
 
@@ -280,7 +322,8 @@ class Result:
 
     def __post_init__(self) -> None:
         if self.status not in FINAL_STATES:
-            raise ValueError(f"result status must be one of {FINAL_STATES}, not {self.status!r}")
+            raise ValueError(f"result status must be one of {', '.join(FINAL_STATES)}, not {self.status!r}")
+        self.status = State(self.status)
         if self.status == "ok" and not _positive_number(self.throughput):
             raise ValueError(f"an ok result needs a finite, positive throughput, not {self.throughput!r}")
         if self.status != "ok" and self.throughput is not None:

@@ -72,10 +72,11 @@ class Sweep:
                 except Exception as e:
                     return self.fail(f"submitting to {name} failed: {e}", 1)
                 ids.update((s.run_dir, j) for s, j in zip(group, job_ids))
-                if name != "local":
+                if not backend.foreground:
                     print(f"launcher: submitted {len(group)} row(s) to {name}: " +
                           ", ".join(f"{s.impl}={j}" for s, j in zip(group, job_ids)))
-            code = self._follow([s for s in specs if s.backend != "local"], ids, backends, wait, directory)
+            code = self._follow([s for s in specs if not backends[s.backend].foreground], ids, backends, wait,
+                                directory)
             if code is not None:
                 return self.note(code)
             return self.report(directory, specs, sweep=len(specs) > 1 or specs[0].sweep_dir is not None)
@@ -106,7 +107,8 @@ class Sweep:
             print(f"launcher: not waiting (wait=false). Results will be in {directory}\n{reattach_hint(directory)}")
             return 0
         try:
-            follow(remote, [ids[s.run_dir] for s in remote], poll_s=backends[remote[0].backend].config.poll_s)
+            follow(remote, [ids[s.run_dir] for s in remote], backends,
+                   poll_s=min(backends[s.backend].config.poll_s for s in remote))
         except KeyboardInterrupt:
             print(f"\nlauncher: stopped following.\n{reattach_hint(directory)}")
             return 130

@@ -42,6 +42,9 @@ class EchoBackend(Backend):
     def _scheduler_state(self, job_id, run_dir):
         return JobState("pending", f"{job_id} waits")
 
+    def cancel(self, job_id):
+        pass
+
 BACKEND = EchoBackend
 '''
 

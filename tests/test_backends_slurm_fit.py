@@ -24,7 +24,7 @@ from launcher.backends.slurm.accounting import explain_pending, pending_class
 from launcher.backends.slurm.fit import Node, fit_problem, mem_mb, parse_gres
 from launcher.follow import Row, describe
 from tests.conftest import run_launcher
-from tests.test_slurm import cluster, make_spec, standin, wait_for  # noqa: F401  (the cluster fixture)
+from tests.test_backends_slurm import cluster, make_spec, standin, wait_for  # noqa: F401  (the cluster fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = ["hydra.searchpath=[file://" + str(ROOT / "tests" / "conf") + "]", "impl=standin", "backend=slurm",

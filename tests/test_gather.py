@@ -105,9 +105,15 @@ def test_backend_job_state_is_asked_for_runs_without_result(tmp_path, monkeypatc
         asked.append(entry["job_id"])
         return answers[entry["job_id"]]
 
-    monkeypatch.setattr(backends, "job_state", job_state, raising=False)
-    runs, problems = gather([sweep])  # default: launcher.backends.job_state when it exists
-    assert sorted(asked) == ["7", "8", "9"]
+    batches = []
+
+    def job_states(entries):
+        batches.append(len(entries))
+        return [job_state(e) for e in entries]
+
+    monkeypatch.setattr(backends, "job_states", job_states)
+    runs, problems = gather([sweep])  # default: launcher.backends.job_states, all rows in one batch
+    assert sorted(asked) == ["7", "8", "9"] and batches == [3]
     st = dict(zip(runs["impl"], zip(runs["status"], runs["reason"])))
     assert st["detectron2"] == ("pending", "Priority")
     assert st["mmdetection"] == ("failed", "NODE_FAIL")

@@ -96,15 +96,19 @@ def test_failing_nvidia_smi_leaves_fields_empty(tmp_path, monkeypatch):
 
 
 def test_scheduler_ids(tmp_path, monkeypatch):
-    monkeypatch.setenv("SLURM_JOB_ID", "1234")
-    monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu[01-02]")
-    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "2")
+    """The node records what the backend read inside its job (Backend.job_environ), in the form the
+    manifest has: an array task as ARRAYID_INDEX, as sacct -j takes it and result.json's job_id says."""
+    from launcher.backends.slurm import SlurmBackend
+
+    slurm = {"SLURM_JOB_ID": "1234", "SLURM_JOB_NODELIST": "gpu[01-02]", "SLURM_JOB_NUM_NODES": "2"}
+    for k, v in SlurmBackend.job_environ(slurm).items():
+        monkeypatch.setenv(k, v)
     p = provenance.capture(None, probe=False)
     assert p["scheduler_job_id"] == "1234" and p["scheduler_node_list"] == "gpu[01-02]"
     assert p["number_of_nodes"] == 2 and p["env"]["SLURM_JOB_ID"] == "1234"
-    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "1200")
-    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
-    assert provenance.capture(None, probe=False)["scheduler_job_id"] == "1200_3 (1234)"
+    array = {**slurm, "SLURM_ARRAY_JOB_ID": "1200", "SLURM_ARRAY_TASK_ID": "3"}
+    monkeypatch.setenv("LAUNCHER_JOB_ID", SlurmBackend.job_environ(array)["LAUNCHER_JOB_ID"])
+    assert provenance.capture(None, probe=False)["scheduler_job_id"] == "1200_3"
 
 
 def test_container_environment_from_spec(tmp_path):

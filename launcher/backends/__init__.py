@@ -7,22 +7,24 @@ launcher/config.py registers each `Config` as the schema its yaml is merged onto
 
 A backend module imports its scheduler's client library (submitit, ray) inside the functions that
 use it, never at module level, so registering every backend's config costs nothing and `ray` and
-`submitit` are loaded only by the runs that use them, never by a login-node `gather`.
+`submitit` load only in runs that use them, never in a login-node `gather`.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from .base import Backend, BackendConfig, JobState
+from ..rundir import JobState, State
 from ..spec import JobSpec
+from .base import Backend, BackendConfig
 
 __all__ = ["Backend", "BackendConfig", "JobState", "available", "backend_class", "get_backend", "job_state",
-           "backend_config_of"]
+           "job_states", "backend_config_of"]
 
 #: modules of this package that are not backends
 _NOT_BACKENDS = {"base"}
@@ -74,12 +76,31 @@ def backend_config_of(run_dir: str | None) -> dict:
 
 
 def job_state(entry: dict) -> JobState:
-    """State of the job a manifest line describes (the gatherer asks this for rows without result.json)."""
-    name = entry.get("backend")
-    if not name:
-        return JobState("unknown", "manifest line names no backend")
-    try:
-        backend = get_backend(name, backend_config_of(entry.get("run_dir")))
-    except ImportError as e:
-        return JobState("unknown", f"cannot ask the {name} backend for this row's state: {e}")
-    return backend.state(entry.get("job_id"), entry.get("run_dir"))
+    """State of the job a manifest line describes (cancel and rerun ask this for one row)."""
+    return job_states([entry])[0]
+
+
+def job_states(entries: Sequence[dict]) -> list[JobState]:
+    """States of the jobs manifest lines describe: one backend per backend name (and config), each asked
+    once for all its rows (`Backend.states`), not one backend and one query per line."""
+    out: list[JobState] = [JobState(State.UNKNOWN, "manifest line names no backend")] * len(entries)
+    groups: dict[tuple[str, str], list[int]] = {}
+    configs: dict[tuple[str, str], dict] = {}
+    for i, entry in enumerate(entries):
+        name = entry.get("backend")
+        if name:
+            config = backend_config_of(entry.get("run_dir"))
+            key = (name, json.dumps(config, sort_keys=True, default=str))
+            groups.setdefault(key, []).append(i)
+            configs[key] = config
+    for key, members in groups.items():
+        try:
+            backend = get_backend(key[0], configs[key])
+        except (ImportError, ValueError) as e:
+            for i in members:
+                out[i] = JobState(State.UNKNOWN, f"cannot ask the {key[0]} backend for this row's state: {e}")
+            continue
+        found = backend.states([(entries[i].get("job_id"), entries[i].get("run_dir")) for i in members])
+        for i, st in zip(members, found):
+            out[i] = st
+    return out

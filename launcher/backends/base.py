@@ -1,41 +1,27 @@
-"""The one core abstraction of the submit side: a backend submits job specs and reports their states.
+"""The one core abstraction of the submit side, and the only code that knows a scheduler.
 
-Every backend runs the same node entry point (`python -m launcher.node RUN_DIR`, or
-`launcher.node.run_node(run_dir)` in-process), so a row behaves the same wherever it runs; a
-backend only decides *where* and *when*. `Backend` is a template: what every backend does the
-same way is done here, once, and a backend fills in only what is its own:
-
-    submit(specs)     checks each spec is saved, then `_submit` (yours) queues them; each job id is
-                      recorded in the manifest as soon as it is known
-    state(job_id)     the run dir first (the node's result.json: it knows best how the row ended),
-                      refined by `_settled` (yours, optional); only a row without a result is asked
-                      of the scheduler (`_scheduler_state`, yours)
-    cancel(job_id)    yours
-    describe(spec)    yours, optional: how the row would be placed (dry_run=true)
-    placement_problems(spec)
-                      yours, optional: why no node could ever run the row as asked (before submission)
-    close()           yours, optional: release what the backend started (a session's Ray head)
-
-Each backend has one config dataclass (`Config`, a `BackendConfig`), the schema of its yaml in
-conf/backend/: Hydra merges the yaml onto it, so a misspelt key fails at composition.
+Every backend runs the same node entry point (`python -m launcher.node RUN_DIR`), so a backend only
+decides *where* and *when*. `Backend` is a template: `submit`, `state` and `states` are done here once;
+a backend implements the abstract `_submit`, `_scheduler_state` and `cancel`, and may refine `_settled`,
+`_scheduler_states` (batched), `job_id_in_job` / `nodes_in_job` (read inside the job, by the node),
+`describe`, `placement_problems` and `close`. Its `Config` dataclass is the schema of conf/backend/NAME.yaml.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
+import json
+import os
 import signal
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
-from ..rundir import RESULT_FILE, SPEC_FILE, UNKNOWN, CorruptResult, Result, append_manifest, read_result
+from ..rundir import (JOB_ID_VAR, JOB_NODES_VAR, JOB_NUM_NODES_VAR, RESULT_FILE, SCHEDULER_ENV_VAR, SPEC_FILE,
+                      CorruptResult, JobState, Result, State, append_manifest, read_result)
 from ..spec import JobSpec
-
-
-@dataclass
-class JobState:
-    state: str  # one of rundir.JOB_STATES
-    reason: str | None = None
 
 
 @dataclass
@@ -63,6 +49,14 @@ class BackendConfig:
                                             if k in names and v is not None})
 
 
+def job_environ(job_id: str | None, nodes: str | None = None, num_nodes: int | None = None,
+                scheduler_env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The LAUNCHER_JOB_* variables (launcher/rundir.py) a backend puts in the node's environment."""
+    out = {JOB_ID_VAR: job_id, JOB_NODES_VAR: nodes, JOB_NUM_NODES_VAR: str(num_nodes) if num_nodes else None,
+           SCHEDULER_ENV_VAR: json.dumps(dict(scheduler_env)) if scheduler_env else None}
+    return {k: v for k, v in out.items() if v}
+
+
 class BackendError(RuntimeError):
     """A backend cannot do what was asked; the message names the problem and the way out."""
 
@@ -83,9 +77,33 @@ class Interrupted(KeyboardInterrupt):
             return 130
 
 
-class Backend:
+class Backend(abc.ABC):
     name: ClassVar[str] = "base"
     Config: ClassVar[type[BackendConfig]] = BackendConfig
+    #: runs each row in the launcher's own process, to its end, inside `submit` (nothing left to follow)
+    foreground: ClassVar[bool] = False
+    #: environment variables the node records in provenance (`env`) when it runs under this backend
+    env_vars: ClassVar[tuple[str, ...]] = ()
+
+    # ---------------------------------------------------------------- inside the job (the node asks)
+
+    @classmethod
+    def job_id_in_job(cls, environ: Mapping[str, str] = os.environ) -> str | None:
+        """This job's id, read inside the job from the scheduler's variables, as `submit` returned it (so
+        result.json's `job_id` matches the manifest line). Default: none a scheduler set."""
+        return environ.get(JOB_ID_VAR) or None
+
+    @classmethod
+    def nodes_in_job(cls, environ: Mapping[str, str] = os.environ) -> tuple[str | None, int | None]:
+        """(the scheduler's name for the job's nodes, how many), read inside the job; (None, None) if it says nothing."""
+        return None, None
+
+    @classmethod
+    def job_environ(cls, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+        """What the backend's code inside the job adds to the node's environment: the job id and nodes as
+        the hooks above read them, and the scheduler's `env_vars` that are set."""
+        return job_environ(cls.job_id_in_job(environ), *cls.nodes_in_job(environ),
+                           {k: environ[k] for k in cls.env_vars if k in environ})
 
     def __init__(self, config: Mapping[str, Any] | BackendConfig | None = None, *, wait: bool = True) -> None:
         """`config`: the backend config group's keys (a dict, e.g. a row's spec.backend_config, or the
@@ -112,24 +130,44 @@ class Backend:
             raise BackendError(f"the {self.name} backend returned no job id for {', '.join(missing)}")
         return [ids[id(s)] for s in specs]
 
+    @abc.abstractmethod
     def _submit(self, specs: list[JobSpec]) -> Iterator[tuple[JobSpec, str]]:
-        """Queue the rows; yield (spec, job id) for each as soon as it is queued (any order).
-
-        The manifest line is written before the generator is resumed, so a row that runs at once
-        (the local backend) is on record while it runs."""
-        raise NotImplementedError
+        """Queue the rows; yield (spec, job id) for each as soon as it is queued (any order). The manifest
+        line is written before the generator resumes, so a row that runs at once is on record while it runs."""
 
     # ---------------------------------------------------------------- state
 
     def state(self, job_id: str | None, run_dir: str | Path | None = None) -> JobState:
         """The row's state: its own result.json when this job wrote one, else the scheduler's word."""
-        if not job_id:
-            return JobState(UNKNOWN, "no job id: the row was never submitted")
-        job_id = str(job_id)
-        own = self.result_state(job_id, run_dir)
-        if own is not None:
-            return self._settled(job_id, run_dir, own)
-        return self._scheduler_state(job_id, run_dir)
+        return self.states([(job_id, run_dir)])[0]
+
+    def states(self, jobs: Sequence[tuple[str | None, str | Path | None]]) -> list[JobState]:
+        """`state` of many (job id, run dir) pairs; the scheduler is asked once for all rows without a
+        result (`_batch`, `_scheduler_states`), not once per row."""
+        jobs = [(str(j) if j else None, r) for j, r in jobs]
+        out: list[JobState] = [JobState(State.UNKNOWN, "no job id: the row was never submitted")] * len(jobs)
+        with self._batch([j for j, _ in jobs if j]):
+            ask: list[int] = []
+            for i, (job_id, run_dir) in enumerate(jobs):
+                if not job_id:
+                    continue
+                own = self.result_state(job_id, run_dir)
+                if own is None:
+                    ask.append(i)
+                else:
+                    out[i] = self._settled(job_id, run_dir, own)
+            for i, st in zip(ask, self._scheduler_states([jobs[i] for i in ask])):  # type: ignore[misc]
+                out[i] = st
+        return out
+
+    @contextmanager
+    def _batch(self, job_ids: list[str]) -> Iterator[None]:
+        """While `states` works through a batch: a backend may ask its scheduler once for all `job_ids`."""
+        yield
+
+    def _scheduler_states(self, jobs: list[tuple[str, str | Path | None]]) -> list[JobState]:
+        """The scheduler's word on many jobs without a result; by default one `_scheduler_state` each."""
+        return [self._scheduler_state(job_id, run_dir) for job_id, run_dir in jobs]
 
     def result_state(self, job_id: str, run_dir: str | Path | None) -> JobState | None:
         """The node's result.json as a state: None when there is none or another job wrote it;
@@ -139,10 +177,10 @@ class Backend:
         try:
             result = read_result(run_dir)
         except CorruptResult as e:
-            return JobState("failed", str(e))
+            return JobState(State.FAILED, str(e))
         if not self._owns(result, job_id):
             return None
-        return JobState(result.status, result.error if result.status != "ok" else None)
+        return JobState(result.status, result.error if result.status != State.OK else None)
 
     def _owns(self, result: Result, job_id: str) -> bool:
         """Whether `result` was written by job `job_id` rather than an earlier submission of the row."""
@@ -152,14 +190,15 @@ class Backend:
         """The state of a row whose node wrote its result; a scheduler may know more (who cancelled it)."""
         return own
 
+    @abc.abstractmethod
     def _scheduler_state(self, job_id: str, run_dir: str | Path | None) -> JobState:
         """The scheduler's word on a job whose row has no result (yet)."""
-        raise NotImplementedError
 
     # ---------------------------------------------------------------- the rest
 
+    @abc.abstractmethod
     def cancel(self, job_id: str) -> None:
-        raise NotImplementedError
+        """Ask the scheduler to end the job (the node then writes `cancelled`)."""
 
     def describe(self, spec: JobSpec) -> list[str]:
         """How this backend would place the row (for `dry_run=true`); computed, never submitted."""
@@ -171,3 +210,4 @@ class Backend:
 
     def close(self) -> None:
         """Release what this backend started for the session (nothing, unless it says otherwise)."""
+        return None

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, TextIO
 
 from ..node.process import pid_alive
-from ..rundir import STATUS_FILE, Result, read_status, write_result
+from ..rundir import STATUS_FILE, JobState, Result, State, read_status, write_result
 from ..spec import JobSpec
-from .base import Backend, BackendConfig, Interrupted, JobState
+from .base import Backend, BackendConfig, Interrupted
 from ..node.run import NodeRun
 
 
@@ -29,6 +29,7 @@ class LocalConfig(BackendConfig):
 class LocalBackend(Backend):
     name = "local"
     Config = LocalConfig
+    foreground = True
 
     def __init__(self, config: Mapping[str, Any] | BackendConfig | None = None, *, wait: bool = True,
                  echo: TextIO | None = sys.stdout) -> None:
@@ -39,8 +40,9 @@ class LocalBackend(Backend):
         """Run the rows in turn. A signal to the launcher while one runs (Ctrl-C) cancels that row and
         ends the sweep: the rows after it are recorded as cancelled, not started, and Interrupted is raised."""
         for i, spec in enumerate(specs):
-            yield spec, f"local-{os.getpid()}-{Path(spec.run_dir).name}"  # on record before it runs
-            node = NodeRun(spec.run_dir, echo=self.echo)
+            job_id = f"local-{os.getpid()}-{Path(spec.run_dir).name}"
+            yield spec, job_id  # on record before it runs
+            node = NodeRun(spec.run_dir, echo=self.echo, job_id=job_id)
             node.run()
             if node.interrupted_by:
                 for rest in specs[i + 1:]:
@@ -52,17 +54,17 @@ class LocalBackend(Backend):
 
     def state(self, job_id: str | None, run_dir: str | Path | None = None) -> JobState:
         if run_dir is None:
-            return JobState("unknown", "a local job is known only by its run directory")
+            return JobState(State.UNKNOWN, "a local job is known only by its run directory")
         return super().state(job_id, run_dir)
 
     def _scheduler_state(self, job_id: str, run_dir: str | Path | None) -> JobState:
         """No scheduler: the node's marker, and whether the process it names still lives."""
         if not (Path(run_dir) / STATUS_FILE).exists():
-            return JobState("pending", None)
+            return JobState(State.PENDING, None)
         status = read_status(run_dir)  # unreadable: being written, so running
         pid = status.get("pid")
         if status.get("state") == "running" and pid and not pid_alive(int(pid)):
-            return JobState("failed", f"the local process {pid} ended without writing a result")
+            return JobState(State.FAILED, f"the local process {pid} ended without writing a result")
         return JobState(status.get("state", "running"), None)
 
     def cancel(self, job_id: str) -> None:

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from .. import backends
 from ..rundir import (FINAL_STATES, LIVE_STATES, MANIFEST_FILE, RESULT_FILE, SPEC_FILE, Result, last_submission,
                       read_manifest, read_status)
 
@@ -96,15 +97,24 @@ def _load_json(path: str) -> Any:
         return json.loads(f.read())
 
 
-def _default_job_state() -> Callable[[dict], Any] | None:
-    """`launcher.backends.job_state(entry) -> JobState`, when the backends package provides it."""
-    try:
-        from .. import backends
+class BatchedStates:
+    """Backend states of manifest lines: the lines of runs without a result are asked in one batch
+    (`backends.job_states`: one backend per backend name, one scheduler query each), then served from it."""
 
-        fn = getattr(backends, "job_state")
-    except (ImportError, AttributeError):
-        return None
-    return fn if callable(fn) else None
+    def __init__(self) -> None:
+        self.known: dict[tuple, Any] = {}
+
+    @staticmethod
+    def _key(entry: dict) -> tuple:
+        return entry.get("backend"), entry.get("job_id"), entry.get("run_dir")
+
+    def prefetch(self, entries: list[dict]) -> None:
+        if entries:
+            self.known.update(zip(map(self._key, entries), backends.job_states(entries)))
+
+    def __call__(self, entry: dict) -> Any:
+        known = self.known.pop(self._key(entry), None)
+        return known if known is not None else backends.job_states([entry])[0]
 
 
 def _marker_state(run_dir: str) -> tuple[str, str | None]:
@@ -207,14 +217,19 @@ def collect(paths: Iterable[str | os.PathLike], job_state: Callable | None | boo
             ) -> tuple[list[dict], list[Problem]]:
     """Every run under `paths` as a record, and what could not be read.
 
-    `job_state`: True asks `launcher.backends.job_state` when it exists; False never asks (node
-    markers only); a callable is used as is.
+    `job_state`: True asks the backends (`BatchedStates`); False never asks (node markers only); a
+    callable (manifest line -> JobState) is used as is.
     """
+    run_dirs, manifest_dirs, problems = find_run_dirs(paths)
     if job_state is True:
-        job_state = _default_job_state()
+        job_state = BatchedStates()
+        try:
+            job_state.prefetch([e for d, files in run_dirs if RESULT_FILE not in files and MANIFEST_FILE in files
+                                if (e := last_submission(d))])
+        except Exception:  # a backend that cannot answer: each row is asked again, and says why
+            pass
     elif job_state is False:
         job_state = None
-    run_dirs, manifest_dirs, problems = find_run_dirs(paths)
     records: list[dict] = []
     for d, files in run_dirs:
         rec, problem = read_run(d, job_state, files)

@@ -25,15 +25,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from ..rundir import PROVENANCE_FILE, atomic_write_json
+from ..rundir import JOB_ID_VAR, JOB_NODES_VAR, JOB_NUM_NODES_VAR, PROVENANCE_FILE, SCHEDULER_ENV_VAR, atomic_write_json
+from ..spec import JobSpec
 
 SCHEMA = 1
 
-#: Environment variables that name the scheduler job, the container or the Python environment.
-SCHEDULER_ENV = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_NODELIST",
-                 "SLURM_JOB_NUM_NODES", "SLURM_JOB_PARTITION", "SLURM_CLUSTER_NAME",
-                 "RAY_JOB_ID", "RAY_JOB_SUBMISSION_ID", "RAY_ADDRESS", "CUDA_VISIBLE_DEVICES")
-CONTAINER_ENV = ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER", "ENROOT_ROOTFS", "PYXIS_CONTAINER_IMAGE",
+#: Environment variables that name the devices, the container or the Python environment (the scheduler's
+#: come from the backend: SCHEDULER_ENV_VAR).
+CONTAINER_ENV = ("CUDA_VISIBLE_DEVICES", "APPTAINER_CONTAINER", "SINGULARITY_CONTAINER", "ENROOT_ROOTFS", "PYXIS_CONTAINER_IMAGE",
                  "NVIDIA_PYTORCH_VERSION", "NVIDIA_TENSORFLOW_VERSION", "CONDA_PREFIX",
                  "CONDA_DEFAULT_ENV", "VIRTUAL_ENV")
 
@@ -214,7 +213,7 @@ def capture(spec: Any = None, *, python: str | None = None, probe: bool = True,
         "captured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "system_name": _safe(socket.gethostname),
         "host_name": _safe(socket.getfqdn),
-        "number_of_nodes": _safe(lambda: int(environ["SLURM_JOB_NUM_NODES"])) or _get(spec, "nodes"),
+        "number_of_nodes": _safe(lambda: int(environ[JOB_NUM_NODES_VAR])) or _get(spec, "nodes"),
         "accelerator_model_name": None,
         "accelerators_per_node": 0 if shutil.which("nvidia-smi") is None else None,
         "accelerator_memory_capacity": None,
@@ -241,7 +240,8 @@ def capture(spec: Any = None, *, python: str | None = None, probe: bool = True,
         "commit": _get(spec, "commit_full") or _get(spec, "commit"),
         "recipe_hash": _get(spec, "recipe_hash"),
         "launcher_version": None,
-        "env": {k: environ[k] for k in SCHEDULER_ENV + CONTAINER_ENV if k in environ},
+        "env": {**_safe(lambda: dict(json.loads(environ[SCHEDULER_ENV_VAR])), {}),
+                **{k: environ[k] for k in CONTAINER_ENV if k in environ}},
     }
     prov.update(_safe(_cpu, {}))
     prov.update(_safe(_nvidia_smi, {}))
@@ -264,16 +264,9 @@ def capture(spec: Any = None, *, python: str | None = None, probe: bool = True,
 
 
 def _add_scheduler(prov: dict[str, Any], environ: Any) -> None:
-    """The scheduler's name for the job and its nodes: Slurm first (the array form names the task), then Ray."""
-    if "SLURM_JOB_ID" in environ:
-        job = environ.get("SLURM_JOB_ID")
-        if environ.get("SLURM_ARRAY_JOB_ID") and environ.get("SLURM_ARRAY_TASK_ID"):
-            job = f"{environ['SLURM_ARRAY_JOB_ID']}_{environ['SLURM_ARRAY_TASK_ID']} ({job})"
-        prov["scheduler_job_id"] = job
-        prov["scheduler_node_list"] = environ.get("SLURM_JOB_NODELIST")
-    elif environ.get("RAY_JOB_SUBMISSION_ID") or environ.get("RAY_JOB_ID"):
-        prov["scheduler_job_id"] = environ.get("RAY_JOB_SUBMISSION_ID") or environ.get("RAY_JOB_ID")
-        prov["scheduler_node_list"] = prov["system_name"]
+    """The scheduler's name for the job and its nodes, as the backend passed them to the node."""
+    prov["scheduler_job_id"] = environ.get(JOB_ID_VAR) or None
+    prov["scheduler_node_list"] = environ.get(JOB_NODES_VAR) or None
 
 
 def _add_environment(prov: dict[str, Any], env_cfg: Any, environ: Any) -> None:
@@ -301,7 +294,5 @@ def write(run_dir: str | os.PathLike, prov: dict[str, Any]) -> Path:
 if __name__ == "__main__":  # python -m launcher.node.provenance [RUN_DIR]: print what a job here would record
     spec = None
     if len(sys.argv) > 1:
-        from ..spec import JobSpec
-
         spec = JobSpec.load(sys.argv[1])
     print(json.dumps(capture(spec), indent=2, default=str))

@@ -24,15 +24,16 @@ from pathlib import Path
 from typing import Iterator, TextIO
 
 from .. import parse
-from .execute import Execution, ExecResult
-from .ownlog import OldLogFile, RunStart, log_file, measure, set_aside_own_logs
-from ..rundir import (JOB_SCRIPT, PROVENANCE_FILE, RESULT_FILE, SPEC_FILE, STATUS_FILE, TRAIN_LOG, Result,
-                     atomic_write_json, now_iso, release_space, reserve_space, set_aside, write_result, write_status)
+from ..rundir import (JOB_ID_VAR, JOB_SCRIPT, PROVENANCE_FILE, RESULT_FILE, SPEC_FILE, STATUS_FILE, TRAIN_LOG, Result,
+                      atomic_write_json, now_iso, release_space, reserve_space, set_aside, write_result, write_status)
 from ..spec import JobSpec
-from .script import job_script
+from . import software
 from .build import build_once
 from .environment import command_environ
-from . import software
+from .execute import Execution, ExecResult
+from .ownlog import OldLogFile, RunStart, log_file, measure, set_aside_own_logs
+from .provenance import capture
+from .script import job_script
 
 
 def _signal_name(num: int) -> str:
@@ -42,21 +43,7 @@ def _signal_name(num: int) -> str:
         return f"signal {num}"
 
 
-def scheduler_job_id() -> str | None:
-    """This job's id as its scheduler names it (result.json's `job_id`; an array task as ARRAYID_INDEX)."""
-    for var in ("SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID", "RAY_JOB_SUBMISSION_ID", "LAUNCHER_JOB_ID"):
-        if os.environ.get(var):
-            if var == "SLURM_ARRAY_JOB_ID" and os.environ.get("SLURM_ARRAY_TASK_ID"):
-                return f"{os.environ[var]}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-            return os.environ[var]
-    return None
-
-
 def _provenance(spec: JobSpec) -> dict:
-    try:
-        from .provenance import capture
-    except ImportError:
-        return {}
     try:
         return capture(spec)
     except Exception as e:  # provenance must never fail a run
@@ -125,14 +112,15 @@ def run_node(run_dir: str | Path, echo: TextIO | None = None) -> Result:
 class NodeRun:
     """One row on this node, from its spec.json to its result.json."""
 
-    def __init__(self, run_dir: str | Path, echo: TextIO | None = None) -> None:
+    def __init__(self, run_dir: str | Path, echo: TextIO | None = None, job_id: str | None = None) -> None:
+        """`job_id`: the backend's name for this job; by default what it put in LAUNCHER_JOB_ID."""
         self.run_dir = Path(run_dir).resolve()
         self.spec = JobSpec.load(self.run_dir)
         self.spec.run_dir = str(self.run_dir)
         self.echo = echo
         self.started = now_iso()
         self.host = socket.gethostname()
-        self.job_id = scheduler_job_id()
+        self.job_id = job_id or os.environ.get(JOB_ID_VAR) or None
         self.fields: dict = {}  # what the run has found out so far: provenance, returncode, log_path, data
         self.snapshot: ProvenanceSnapshot | None = None
         self.execution: Execution | None = None

@@ -44,9 +44,9 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 
 from ... import PACKAGE_DIR
-from ...rundir import RESULT_FILE, read_status
+from ...rundir import RESULT_FILE, JobState, State, read_status
 from ...spec import JobSpec
-from ..base import Backend, BackendConfig, JobState
+from ..base import Backend, BackendConfig, job_environ
 from .head import (STOP_WAIT_S, RayBackendError, jobs_api_answers, node_resources, record_session_job, session_address,
                    session_head, start_session_head, stop_session_head)
 
@@ -79,7 +79,7 @@ def _ray_env() -> None:
 
 def _orphan_state(job_id: str) -> JobState:
     """A job of an ended session head with no result: the head (and the job) ended with its launcher."""
-    return JobState("failed", f"job {job_id} ran on the Ray head of a launcher session that has ended "
+    return JobState(State.FAILED, f"job {job_id} ran on the Ray head of a launcher session that has ended "
                               "(backend.address was unset), and the row wrote no result; rerun it")
 
 
@@ -93,6 +93,12 @@ class RayBackend(Backend):
     name = "ray"
     Config = RayConfig
     config: RayConfig
+    env_vars = ("RAY_JOB_ID", "RAY_JOB_SUBMISSION_ID", "RAY_ADDRESS")
+
+    @classmethod
+    def job_id_in_job(cls, environ: Mapping[str, str] = os.environ) -> str | None:
+        """The submission id `_submit` chose, which it also passes to the node as LAUNCHER_JOB_ID."""
+        return environ.get("RAY_JOB_SUBMISSION_ID") or environ.get("RAY_JOB_ID") or None
 
     def __init__(self, config: Mapping[str, Any] | BackendConfig | None = None, *, wait: bool = True) -> None:
         super().__init__(config, wait=wait)
@@ -230,8 +236,8 @@ class RayBackend(Backend):
         for spec in specs:
             submission_id = f"launcher-{spec.impl}-{uuid.uuid4().hex[:10]}"
             runtime_env = self.job_runtime_env()
-            # the node records where it ran (result.json's job_id), as SLURM_JOB_ID tells it on Slurm
-            runtime_env["env_vars"].update(LAUNCHER_JOB_ID=submission_id, LAUNCHER_BACKEND=self.name)
+            # the node records where it ran (result.json's job_id): the id is known before the job starts
+            runtime_env["env_vars"].update(job_environ(submission_id, num_nodes=1), LAUNCHER_BACKEND=self.name)
             job_id = client.submit_job(
                 entrypoint=self.entrypoint(spec),
                 submission_id=submission_id,
@@ -256,13 +262,13 @@ class RayBackend(Backend):
                 return None, _orphan_state(job_id)
             return client.get_job_info(job_id), None
         except RayBackendError as e:  # the head does not answer
-            return None, JobState("unknown", str(e))
+            return None, JobState(State.UNKNOWN, str(e))
         except Exception as e:  # the SDK raises RuntimeError for an unknown job id
             if "does not exist" in str(e) or "404" in str(e):
-                return None, JobState("failed", f"the Ray cluster at {self.address} has no record of job {job_id} "
+                return None, JobState(State.FAILED, f"the Ray cluster at {self.address} has no record of job {job_id} "
                                                 "(its head was restarted, so the job died with it) and the row "
                                                 "wrote no result")
-            return None, JobState("unknown", f"cannot read job {job_id} from {self.address}: {e}")
+            return None, JobState(State.UNKNOWN, f"cannot read job {job_id} from {self.address}: {e}")
 
     def _settled(self, job_id: str, run_dir: str | Path | None, own: JobState) -> JobState:
         """A `cancelled` result of a job our backstop stopped past its time limit is a timeout."""
@@ -270,7 +276,7 @@ class RayBackend(Backend):
             return own
         info, _ = self._job_info(job_id, run_dir)
         if info is not None and _ours(info) == "cancelled" and _overran(info, run_dir):
-            return JobState("timeout", _overran_reason(info))
+            return JobState(State.TIMEOUT, _overran_reason(info))
         return own
 
     def _scheduler_state(self, job_id: str, run_dir: str | Path | None) -> JobState:
@@ -279,15 +285,15 @@ class RayBackend(Backend):
             return instead  # type: ignore[return-value]
         ours, message = _ours(info), info.message or None
         if ours == "pending":
-            return JobState("pending", message)
+            return JobState(State.PENDING, message)
         if ours == "running":
             return self._running(job_id, info, run_dir, message)
         if ours == "cancelled":
             if _overran(info, run_dir):
-                return JobState("timeout", _overran_reason(info))
-            return JobState("cancelled", message or "stopped through the Ray Jobs API")
+                return JobState(State.TIMEOUT, _overran_reason(info))
+            return JobState(State.CANCELLED, message or "stopped through the Ray Jobs API")
         if ours == "ok":
-            return JobState("failed", f"the Ray job succeeded but the row wrote no {RESULT_FILE} in {run_dir}")
+            return JobState(State.FAILED, f"the Ray job succeeded but the row wrote no {RESULT_FILE} in {run_dir}")
         return JobState(ours, message)
 
     def _running(self, job_id: str, info, run_dir: str | Path | None, message: str | None) -> JobState:
@@ -300,9 +306,9 @@ class RayBackend(Backend):
                     self.connect(run_dir=run_dir).stop_job(job_id)
                 except Exception:  # already ending
                     pass
-                return JobState("timeout", f"still running {elapsed / 60:.1f} min after its start, past its time "
+                return JobState(State.TIMEOUT, f"still running {elapsed / 60:.1f} min after its start, past its time "
                                            f"limit of {limit_s / 60:.0f} min; stopped by the launcher")
-        return JobState("running", message)
+        return JobState(State.RUNNING, message)
 
     def cancel(self, job_id: str) -> None:
         client = self.connect()

@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
-from ...rundir import RESULT_FILE, CorruptResult, read_result
-from ..base import JobState
+from ...rundir import RESULT_FILE, CorruptResult, JobState, State, read_result
 from .job import submitit_log
 
 #: sacct/squeue states, grouped by what they mean for a row
@@ -69,15 +69,17 @@ def explain_pending(job_id: str, reason: str | None) -> str | None:
     return reason
 
 
-def pending_state(job_id: str, rec: dict) -> JobState:
+def pending_state(job_id: str, rec: dict, snap: Snapshot | None = None) -> JobState:
     """A queued job, with the controller's current reason (Priority, Resources, BeginTime), which is
     fresher than accounting's, explained when it means the job cannot start as submitted."""
-    live = squeue_record(job_id) if rec.get("Source") == "sacct" else None
+    live = None
+    if rec.get("Source") == "sacct":
+        live = snap.squeue.get(job_id) if snap is not None else squeue_record(job_id)
     reason = _reason(live or rec)
     said = explain_pending(job_id, reason)
     if base_state(rec) != "PENDING":
         said = "requeued" + (f", {said}" if said else "")
-    return JobState("pending", said)
+    return JobState(State.PENDING, said)
 
 
 def killed_by_signal(run_dir: str | Path | None) -> bool:
@@ -112,26 +114,26 @@ def map_final(rec: dict, job_id: str, run_dir: str | Path | None = None) -> JobS
     log = submitit_log(run_dir, job_id) if run_dir else None
     see = f"; its log: {log}" if log else ""
     if base == "TIMEOUT":
-        return JobState("timeout", f"TIMEOUT (time limit {_minutes(rec.get('Timelimit', ''))})")
+        return JobState(State.TIMEOUT, f"TIMEOUT (time limit {_minutes(rec.get('Timelimit', ''))})")
     if base == "DEADLINE":
-        return JobState("timeout", "DEADLINE (the job's deadline passed)")
+        return JobState(State.TIMEOUT, "DEADLINE (the job's deadline passed)")
     if base in ("CANCELLED", "REVOKED"):
-        return JobState("cancelled", state)
+        return JobState(State.CANCELLED, state)
     if base == "PREEMPTED":
-        return JobState("cancelled", "PREEMPTED (not requeued)")
+        return JobState(State.CANCELLED, "PREEMPTED (not requeued)")
     if base == "OUT_OF_MEMORY":
-        return JobState("failed", f"OUT_OF_MEMORY: the job exceeded its memory limit and was killed{see}")
+        return JobState(State.FAILED, f"OUT_OF_MEMORY: the job exceeded its memory limit and was killed{see}")
     if base == "NODE_FAIL":
-        return JobState("failed", f"NODE_FAIL: node {rec.get('NodeList') or '?'} failed under the job")
+        return JobState(State.FAILED, f"NODE_FAIL: node {rec.get('NodeList') or '?'} failed under the job")
     if base == "BOOT_FAIL":
-        return JobState("failed", f"BOOT_FAIL: node {rec.get('NodeList') or '?'} failed to boot")
+        return JobState(State.FAILED, f"BOOT_FAIL: node {rec.get('NodeList') or '?'} failed to boot")
     if base == "FAILED":
         sig = code.split(":")[-1] if ":" in code else "0"
         how = f"killed by signal {sig}" if sig not in ("", "0") else f"exit code {code}"
-        return JobState("failed", f"FAILED ({how}) without writing {RESULT_FILE}{see}")
+        return JobState(State.FAILED, f"FAILED ({how}) without writing {RESULT_FILE}{see}")
     if base == "COMPLETED":
-        return JobState("failed", f"COMPLETED but wrote no {RESULT_FILE}{see}")
-    return JobState("unknown", f"Slurm state {state}")
+        return JobState(State.FAILED, f"COMPLETED but wrote no {RESULT_FILE}{see}")
+    return JobState(State.UNKNOWN, f"Slurm state {state}")
 
 
 def _array_covers(record_id: str, job_id: str) -> bool:
@@ -159,26 +161,63 @@ def _query(cmd: list[str]) -> list[str] | None:
     return p.stdout.splitlines() if p.returncode == 0 else None
 
 
-def sacct_record(job_id: str) -> dict | None:
-    """The job's allocation record from Slurm accounting, or None (unknown yet, or no accounting)."""
-    lines = _query(["sacct", "-j", job_id, "-X", "-P", "-n", "--format=" + ",".join(_SACCT_FIELDS)])
-    fallback = None
+def sacct_records(job_ids: list[str]) -> dict[str, dict]:
+    """Each job's allocation record from Slurm accounting (one `sacct` for all); a job it does not know yet
+    (or no accounting) is left out."""
+    if not job_ids:
+        return {}
+    lines = _query(["sacct", "-j", ",".join(job_ids), "-X", "-P", "-n", "--format=" + ",".join(_SACCT_FIELDS)])
+    recs = []
     for line in lines or ():
         rec = dict(zip(_SACCT_FIELDS, line.split("|")))
-        if len(rec) < len(_SACCT_FIELDS):
-            continue
-        rec["Source"] = "sacct"
-        if rec["JobID"] == job_id:
-            return rec
-        if _array_covers(rec["JobID"], job_id) or (rec["JobID"].split("_")[0] == job_id and fallback is None):
-            fallback = rec
-    return fallback
+        if len(rec) == len(_SACCT_FIELDS):
+            recs.append({**rec, "Source": "sacct"})
+    out: dict[str, dict] = {}
+    for job_id in job_ids:
+        exact = next((r for r in recs if r["JobID"] == job_id), None)
+        out_rec = exact or next((r for r in recs if _array_covers(r["JobID"], job_id)
+                                 or r["JobID"].split("_")[0] == job_id), None)
+        if out_rec is not None:
+            out[job_id] = out_rec
+    return out
+
+
+def squeue_records(job_ids: list[str]) -> dict[str, dict]:
+    """The controller's view of the jobs still in its queue (one `squeue` for all; accounting lags it by seconds)."""
+    if not job_ids:
+        return {}
+    recs = []
+    for line in _query(["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i|%T|%r"]) or ():
+        jid, state, reason = (line.split("|") + ["", "", ""])[:3]
+        recs.append({"JobID": jid, "State": state, "Reason": reason, "Source": "squeue"})
+    out: dict[str, dict] = {}
+    for job_id in job_ids:
+        rec = next((r for r in recs if r["JobID"] == job_id or _array_covers(r["JobID"], job_id)), None)
+        if rec is not None:
+            out[job_id] = rec
+    return out
+
+
+def sacct_record(job_id: str) -> dict | None:
+    """The job's allocation record from Slurm accounting, or None (unknown yet, or no accounting)."""
+    return sacct_records([job_id]).get(job_id)
 
 
 def squeue_record(job_id: str) -> dict | None:
     """The controller's view of a job still in the queue (accounting lags it by seconds)."""
-    for line in _query(["squeue", "-h", "-j", job_id, "-o", "%i|%T|%r"]) or ():
-        jid, state, reason = (line.split("|") + ["", "", ""])[:3]
-        if jid == job_id or _array_covers(jid, job_id):
-            return {"JobID": jid, "State": state, "Reason": reason, "Source": "squeue"}
-    return None
+    return squeue_records([job_id]).get(job_id)
+
+
+@dataclass
+class Snapshot:
+    """What sacct and squeue said about a batch of jobs, each asked once (`Backend.states`)."""
+
+    sacct: dict[str, dict]
+    squeue: dict[str, dict]
+
+    @classmethod
+    def of(cls, job_ids: list[str]) -> Snapshot:
+        return cls(sacct_records(job_ids), squeue_records(job_ids))
+
+    def record(self, job_id: str) -> dict | None:
+        return self.sacct.get(job_id) or self.squeue.get(job_id)

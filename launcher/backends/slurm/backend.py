@@ -17,17 +17,18 @@ import os
 import shlex
 import shutil
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
-from ...rundir import Result
+from ...rundir import JobState, Result, State
 from ...spec import JobSpec
-from ..base import Backend, BackendConfig, BackendError, JobState
-from .accounting import (ACTIVE_PENDING, ACTIVE_RUNNING, base_state, job_record, killed_by_signal, map_final,
-                         pending_state, slurm_command)
+from ..base import Backend, BackendConfig, BackendError
+from .accounting import (ACTIVE_PENDING, ACTIVE_RUNNING, Snapshot, base_state, job_record, killed_by_signal,
+                         map_final, pending_state, slurm_command)
 from .fit import fit_problem, partition_nodes, sbatch_args, test_only
-from .job import PROJECT_ROOT, NodeCall, signal_delay_s, submitit_folder
+from .job import SLURM_ENV, PROJECT_ROOT, NodeCall, signal_delay_s, slurm_job_id, slurm_nodes, submitit_folder
 
 
 @dataclass
@@ -76,6 +77,16 @@ class SlurmBackend(Backend):
     name = "slurm"
     Config = SlurmConfig
     config: SlurmConfig
+    env_vars = SLURM_ENV
+    _snap: Snapshot | None = None
+
+    @classmethod
+    def job_id_in_job(cls, environ: Mapping[str, str] = os.environ) -> str | None:
+        return slurm_job_id(environ)  # NodeCall passes it to the node (job_environ)
+
+    @classmethod
+    def nodes_in_job(cls, environ: Mapping[str, str] = os.environ) -> tuple[str | None, int | None]:
+        return slurm_nodes(environ)
 
     # -- resources ---------------------------------------------------------------------------------
     def parameters(self, spec: JobSpec) -> dict[str, Any]:
@@ -188,18 +199,30 @@ class SlurmBackend(Backend):
     def _owns(self, result: Result, job_id: str) -> bool:
         return not result.job_id or result.job_id == job_id  # else an earlier submission's, same run dir
 
+    @contextmanager
+    def _batch(self, job_ids: list[str]) -> Iterator[None]:
+        """One sacct and one squeue for the whole batch, instead of both per row."""
+        self._snap = Snapshot.of(job_ids)
+        try:
+            yield
+        finally:
+            self._snap = None
+
+    def _record(self, job_id: str) -> dict | None:
+        return self._snap.record(job_id) if self._snap is not None else job_record(job_id)
+
     def _settled(self, job_id: str, run_dir: str | Path | None, own: JobState) -> JobState:
-        rec = job_record(job_id)
+        rec = self._record(job_id)
         if rec is None:
             return own
         base = base_state(rec)
         if base in ACTIVE_PENDING:  # requeued: the result is the interrupted attempt's
-            return pending_state(job_id, rec)
+            return pending_state(job_id, rec, self._snap)
         # the node only saw a signal (or its command die of one); the scheduler knows why it came
         signalled = own.state == "cancelled" or (own.state == "failed" and killed_by_signal(run_dir))
         if base in ACTIVE_RUNNING:
             if signalled:  # the job itself is still settling why (NodeCall: a time limit, a preemption)
-                return JobState("running", "ending after a signal; the node reported: "
+                return JobState(State.RUNNING, "ending after a signal; the node reported: "
                                            + (own.reason or "").split("\n")[0])
             return own  # sacct lags the controller by seconds: a result written meanwhile is the fresher word
         if signalled:  # who cancelled, a time limit, a preemption
@@ -209,14 +232,14 @@ class SlurmBackend(Backend):
         return own
 
     def _scheduler_state(self, job_id: str, run_dir: str | Path | None) -> JobState:
-        rec = job_record(job_id)
+        rec = self._record(job_id)
         if rec is None:
-            return JobState("unknown", f"Slurm knows no job {job_id} (neither sacct nor squeue lists it)")
+            return JobState(State.UNKNOWN, f"Slurm knows no job {job_id} (neither sacct nor squeue lists it)")
         base = base_state(rec)
         if base in ACTIVE_PENDING:
-            return pending_state(job_id, rec)
+            return pending_state(job_id, rec, self._snap)
         if base in ACTIVE_RUNNING:
-            return JobState("running", "suspended" if base == "SUSPENDED" else None)
+            return JobState(State.RUNNING, "suspended" if base == "SUSPENDED" else None)
         return map_final(rec, job_id, run_dir)
 
     def cancel(self, job_id: str) -> None:

@@ -20,12 +20,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ... import PACKAGE_DIR
 from ...node.process import stop_group
 from ...rundir import RESULT_FILE, CorruptResult, Result, now_iso, read_result, read_status, set_aside, write_result
 from ...spec import JobSpec
+from ..base import job_environ
 
 #: the project root: put on the job's PYTHONPATH so the node can import `launcher` without installing it
 PROJECT_ROOT = PACKAGE_DIR.parent
@@ -58,6 +59,23 @@ def signal_delay_s(time_limit_min: int) -> int:
     return int(min(90, max(15, time_limit_min * 60 // 4)))
 
 
+#: the Slurm variables the node keeps in provenance
+SLURM_ENV = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_NODELIST", "SLURM_JOB_NUM_NODES",
+             "SLURM_JOB_PARTITION", "SLURM_CLUSTER_NAME")
+
+
+def slurm_job_id(environ: Mapping[str, str]) -> str | None:
+    """The job's id as submitit returned it: an array task as ARRAYID_INDEX (what sacct -j takes), else the job id."""
+    if environ.get("SLURM_ARRAY_JOB_ID") and environ.get("SLURM_ARRAY_TASK_ID"):
+        return f"{environ['SLURM_ARRAY_JOB_ID']}_{environ['SLURM_ARRAY_TASK_ID']}"
+    return environ.get("SLURM_JOB_ID") or None
+
+
+def slurm_nodes(environ: Mapping[str, str]) -> tuple[str | None, int | None]:
+    count = environ.get("SLURM_JOB_NUM_NODES", "")
+    return environ.get("SLURM_JOB_NODELIST") or None, int(count) if count.isdigit() else None
+
+
 class NodeCall:
     """What a Slurm job runs: the node entry point for one run dir, with submitit's checkpoint hook.
 
@@ -84,6 +102,7 @@ class NodeCall:
         paths = [self.pythonpath] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env["LAUNCHER_REQUEUES"] = str(self.requeues)
+        env.update(job_environ(slurm_job_id(env), *slurm_nodes(env), {k: env[k] for k in SLURM_ENV if k in env}))
         return env
 
     def __call__(self, run_dir: str) -> str:
@@ -172,11 +191,9 @@ def settle_result(run_dir: str | Path, status: str, reason: str) -> Result:
         new = dataclasses.replace(old, status=status, error=error, throughput=None,
                                   finished_at=old.finished_at or now_iso())
     else:
-        from ...node.run import scheduler_job_id
-
         spec = JobSpec.load(run_dir)
         spec.run_dir = str(run_dir)
         new = Result.for_spec(spec, status, error=reason, started_at=read_status(run_dir).get("started_at"),
-                              job_id=scheduler_job_id())
+                              job_id=slurm_job_id(os.environ))
     write_result(run_dir, new)
     return new
