@@ -11,10 +11,13 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from hydra import compose as hcompose
+from hydra import initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from . import CONF_DIR
 from . import config as _config  # noqa: F401  (schema and resolvers)
+from .plan import plan
 from .spec import JobSpec
 
 
@@ -28,16 +31,12 @@ def seed_rows() -> list[str]:
 
 
 def compose(overrides: list[str]) -> DictConfig:
-    from hydra import compose as hcompose, initialize_config_dir
-
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         return hcompose("config", overrides=list(overrides))
 
 
 def plan_rows(overrides: list[str]) -> list[tuple[DictConfig, JobSpec]]:
     """(config, spec) of each row named by `impl=a,b` in OVERRIDES (every seed row when none is named)."""
-    from .plan import plan
-
     impls = [o.split("=", 1)[1] for o in overrides if o.startswith("impl=")]
     rest = [o for o in overrides if not o.startswith("impl=")]
     if not any(o.lstrip("+").startswith("scale=") for o in rest):

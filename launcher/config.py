@@ -22,6 +22,7 @@ from omegaconf import MISSING, OmegaConf
 
 from . import JOBS_DIR
 from .claim import unique_dir
+from .defaults import REFERENCE_HARDWARE, TOLERANCE
 from .backends import BackendConfig, available, backend_class
 from .shellquote import DATA_RESOLVER, data, plain_args, shell_text, unmark
 
@@ -126,8 +127,8 @@ class ImplConfig:
     processes: ProcessesConfig = field(default_factory=ProcessesConfig)
     images_per_iter: int = MISSING
     reference: Optional[float] = None  # published img/s
-    reference_hardware: Optional[str] = "v100x8"
-    tolerance: float = 0.05
+    reference_hardware: Optional[str] = REFERENCE_HARDWARE
+    tolerance: float = TOLERANCE
     log: LogConfig = field(default_factory=LogConfig)
     stop_when_covered: bool = True  # end the training once its log covers the window
     min_gpus: int = 1  # the seed rows only run on GPUs

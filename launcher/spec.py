@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .defaults import TOLERANCE
 from .rundir import SPEC_FILE, atomic_write_json
 
 
@@ -46,7 +47,7 @@ class JobSpec:
     processes: dict[str, Any] = field(default_factory=dict)  # spawner, ranks (launcher/fit.py)
     reference: float | None = None
     reference_hardware: str | None = None
-    tolerance: float = 0.05
+    tolerance: float = TOLERANCE
     stop_when_covered: bool = True
     min_gpus: int = 1
     # where and how

@@ -175,7 +175,7 @@ def read_run(run_dir: str, job_state: Callable | None, files: frozenset | None =
             if not isinstance(spec, dict) or not spec.get("impl"):
                 return None, problem
             rec = {k: spec.get(k) for k in SPEC_FIELDS if k in spec}
-            rec.update(run_dir=run_dir, source="spec", status="unreadable",
+            rec.update(run_dir=run_dir, source="spec", status="unreadable",  # table.RowStatus.UNREADABLE
                        reason="corrupt result.json (skipped, see the list of problems)")
             return rec, problem
         rec = dict(data)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..rundir import FINAL_STATES
 from . import stats
-from .catalog import order_of
+from ..catalog import order_of
 
 DEFAULT_DB = os.path.join("outputs", "history.sqlite")
 

@@ -18,9 +18,9 @@ from typing import Any
 import pandas as pd
 
 from . import stats
+from ..catalog import load_rows
 from .catalog import COL_IMPL, COL_THROUGHPUT, rst_footer
 from .table import summary
-from .catalog import load_rows
 
 DISPLAY_COLUMNS = (COL_IMPL, COL_THROUGHPUT, "Spread", "Window", "Published (img/s)", "Ratio", "Verdict", "Hardware",
                    "Per GPU (img/s)", "Status", "GPU", "Driver", "Commit", "Recipe")

@@ -32,6 +32,8 @@ import math
 import statistics
 from typing import Sequence
 
+from ..defaults import TOLERANCE
+
 UNSTABLE_CV = 0.02
 UNSTABLE_BOUND_FACTOR = 3.0
 OLYMPIC_MIN = 5
@@ -82,7 +84,7 @@ def verdict(measured: float | None, reference: float | None, tolerance: float | 
         return "n/a", ratio, f"published on {reference_hardware}, measured on {hardware}: compare img/s per GPU"
     if scale and scale != "full":
         return "n/a", ratio, f"{scale} scale, not the published protocol"
-    tol = 0.05 if tolerance is None else float(tolerance)
+    tol = TOLERANCE if tolerance is None else float(tolerance)
     if abs(ratio - 1.0) <= tol + EDGE_EPS:
         return "reproduced", ratio, None
     return ("faster" if ratio > 1 else "slower"), ratio, None

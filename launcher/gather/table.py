@@ -8,13 +8,15 @@ row with its short reason; each of the seven published rows appears even when no
 
 from __future__ import annotations
 
-from functools import lru_cache
+from enum import Enum
 from typing import Any, Iterable
 
 import pandas as pd
 
+from ..rundir import State
 from . import stats
-from .catalog import DEFAULT_TOLERANCE, RowInfo, load_rows, order_of
+from ..catalog import RowInfo, hardware_gpus, load_rows, order_of
+from ..defaults import TOLERANCE
 
 #: Columns every run frame has (result.json's fields plus what gather adds), in this order.
 RUN_COLUMNS = ("impl", "label", "hardware", "backend", "status", "throughput", "reason", "error", "window",
@@ -24,8 +26,28 @@ RUN_COLUMNS = ("impl", "label", "hardware", "backend", "status", "throughput", "
                "log_path", "data", "scale", "stack", "mean_step_time", "provenance", "source", "gpu_model",
                "driver")
 
-STATUS_ORDER = {"ok": 0, "running": 1, "pending": 2, "incomplete": 3, "timeout": 4, "failed": 5,
-                "cancelled": 6, "unknown": 7, "unreadable": 8, "not run": 9}
+
+
+class RowStatus(str, Enum):
+    """A table row's status: its job's state (rundir.State), or what gather found instead of a job.
+    In the order the table lists a row's attempts; flags (`unstable`, `window_moved`) are columns of their own."""
+
+    OK = State.OK.value
+    RUNNING = State.RUNNING.value
+    PENDING = State.PENDING.value
+    INCOMPLETE = State.INCOMPLETE.value
+    TIMEOUT = State.TIMEOUT.value
+    FAILED = State.FAILED.value
+    CANCELLED = State.CANCELLED.value
+    UNKNOWN = State.UNKNOWN.value
+    UNREADABLE = "unreadable"  # its result.json is corrupt (gather lists it among the problems)
+    NOT_RUN = "not run"  # a published row nothing has run for
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+STATUS_ORDER = {s.value: i for i, s in enumerate(RowStatus)}
 
 #: Group key for repeats. `scale` keeps a smoke-scale figure from ever averaging with a full one.
 GROUP_KEY = ("impl", "hardware", "recipe_hash", "scale")
@@ -138,7 +160,7 @@ def _row_base(impl: str, rows: dict[str, RowInfo], group: list[dict]) -> dict:
         "order": order_of(impl),
         "reference": pick("reference", info.reference if info else None),
         "reference_hardware": pick("reference_hardware", info.reference_hardware if info else None),
-        "tolerance": pick("tolerance", info.tolerance if info else DEFAULT_TOLERANCE),
+        "tolerance": pick("tolerance", info.tolerance if info else TOLERANCE),
     }
 
 
@@ -149,25 +171,9 @@ def _finish(row: dict) -> dict:
     row["verdict"], row["ratio"], row["verdict_note"] = v, ratio, why
     gpus = row.get("gpus")
     row["per_gpu"] = row["throughput"] / gpus if row.get("throughput") is not None and gpus else None
-    ref_gpus = _gpus_of(row.get("reference_hardware"))
+    ref_gpus = hardware_gpus(row.get("reference_hardware"))
     row["reference_per_gpu"] = row["reference"] / ref_gpus if row.get("reference") and ref_gpus else None
     return row
-
-
-@lru_cache(maxsize=64)
-def _gpus_of(hardware: str | None) -> int | None:
-    """GPUs of a named hardware config (v100x8 -> 8), read from conf/hardware when it is there."""
-    if not hardware:
-        return None
-    from .. import CONF_DIR
-    import yaml
-
-    try:
-        data = yaml.safe_load((CONF_DIR / "hardware" / f"{hardware}.yaml").read_text())
-        g = data.get("gpus")
-        return int(g) if isinstance(g, (int, float)) else None
-    except (OSError, ValueError, AttributeError, TypeError):
-        return None
 
 
 def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.DataFrame:
@@ -188,7 +194,7 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
         row = _row_base(impl, rows, g)
         row.update(s)
         row.update(
-            hardware=gk[1], recipe_hash=gk[2], scale=gk[3], status="ok", reason=None,
+            hardware=gk[1], recipe_hash=gk[2], scale=gk[3], status=RowStatus.OK, reason=None,
             gpus=_first(r.get("gpus") for r in g), gpu_model=_joined(r.get("gpu_model") for r in g),
             driver=_joined(r.get("driver") for r in g), commit=_joined(r.get("commit") for r in g),
             data=_joined(r.get("data") for r in g), method=_joined(r.get("method") for r in g),
@@ -196,15 +202,13 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
             finished_at=max((str(r["finished_at"]) for r in g if r.get("finished_at")), default=None),
             run_dirs=[r.get("run_dir") for r in g], **windows(g),
         )
-        if row["unstable"]:
-            row["status"] = "ok, unstable"
         out.append(_finish(row))
     for rec in rest:
         row = _row_base(rec.get("impl") or "?", rows, [rec])
         row.update(stats.summarize([]))
         row.update(
             hardware=rec.get("hardware"), recipe_hash=rec.get("recipe_hash"), scale=rec.get("scale"),
-            status=rec.get("status") or "unknown", reason=short_reason(rec.get("reason")),
+            status=RowStatus(rec.get("status") or RowStatus.UNKNOWN), reason=short_reason(rec.get("reason")),
             gpus=rec.get("gpus"), gpu_model=rec.get("gpu_model"), driver=rec.get("driver"),
             commit=rec.get("commit"), data=rec.get("data"), method=None, stack=rec.get("stack"),
             finished_at=rec.get("finished_at"), run_dirs=[rec.get("run_dir")], count=0, **windows([]),
@@ -215,14 +219,15 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
         if info.reference is not None and impl not in present:
             row = _row_base(impl, rows, [])
             row.update(stats.summarize([]))
-            row.update(hardware=None, recipe_hash=None, scale=None, status="not run", reason=None, gpus=None,
+            row.update(hardware=None, recipe_hash=None, scale=None, status=RowStatus.NOT_RUN, reason=None, gpus=None,
                        gpu_model=None, driver=None, commit=None, data=None, method=None, finished_at=None,
                        run_dirs=[], **windows([]))
             out.append(_finish(row))
     df = pd.DataFrame.from_records(out)
     if df.empty:
         return df
-    df["_status"] = df["status"].map(lambda s: STATUS_ORDER.get(str(s).split(",")[0], 9))
+    df["status"] = df["status"].map(str)  # validated as RowStatus above; plain text for pandas' writers
+    df["_status"] = df["status"].map(lambda s: STATUS_ORDER.get(str(s), len(STATUS_ORDER)))
     df["_refhw"] = (df["hardware"] != df["reference_hardware"]).astype(int)
     df = df.sort_values(["order", "impl", "_refhw", "hardware", "_status", "finished_at"],
                         na_position="last", kind="stable").drop(columns=["_status", "_refhw"])

@@ -19,21 +19,21 @@ import json
 import os
 import sys
 
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+
+from .. import CONF_DIR
+from .. import config as _config  # noqa: F401  (registers the schema and the ${lx.*} resolvers)
+from ..defaults import REFERENCE_HARDWARE
 from . import formats, get_parser, read_log
 from .errors import BadRequest, ParseError, SeveralRuns, UnknownFormat, WindowNotCovered
 
 EXIT_USAGE, EXIT_NOT_COVERED, EXIT_UNKNOWN, EXIT_PARSE, EXIT_SEVERAL_RUNS = 2, 3, 4, 5, 6
 
 
-def row_defaults(impl: str, hardware: str = "v100x8") -> dict:
+def row_defaults(impl: str, hardware: str = REFERENCE_HARDWARE) -> dict:
     """The row's log format, images/iter and window, from its Hydra config (raises ValueError for a bad name)."""
-    import launcher.config  # noqa: F401  (registers the schema and the ${lx.*} resolvers)
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-
-    from launcher import CONF_DIR
-
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
             cfg = compose(config_name="config", overrides=[f"impl={impl}", f"hardware={hardware}"])
@@ -54,7 +54,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--window", nargs=2, type=int, metavar=("START", "END"),
                     help="completed iterations, 1-based: 100 500 = iterations 101..500 (default: the row's, 100 500)")
     ap.add_argument("--images-per-iter", type=int, help="images per iteration (default: the row's config on v100x8)")
-    ap.add_argument("--hardware", default="v100x8", help="hardware config for the row's defaults (default v100x8)")
+    ap.add_argument("--hardware", default=REFERENCE_HARDWARE,
+                    help=f"hardware config for the row's defaults (default {REFERENCE_HARDWARE})")
     ap.add_argument("--run", type=int, metavar="K",
                     help="which run of a file that holds several (1-based; -1 for the last)")
     ap.add_argument("--not-before", type=dt.datetime.fromisoformat, metavar="ISO",
