@@ -1,31 +1,15 @@
-"""Config values into shell text: every value a row's command, setup and build lines interpolate
-reaches the node's shell as data, quoted for the place it lands; row authors cannot forget to.
+"""Config values into shell text: every value a row's command, setup and build lines interpolate reaches the
+node's shell as data, quoted for the place it lands, so row authors cannot forget to.
 
-Why at plan time, by re-resolving the templates.  A row's shell lines are OmegaConf templates
-(`--coco-root ${data.coco_root}`), and a value may reach them through a chain (`${impl.paths.x}` ->
-`${data.coco_root}/train2017`) or a resolver (`${lx.jobs:}`, `${lx.dirname:...}`).  Asking every row
-author to write `$(printf %q ...)` or a `quote` resolver at every use is exactly what gets forgotten;
-quoting the resolved string afterwards is impossible (the value and the shell around it are one
-string by then).  So `resolve_templates` resolves the templates a second time, against a copy of the
-resolved config in which every string value is *marked* (`mark`: a private-use delimiter pair around
-the value's UTF-8 in hex, which neither OmegaConf nor the shell treats specially), and `render` then
-replaces each marked value by a quoted one, quoted for its context in the template (`_quote_for`):
-unquoted text gets `shlex.quote`, a value inside "..." gets backslash escapes, one inside '...' closes
-and reopens the quotes, one in a comment loses its line breaks (which would end the comment).  A
-value that needs no quoting comes out as it went in, so the seed's commands are unchanged.
+`resolve_templates` resolves the shell templates a second time against a copy of the resolved config in
+which every string value is *marked* (`mark`: a private-use delimiter pair around its UTF-8 in hex), and
+`render` replaces each marked value by one quoted for its context (`_quote_for`: bare, "...", '...', a
+comment). A value that needs no quoting comes out unchanged, so the seed's commands are as published.
 
-What is shell and not data:
-* the templates themselves (`launcher.plan.SHELL_TEMPLATES`: `impl.command`, `impl.setup`, `impl.build`,
-  `impl.environment.create`, `backend.setup`);
-* the output of the resolvers in `SHELL_RESOLVERS`: `lx.torchrun` (a process launcher), `lx.flag`
-  (a flag and its value: the value stays data) and `lx.shell`, the explicit way to say "this config
-  value is shell text" (`${lx.shell:${impl.options.launch}}`).
-Every other resolver's result in a template is data: `wrap_resolvers` wraps each such call in
-`${lx.data:...}`, which marks it (the launcher's path from `${lx.jobs:}`, `${oc.env:...}`, `${now:...}`).
-The `lx.*` resolvers read their arguments through `unmark`, so they compute on the plain values.
-
-Limits: a value inside a shell parameter expansion (`\\${VAR:-${data.x}}`) is refused rather than
-guessed, and so is a value with a NUL byte (no shell word can hold one).
+Shell, not data: the templates (`launcher.plan.SHELL_TEMPLATES`) and the results of `SHELL_RESOLVERS`
+(`lx.torchrun`, `lx.flag`, and `lx.shell`, the explicit "this value is shell text"); every other
+resolver's result is wrapped in `${lx.data:...}` (`wrap_resolvers`). Refused: a value inside a shell
+parameter expansion (`\\${VAR:-${data.x}}`) and a value with a NUL byte.
 """
 
 from __future__ import annotations

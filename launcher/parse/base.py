@@ -1,38 +1,14 @@
 """The template every log parser follows, and the figure it produces.
 
-A parser turns an implementation's own log into per-iteration timing records and computes the
-average throughput over a window of iterations *exactly*: from what the implementation logs it
-recovers the true mean step time over the window (a difference of running means weighted by their
-counts, a harmonic mean of per-interval rates over equal-work intervals, a sum of per-epoch
-times), never an average of whatever numbers appear.
-
-Windows count completed iterations, 1-based, the way the detectron2 page says "iterations 100-500":
-``window=(100, 500)`` is the 400 iterations after the 100th, up to and including the 500th.
-
-Window edges.  When the log's records fall off the requested edges, the measured window (a, b] takes
-the nearest record boundary *on the far side* of each: a = the first boundary at or after the requested
-start (the figure never includes an iteration before it: those are the warm-up side), b = the first
-boundary at or after the requested end.  What a boundary is depends on the format's shape:
-
-* cumulative formats (a running total since an origin: detectron2, maskrcnn-benchmark, Detectron,
-  torchvision) know S(c) at every record and at the origin, so every record is a boundary and any two
-  of them delimit an exact stretch: Detectron's records at completed iterations 101, 121, ..., 501 give
-  101..501 for 100..500;
-* interval formats (durations of consecutive blocks: mmdetection, SimpleDet, tensorpack, matterport)
-  know only whole blocks, so a is where a logged block *starts* and b is where the chain of consecutive
-  blocks from a first reaches the requested end; an edge where one block ends and no logged block starts
-  (an epoch's unlogged tail, a missing line) is a hole and is refused, never skipped: SimpleDet's blocks
-  (1, 11], (11, 21], ... give 101..501 for 100..500.
-
-Either way the log must have a boundary at or before the requested start and one at or after the requested
-end (else WindowNotCovered), each edge moves by less than one record period (a larger move means missing
-records: refused), and the Measurement carries both windows, its method saying when they differ (spans.py
-holds the arithmetic).
+A parser recovers the true mean step time over a window from what the implementation logs (a difference
+of running means weighted by their counts, a harmonic mean of per-interval rates over equal-work
+intervals, a sum of per-epoch times), never an average of whatever numbers appear. Windows count
+completed iterations, 1-based: ``window=(100, 500)`` is iterations 101..500. Where a window's edges may
+fall when the log's records miss them, and the arithmetic of both log shapes: spans.py.
 
 `LogParser.measure` is the one template: check the request -> the format's runs and records -> which
-run (a file may hold several, see runs.py) -> stale check (`not_before`) -> the format's span -> its
-method text -> `build_measurement`, which refuses any figure that is not finite and positive.  A format
-supplies only `runs` (its records, grouped by run), `span` and `method`.
+run (runs.py) -> stale check (`not_before`) -> the format's span -> its method text -> `build_measurement`,
+which refuses any figure that is not finite and positive. A format supplies `scan`, `span` and `method`.
 """
 
 from __future__ import annotations

@@ -1,34 +1,16 @@
-"""The Ray backend: every row becomes one Ray job, submitted through the Jobs API (`ray.job_submission`).
+"""The Ray backend: every row is one Ray job, submitted through the Jobs API (`ray.job_submission`).
 
-Why the Jobs API rather than Ray tasks: a job is a shell command that runs on a node of the cluster with
-reserved resources, survives the submitting process (`wait=false`, re-attach later from any shell), and
-has a status the cluster keeps, which is exactly the contract the other backends have. Each job runs
-the one node entry point, `python -m launcher.node RUN_DIR`, so a row behaves the same as anywhere else.
+A job (not a task) is a shell command with reserved resources that outlives the submitter and has a status
+the cluster keeps: the contract the other backends have. It runs `python -m launcher.node RUN_DIR`.
 
-Resources. The entrypoint reserves the row's GPUs (`entrypoint_num_gpus=spec.gpus`) so two 8-GPU rows
-never share a node's GPUs (Ray runs them one after the other), and the row's CPUs
-(`entrypoint_num_cpus=spec.cpus`: data loaders and the row's own rank processes need them on a real
-cluster). Memory is not reserved: `hardware.mem_gb` describes the machine, not the row's need, and Ray's
-`memory` resource is only a fraction of a node's RAM, so asking for it would leave the job pending forever.
-
-How the launcher's code reaches the node (pick one):
-  * shared filesystem (the default, as on most GPU clusters): the node runs the same Python interpreter
-    path as the submit host (`sys.executable`), and when the launcher is not installed into that
-    environment (a source checkout) the job's runtime_env gets `PYTHONPATH=<the checkout>`. Run
-    directories must be on the shared filesystem too (the node reads spec.json and writes result.json).
-  * a runtime_env that ships or installs it: `backend.runtime_env={working_dir: ., ...}` or
-    `py_modules`, `pip`, `conda`, `uv`, `py_executable`, `container`/`image_uri`; the launcher then
-    leaves PYTHONPATH alone and, when the runtime_env brings its own Python, runs `python` from its PATH.
-
-Time limits. Ray jobs have none, so the node entry point enforces `spec.time_limit_min` itself and
-writes `status: timeout`; as a backstop against a node that cannot (hung, SIGKILLed children), `state()`
-stops a job still running `TIMEOUT_GRACE_S` past its limit and reports it as `timeout`.
-
-No address (the embedded default): a Ray head is started for the session (head.py) and stopped by
-`close()` once the launcher has waited for the rows. `wait=false` is refused without an address: the
-embedded head is the launcher's child and its jobs die with it, so "submit and come back later" needs
-a head that outlives the launcher (`ray start --head`, or `.ci/services/ray.sh start`) passed as
-`backend.address`.
+- Resources: the row's GPUs and CPUs (`entrypoint_num_gpus/cpus`), so two 8-GPU rows never share a node;
+  not memory (Ray's `memory` is a fraction of RAM: asking `hardware.mem_gb` would pend forever).
+- The launcher's code on the node: a shared filesystem (same `sys.executable`; a source checkout gets
+  `PYTHONPATH`), or a `backend.runtime_env` that ships it (`working_dir`, `py_modules`, `pip`, a container).
+- Time limits: Ray has none; the node enforces `spec.time_limit_min`, and `state()` stops a job still
+  running `TIMEOUT_GRACE_S` past it (timeout).
+- No address: a head started for the session (head.py), stopped by `close()`; so `wait=false` needs a
+  head that outlives the launcher (`backend.address`).
 """
 
 from __future__ import annotations
