@@ -60,7 +60,7 @@ class EnvironmentConfig:
     recipe: Optional[str] = None  # build recipe under jobs/<row>/ (container definition / environment file)
     software: Dict[str, str] = field(default_factory=dict)  # the stack the published figure was measured with
     # kind=venv, managed=true: a venv the launcher makes on the node before the build, one per recipe under
-    # <cache_dir>/envs/, reused with the build (path stays null); see launcher/prepare/venv.py
+    # <cache_dir>/envs/, reused with the build (path stays null); see launcher/node/venv.py
     managed: bool = False
     host_packages: bool = True  # a managed venv sees the launcher's Python packages (torch) behind its own
     requirements: List[str] = field(default_factory=list)  # pip specifiers installed into a managed venv

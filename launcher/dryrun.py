@@ -1,7 +1,7 @@
 """`dry_run=true`: exactly what would run for a row, rendered from its plan; nothing is touched.
 
 The plan is complete before anything is written (launcher/plan.py), so a dry run shows the very
-script the node would run (launcher/prepare/script.py), the backend's placement, and removes the
+script the node would run (launcher/node/script.py), the backend's placement, and removes the
 directory Hydra made for it.
 """
 

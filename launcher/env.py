@@ -10,7 +10,7 @@ login node usually; the compute nodes then need none. A row whose environment is
 skipped (`--force` runs its lines anyway). `$LAUNCHER_TREE` is the row's prepared checkout (SimpleDet's
 operators are compiled into MXNet from it). `--print` only prints the lines.
 
-`check` runs the node's software probe (launcher/software.py) here, in each row's environment, and prints
+`check` runs the node's software probe (launcher/node/software.py) here, in each row's environment, and prints
 the table of wanted vs found that a job would fail with.
 """
 

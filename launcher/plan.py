@@ -11,7 +11,7 @@ root with a space stays one argument and a `$(...)` in it stays text.  Chosen ov
 row authors would have to remember at every use, and over quoting the resolved text afterwards
 (impossible: value and shell are one string by then).  The other fields (paths, env values, the work
 dir) are plain values: whoever puts them in the script quotes them
-(prepare/script.py), and the checks and the node use them as paths.
+(node/script.py), and the checks and the node use them as paths.
 """
 
 from __future__ import annotations

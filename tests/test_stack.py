@@ -1,4 +1,4 @@
-"""Software stacks (`stack=seed|today`, launcher/stack.py), the launcher-managed venv (prepare/venv.py) and
+"""Software stacks (`stack=seed|today`, launcher/stack.py), the launcher-managed venv (node/venv.py) and
 `${lx.run_dir:}`: per-row data selected by the stack group, compat patches in the recipe hash, blocked rows
 as failed rows with their reason, a venv that sees this Python's packages and never changes them."""
 

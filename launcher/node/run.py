@@ -227,7 +227,7 @@ class NodeRun:
         return self._outcome(res)
 
     def _check_software(self) -> Result | None:
-        """The row's environment against its `software:` (launcher/software.py): a failed row when it differs."""
+        """The row's environment against its `software:` (launcher/node/software.py): a failed row when it differs."""
         try:
             res = software.check(self.spec)
         except Exception as e:  # the check must not hide the run's own outcome behind a bug of ours
