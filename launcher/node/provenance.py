@@ -36,41 +36,8 @@ CONTAINER_ENV = ("CUDA_VISIBLE_DEVICES", "APPTAINER_CONTAINER", "SINGULARITY_CON
                  "NVIDIA_PYTORCH_VERSION", "NVIDIA_TENSORFLOW_VERSION", "CONDA_PREFIX",
                  "CONDA_DEFAULT_ENV", "VIRTUAL_ENV")
 
-# One probe per framework, run with the row's Python: prints a JSON object, whatever is importable.
-_PROBE = r"""
-import json, sys, platform
-out = {"python_version": platform.python_version(), "python_executable": sys.executable}
-fw = sys.argv[1].lower() if len(sys.argv) > 1 else ""
-try:
-    if fw in ("pytorch", "caffe2", "torch"):
-        import torch
-        out["framework_version"] = torch.__version__
-        out["cuda_version"] = torch.version.cuda
-        try:
-            out["cudnn_version"] = str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else None
-        except Exception:
-            pass
-        try:
-            v = torch.cuda.nccl.version()
-            out["nccl_version"] = ".".join(map(str, v)) if isinstance(v, tuple) else str(v)
-        except Exception:
-            pass
-    elif fw in ("tensorflow", "tf"):
-        import tensorflow as tf
-        out["framework_version"] = tf.__version__
-        try:
-            info = tf.sysconfig.get_build_info()
-            out["cuda_version"] = info.get("cuda_version")
-            out["cudnn_version"] = info.get("cudnn_version")
-        except Exception:
-            pass
-    elif fw == "mxnet":
-        import mxnet
-        out["framework_version"] = mxnet.__version__
-except Exception as e:
-    out["framework_error"] = f"{type(e).__name__}: {e}"[:200]
-print(json.dumps(out))
-"""
+# launcher/node/framework_probe.py, sent as `python -c <its text> FRAMEWORK` to the row's own Python.
+_PROBE = (Path(__file__).parent / "framework_probe.py").read_text(encoding="utf-8")
 
 
 def _safe(fn: Callable[[], Any], default: Any = None) -> Any:
