@@ -1,7 +1,7 @@
 """`python -m launcher.data synth --out DIR [--images N] [--val-images M] [--seed S] [--force]`
 writes DIR/coco (see launcher/data/synth.py) and prints the `data.coco_root=` override to use it.
 
-`python -m launcher.data stage [impl=a,b] [overrides] [--force]`: each row's COCO layout (stage_cli.py)."""
+`python -m launcher.data stage [impl=a,b] [overrides] [--force]`: each row's COCO layout (launcher/prepare/stage_cli.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import argparse
 import sys
 import time
 
-from . import stage_cli
+from ..prepare import stage_cli
 from .synth import Params, SynthError, synth
 
 

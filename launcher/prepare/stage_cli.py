@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from .stage import problems, stage
 from ..cli import plan_rows
-from ..prepare import prepare
+from ..data.stage import problems, stage
+from .checkout import prepare
 
 
 def add_parser(sub) -> None:
