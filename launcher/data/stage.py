@@ -33,10 +33,11 @@ import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
-from ..rundir import atomic_write_json, now_iso
-from . import linkfarm
 from ..locks import locked
 from ..node.environment import command_environ, wrap_command
+from ..node.script import data_setup_lines
+from ..rundir import atomic_write_json, now_iso
+from . import linkfarm
 
 #: layout -> its root, relative to data.stage_dir
 ROOTS = {"coco2017": "coco2017/coco", "coco2014": "coco2014", "simpledet": "simpledet/data"}
@@ -194,19 +195,6 @@ def build_layout(ds: dict, log: Log = print, force: bool = False) -> Path:
     return root
 
 
-def setup_lines(spec) -> list[str]:
-    """Job-script lines that link the row's layout into its work tree (impl.dataset.link), on the node."""
-    ds = spec.dataset or {}
-    if not ds.get("link"):
-        return []
-    link = ds["link"]
-    base = "" if not spec.checkout_dir else f"{shlex.quote(str(Path(spec.checkout_dir)))}/"
-    q = shlex.quote(base + link)
-    refusal = shlex.quote(f"{link} in the work tree is not a link; the data step links it to {ds['root']}")
-    return [f"mkdir -p \"$(dirname {q})\" && {{ test ! -e {q} -o -L {q} || {{ echo {refusal} >&2; exit 2; }}; }} && "
-            f"ln -sfn {shlex.quote(ds['root'])} {q}"]
-
-
 def _stamp(ds: dict, step: dict) -> Path:
     return Path(ds["root"]) / f"{step['creates']}.stamp.json"
 
@@ -228,7 +216,7 @@ def derive(spec, log: Log = print, force: bool = False) -> list[str]:
         if not spec.checkout_dir:
             raise StageError(f"{step['creates']} is made by {spec.impl}'s own script in its work tree: prepare the "
                              f"row first (python -m launcher impl={spec.impl} prepare_only=true)")
-        script = " && ".join(setup_lines(spec) + [f"cd {shlex.quote(str(spec.exec_dir))}", wrap_command(spec, step["run"])])
+        script = " && ".join(data_setup_lines(spec) + [f"cd {shlex.quote(str(spec.exec_dir))}", wrap_command(spec, step["run"])])
         log(f"[data] making {out}: {step['run']} (in {spec.exec_dir}, {spec.impl}'s environment)")
         p = subprocess.run(["bash", "-c", script], env=command_environ(spec), capture_output=True, text=True)
         if p.returncode != 0 or not out.is_file():

@@ -2,8 +2,8 @@
 so what a user reviews and what runs cannot drift apart.
 
 Order: `cd` to the work dir, export the row's env vars, the link to the row's staged data layout
-(impl.dataset.link, launcher/data/stage.py) and the setup lines (on the node's own shell), then the
-command wrapped for the row's environment.  Build steps are not in the script:
+(impl.dataset.link: `data_setup_lines`; launcher/data/stage.py builds the layout) and the setup lines
+(on the node's own shell), then the command wrapped for the row's environment.  Build steps are not in the script:
 they run once per recipe through `build_once` (listed here as comments so a dry run shows them).
 """
 
@@ -11,12 +11,25 @@ from __future__ import annotations
 
 import re
 import shlex
+from pathlib import Path
 
-from ..data.stage import setup_lines as data_setup_lines
 from ..spec import JobSpec
 from .environment import environment_for
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def data_setup_lines(spec: JobSpec) -> list[str]:
+    """Job-script lines that link the row's layout into its work tree (impl.dataset.link), on the node."""
+    ds = spec.dataset or {}
+    if not ds.get("link"):
+        return []
+    link = ds["link"]
+    base = "" if not spec.checkout_dir else f"{shlex.quote(str(Path(spec.checkout_dir)))}/"
+    q = shlex.quote(base + link)
+    refusal = shlex.quote(f"{link} in the work tree is not a link; the data step links it to {ds['root']}")
+    return [f"mkdir -p \"$(dirname {q})\" && {{ test ! -e {q} -o -L {q} || {{ echo {refusal} >&2; exit 2; }}; }} && "
+            f"ln -sfn {shlex.quote(ds['root'])} {q}"]
 
 
 def work_dir_text(spec: JobSpec) -> str:
