@@ -8,6 +8,8 @@ row with its short reason; each of the seven published rows appears even when no
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Iterable
 
@@ -164,22 +166,78 @@ def _row_base(impl: str, rows: dict[str, RowInfo], group: list[dict]) -> dict:
     }
 
 
-def _finish(row: dict) -> dict:
-    """Verdict, ratio and per-GPU figures from the row's measured figure."""
-    v, ratio, why = stats.verdict(row.get("throughput"), row.get("reference"), row.get("tolerance"),
-                                  row.get("hardware"), row.get("reference_hardware"), row.get("scale"))
-    row["verdict"], row["ratio"], row["verdict_note"] = v, ratio, why
-    gpus = row.get("gpus")
-    row["per_gpu"] = row["throughput"] / gpus if row.get("throughput") is not None and gpus else None
-    ref_gpus = hardware_gpus(row.get("reference_hardware"))
-    row["reference_per_gpu"] = row["reference"] / ref_gpus if row.get("reference") and ref_gpus else None
-    return row
+@dataclass
+class TableRow:
+    """One row of the table: a group of ok repeats, one run that is not ok, or a published row nothing ran for.
+    What it says about itself is typed: `status` a RowStatus, `unstable` and `window_moved` flags."""
+
+    # the row (launcher/catalog.py, else what its runs recorded)
+    impl: str
+    label: str
+    title: str
+    order: int
+    reference: float | None
+    reference_hardware: str | None
+    tolerance: float
+    # what ran, and how it ended
+    status: RowStatus
+    reason: str | None = None
+    hardware: str | None = None
+    recipe_hash: str | None = None
+    scale: str | None = None
+    stack: str | None = None
+    gpus: int | None = None
+    gpu_model: str | None = None
+    driver: str | None = None
+    commit: str | None = None
+    data: str | None = None
+    method: str | None = None
+    finished_at: str | None = None
+    run_dirs: list = field(default_factory=list)
+    # the figure (stats.summarize)
+    count: int = 0
+    mean: float | None = None
+    std: float | None = None
+    min: float | None = None
+    max: float | None = None
+    olympic_mean: float | None = None
+    throughput: float | None = None
+    aggregate: str | None = None
+    cv: float | None = None
+    error_bound: float | None = None
+    unstable: bool = False  # the runs disagree beyond their noise (cv > unstable_threshold)
+    unstable_threshold: float | None = None
+    # windows (`windows`)
+    window: list | None = None
+    window_requested: list | None = None
+    windows: list = field(default_factory=list)
+    window_moved: bool = False  # a run measured other iterations than it was asked for
+    # against the published figure (`_finish`)
+    verdict: str | None = None
+    ratio: float | None = None
+    verdict_note: str | None = None
+    per_gpu: float | None = None
+    reference_per_gpu: float | None = None
+
+    def __post_init__(self) -> None:
+        self.status = RowStatus(self.status)
+
+
+def _finish(row: dict) -> TableRow:
+    """The row's record, with its verdict, ratio and per-GPU figures from its measured figure."""
+    r = TableRow(**row)
+    r.verdict, r.ratio, r.verdict_note = stats.verdict(r.throughput, r.reference, r.tolerance, r.hardware,
+                                                       r.reference_hardware, r.scale)
+    r.per_gpu = r.throughput / r.gpus if r.throughput is not None and r.gpus else None
+    ref_gpus = hardware_gpus(r.reference_hardware)
+    r.reference_per_gpu = r.reference / ref_gpus if r.reference and ref_gpus else None
+    return r
 
 
 def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.DataFrame:
     """The table's rows, in the seed's order, every published row present."""
     rows = load_rows() if rows is None else rows
-    out: list[dict] = []
+    out: list[TableRow] = []
     groups: dict[tuple, list[dict]] = {}
     rest: list[dict] = []
     for rec in runs.to_dict("records"):  # plain dicts: one pass, no per-group pandas objects
@@ -214,7 +272,7 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
             finished_at=rec.get("finished_at"), run_dirs=[rec.get("run_dir")], count=0, **windows([]),
         )
         out.append(_finish(row))
-    present = {r["impl"] for r in out}
+    present = {r.impl for r in out}
     for impl, info in rows.items():
         if info.reference is not None and impl not in present:
             row = _row_base(impl, rows, [])
@@ -223,7 +281,7 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
                        gpu_model=None, driver=None, commit=None, data=None, method=None, finished_at=None,
                        run_dirs=[], **windows([]))
             out.append(_finish(row))
-    df = pd.DataFrame.from_records(out)
+    df = pd.DataFrame.from_records([dataclasses.asdict(r) for r in out])
     if df.empty:
         return df
     df["status"] = df["status"].map(str)  # validated as RowStatus above; plain text for pandas' writers
