@@ -9,11 +9,12 @@ written are never touched: a cancelled row's node writes its own `cancelled` res
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from .backends import backend_config_of, get_backend
-from .rundir import LIVE_STATES, MANIFEST_FILE, UNKNOWN, read_manifest
+from .backends import Backend, backend_config_of, get_backend
+from .rundir import LIVE_STATES, MANIFEST_FILE, UNKNOWN, JobState, read_manifest
 
 #: states worth a cancel: still queued or running, or not known to have ended
 ACTIVE = LIVE_STATES + (UNKNOWN,)
@@ -34,15 +35,26 @@ def cancel_dir(directory: Path, out=sys.stdout) -> int:
         print(f"{directory}: no {MANIFEST_FILE}, so nothing was submitted from here (a local run in the "
               "foreground is cancelled with Ctrl-C)", file=out)
         return 1
+    # one backend per backend name and config, asked once for all its rows
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, e in enumerate(entries):
+        config = backend_config_of(e.get("run_dir"))
+        groups.setdefault((e.get("backend", "?"), json.dumps(config, sort_keys=True, default=str)), []).append(i)
+    asked: dict[int, tuple[Backend | None, JobState | Exception]] = {}
+    for (backend_name, config), members in groups.items():
+        try:
+            backend = get_backend(backend_name, json.loads(config))
+            found = backend.states([(entries[i].get("job_id"), entries[i].get("run_dir")) for i in members])
+            asked.update((i, (backend, st)) for i, st in zip(members, found))
+        except Exception as ex:  # one unreachable backend must not stop the others
+            asked.update((i, (None, ex)) for i in members)
     failures = 0
-    for e in entries:
+    for i, e in enumerate(entries):
         name, job_id, backend_name = e.get("impl", "?"), e.get("job_id"), e.get("backend", "?")
         where = f"{name} ({backend_name} job {job_id}, {e.get('run_dir')})"
-        try:
-            backend = get_backend(backend_name, backend_config_of(e.get("run_dir")))
-            state = backend.state(job_id, e.get("run_dir"))
-        except Exception as ex:  # one unreachable backend must not stop the others
-            print(f"failed    {where}: cannot ask its state: {ex}", file=out)
+        backend, state = asked[i]
+        if backend is None or isinstance(state, Exception):
+            print(f"failed    {where}: cannot ask its state: {state}", file=out)
             failures += 1
             continue
         if state.state not in ACTIVE:
