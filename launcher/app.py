@@ -50,9 +50,12 @@ def task(cfg: DictConfig, sweep: Sweep) -> int:
     elif not cfg.prepare_only:
         from .claim import RunDirTaken, claim_run_dir
 
+        from .lease import LeaseHeld, acquire
+
         try:
             claim_run_dir(spec)  # the run dir is this run's alone: another run's is refused, never written over
-        except RunDirTaken as e:
+            acquire(run_dir, "launcher")  # held until the row ends: a rerun meanwhile leaves the row alone
+        except (RunDirTaken, LeaseHeld) as e:
             return sweep.fail(str(e))
     try:
         spec, later = _prepare(spec, cfg)
@@ -133,6 +136,9 @@ def _prepare(spec: JobSpec, cfg: DictConfig) -> tuple[JobSpec, list[str]]:
 
 def _record_prepare_failure(spec: JobSpec, error: Exception) -> None:
     """The row's run dir says why it never ran: its spec and a `failed` result."""
+    from .rundir import RESULT_FILE, set_aside
+
     Path(spec.run_dir).mkdir(parents=True, exist_ok=True)
     spec.save()
+    set_aside(spec.run_dir, RESULT_FILE)  # a result already here is kept, never overwritten
     write_result(spec.run_dir, Result.for_spec(spec, "failed", error=f"prepare failed: {error}", started_at=now_iso()))

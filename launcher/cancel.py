@@ -48,6 +48,14 @@ def cancel_dir(directory: Path, out=sys.stdout) -> int:
         if state.state not in ACTIVE:
             print(f"skipped   {where}: already {state.state}", file=out)
             continue
+        if backend_name == "local":  # no scheduler: the launcher running it is asked, and cancel waits to see it
+            from .localcancel import cancel_local
+
+            done, said = cancel_local(e.get("run_dir"), state.state)
+            print(f"{'cancelled' if done and said.startswith('cancelled') else 'skipped  ' if done else 'failed   '} "
+                  f"{where}: {said}", file=out)
+            failures += 0 if done else 1
+            continue
         try:
             backend.cancel(job_id)
         except Exception as ex:

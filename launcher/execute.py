@@ -53,7 +53,9 @@ class Execution:
 
     def start(self) -> "Execution":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab", buffering=0)
+        from .safeio import open_append  # never through a link planted in the run dir
+
+        self._log = open_append(self.log_path)
         self.proc = subprocess.Popen(["bash", "-c", self.script], cwd=self.cwd, env=self.env,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True)

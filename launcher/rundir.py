@@ -156,9 +156,11 @@ def reserve_space(run_dir: str | os.PathLike, size: int = RESERVE_BYTES) -> bool
     """Keep `size` bytes of the run dir's file system for the run's last words (its result.json and final
     status), whatever the command writes meanwhile; `release_space` gives them back just before. False when
     even that much is not free (nothing is kept then)."""
+    from .safeio import open_new  # never through a link planted in the run dir
+
     path = Path(run_dir) / RESERVE_FILE
     try:
-        with open(path, "wb") as f:
+        with open_new(path) as f:
             f.write(b"\0" * size)
             f.flush()
             os.fsync(f.fileno())
@@ -197,16 +199,20 @@ def read_status(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 def append_manifest(spec: "JobSpec", job_id: str | None) -> dict:
     """Record row <-> backend <-> job id <-> run dir in the run dir and, for a sweep, the sweep dir."""
+    run_dir = Path(spec.run_dir).resolve()
     entry = {"impl": spec.impl, "hardware": spec.hardware, "backend": spec.backend, "job_id": job_id,
-             "run_dir": str(Path(spec.run_dir).resolve()), "submitted_at": now_iso()}
-    line = json.dumps(entry, sort_keys=True) + "\n"
+             "run_dir": str(run_dir), "submitted_at": now_iso()}
     dirs = [Path(spec.run_dir)]
     if spec.sweep_dir:
         dirs.append(Path(spec.sweep_dir))
+    from .safeio import append_text  # never through a link planted in the run or sweep dir
+
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
-        with open(d / MANIFEST_FILE, "a", encoding="utf-8") as f:  # one short write: atomic under O_APPEND
-            f.write(line)
+        # where the run dir lies relative to this manifest: a sweep copied elsewhere finds its own rows
+        rel = os.path.relpath(run_dir, d.resolve())
+        line = json.dumps({**entry, "rel_run_dir": rel}, sort_keys=True) + "\n"
+        append_text(d / MANIFEST_FILE, line)  # one short write: atomic under O_APPEND
     return entry
 
 
@@ -216,6 +222,8 @@ def read_manifest(directory: str | os.PathLike) -> list[dict]:
         raw = (Path(directory) / MANIFEST_FILE).read_bytes().splitlines()
     except OSError:
         return []
+    from .trust import checked_entry  # validated and rebased onto where the manifest lies now
+
     out = []
     for line in raw:
         try:
@@ -223,7 +231,7 @@ def read_manifest(directory: str | os.PathLike) -> list[dict]:
         except ValueError:
             continue  # a torn last line from a killed writer; the rest stays usable
         if isinstance(entry, dict):
-            out.append(entry)
+            out.append(checked_entry(entry, Path(directory)))
     return out
 
 

@@ -107,6 +107,10 @@ class Backend:
         for spec, job_id in self._submit(specs):
             append_manifest(spec, job_id)
             ids[id(spec)] = str(job_id)
+            if self.name != "local":  # queued elsewhere: the scheduler holds the row now, its node takes the lease
+                from ..lease import release
+
+                release(spec.run_dir)
         missing = [s.impl for s in specs if id(s) not in ids]
         if missing:
             raise BackendError(f"the {self.name} backend returned no job id for {', '.join(missing)}")
@@ -141,6 +145,14 @@ class Backend:
         except CorruptResult as e:
             return JobState("failed", str(e))
         if not self._owns(result, job_id):
+            return None
+        from ..trust import result_mismatch
+
+        try:
+            spec = JobSpec.load(run_dir).to_dict()
+        except (OSError, ValueError, TypeError, AttributeError):
+            spec = None
+        if result_mismatch(run_dir, result.to_dict(), spec):  # copied in from another run: not this job's word
             return None
         return JobState(result.status, result.error if result.status != "ok" else None)
 

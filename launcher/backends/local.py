@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, TextIO
 
+from ..localcancel import cancel_requested, not_started as _not_started
 from ..process import pid_alive
 from ..rundir import STATUS_FILE, Result, read_status, write_result
 from ..spec import JobSpec
@@ -37,18 +38,24 @@ class LocalBackend(Backend):
     def _submit(self, specs: list[JobSpec]) -> Iterator[tuple[JobSpec, str]]:
         """Run the rows in turn. A signal to the launcher while one runs (Ctrl-C) cancels that row and
         ends the sweep: the rows after it are recorded as cancelled, not started, and Interrupted is raised."""
-        from ..node import NodeRun
+        from ..node import NodeRun, RunDirBusy
 
         for i, spec in enumerate(specs):
             yield spec, f"local-{os.getpid()}-{Path(spec.run_dir).name}"  # on record before it runs
+            if cancel_requested(spec.run_dir):  # python -m launcher.cancel asked before it started
+                _not_started(spec, "cancelled before it started (python -m launcher.cancel)")
+                continue
             node = NodeRun(spec.run_dir, echo=self.echo)
-            node.run()
+            try:
+                node.run()
+            except RunDirBusy as e:  # another live attempt (a rerun) owns it now: leave it to that one
+                print(f"launcher: {spec.impl}: not run here: {e}", file=sys.stderr)
+                continue
             if node.interrupted_by:
                 for rest in specs[i + 1:]:
-                    write_result(rest.run_dir, Result.for_spec(
-                        rest, "cancelled", started_at=None,
-                        error=f"not started: the launcher received {node.interrupted_by} while {spec.impl} "
-                              f"({Path(spec.run_dir).name}) ran; rerun=failed with the same hydra.sweep.dir runs it"))
+                    _not_started(rest, 
+                        f"not started: the launcher received {node.interrupted_by} while {spec.impl} "
+                        f"({Path(spec.run_dir).name}) ran; rerun=failed with the same hydra.sweep.dir runs it")
                 raise Interrupted(node.interrupted_by, len(specs) - i - 1)
 
     def state(self, job_id: str | None, run_dir: str | Path | None = None) -> JobState:
@@ -59,6 +66,9 @@ class LocalBackend(Backend):
     def _scheduler_state(self, job_id: str, run_dir: str | Path | None) -> JobState:
         """No scheduler: the node's marker, and whether the process it names still lives."""
         if not (Path(run_dir) / STATUS_FILE).exists():
+            asked = cancel_requested(run_dir)
+            if asked:  # its launcher will write it a cancelled result instead of starting it
+                return JobState("cancelled", f"cancel requested at {asked.get('at')}; it will not start")
             return JobState("pending", None)
         status = read_status(run_dir)  # unreadable: being written, so running
         pid = status.get("pid")
@@ -67,7 +77,7 @@ class LocalBackend(Backend):
         return JobState(status.get("state", "running"), None)
 
     def cancel(self, job_id: str) -> None:
-        pass  # local rows run in the foreground: Ctrl-C cancels them
+        raise NotImplementedError("a local row is cancelled through its run dir: launcher.localcancel.cancel_local")
 
 
 BACKEND = LocalBackend

@@ -91,6 +91,17 @@ def find_run_dirs(paths: Iterable[str | os.PathLike]
     return runs, manifests, problems
 
 
+def _foreign(run_dir: str, data: dict) -> str | None:
+    """Why a readable result.json is not this run dir's own (trust.result_mismatch), or None."""
+    from ..trust import result_mismatch
+
+    try:
+        spec = _load_json(os.path.join(run_dir, SPEC_FILE))
+    except (OSError, ValueError):
+        spec = None
+    return result_mismatch(run_dir, data, spec if isinstance(spec, dict) else None)
+
+
 def _load_json(path: str) -> Any:
     with open(path, "rb") as f:
         return json.loads(f.read())
@@ -154,9 +165,13 @@ def read_run(run_dir: str, job_state: Callable | None, files: frozenset | None =
             if not isinstance(data, dict):
                 raise ValueError(f"expected a JSON object, found {type(data).__name__}")
             Result.from_dict(data)  # the schema's own checks
+            foreign = _foreign(run_dir, data)
         except (OSError, ValueError, TypeError) as e:
-            problem = Problem(rpath, f"corrupt or half-written result, skipped ({e}); "
-                                     "re-run the row or delete the file")
+            foreign, problem = None, Problem(rpath, f"corrupt or half-written result, skipped ({e}); "
+                                                    "re-run the row or delete the file")
+        else:
+            problem = Problem(rpath, f"not this run's result, skipped: {foreign}") if foreign else None
+        if problem is not None:
             # its figure is skipped; its row stays when the spec says which row it was
             try:
                 spec = _load_json(os.path.join(run_dir, SPEC_FILE))
@@ -166,7 +181,8 @@ def read_run(run_dir: str, job_state: Callable | None, files: frozenset | None =
                 return None, problem
             rec = {k: spec.get(k) for k in SPEC_FIELDS if k in spec}
             rec.update(run_dir=run_dir, source="spec", status="unreadable",
-                       reason="corrupt result.json (skipped, see the list of problems)")
+                       reason=("another run's result.json" if foreign else "corrupt result.json")
+                       + " (skipped, see the list of problems)")
             return rec, problem
         rec = dict(data)
         rec["source"] = "result"

@@ -34,7 +34,11 @@ def _sink(log: Log) -> tuple[Callable[[str], None], Callable[[], None]]:
     if callable(log) and not hasattr(log, "write"):
         return log, (lambda: None)
     if isinstance(log, (str, Path)):
-        fh = open(log, "a", encoding="utf-8")
+        import io
+
+        from ..safeio import open_append  # the build log: never through a planted link
+
+        fh = io.TextIOWrapper(io.BufferedWriter(open_append(log)), encoding="utf-8")
         return (lambda s: (fh.write(s + "\n"), fh.flush())), fh.close
     return (lambda s: (log.write(s + "\n"), log.flush())), (lambda: None)
 

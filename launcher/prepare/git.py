@@ -71,7 +71,9 @@ def locked(lock_path: Path) -> Iterator[None]:
     """An exclusive advisory lock (flock) so the rows of a sweep that share a repository do not
     clone, fetch or build the same thing at once."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as fh:
+    from ..safeio import open_append  # a lock file planted as a link is refused, never written through
+
+    with open_append(lock_path) as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
