@@ -44,9 +44,9 @@ def gather(paths: Iterable[str | os.PathLike], *, db: str | os.PathLike | None =
         try:
             history.append(db, records)
         except history.HistoryError as e:  # the table matters more than the archive: say so, go on
-            problems.append(Problem(os.fspath(db), f"history not updated: {e}"))
+            problems.append(Problem(os.fspath(db), f"history not updated: {e}", fatal=False))
         except Exception as e:
-            problems.append(Problem(os.fspath(db), f"history not updated ({type(e).__name__}: {e})"))
+            problems.append(Problem(os.fspath(db), f"history not updated ({type(e).__name__}: {e})", fatal=False))
     return runs_frame(records), problems
 
 

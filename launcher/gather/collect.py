@@ -33,6 +33,8 @@ class Problem:
 
     path: str
     message: str
+    #: False for what does not touch the table (the history store not updated): said, never a failed launch
+    fatal: bool = True
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
