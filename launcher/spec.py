@@ -28,6 +28,7 @@ class JobSpec:
     log_format: str
     log_path: str | None = None  # relative to the work dir; None = the captured output (train.log)
     env: dict[str, str] = field(default_factory=dict)
+    env_pass: list[str] = field(default_factory=list)  # names only: taken from the environment at run time
     workdir: str = "."  # relative to the prepared checkout (or to the run dir when there is no repo)
     repo: str | None = None
     commit: str | None = None  # as configured (tag, abbreviated or full hash)

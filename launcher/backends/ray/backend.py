@@ -232,6 +232,8 @@ class RayBackend(Backend):
             runtime_env = self.job_runtime_env()
             # the node records where it ran (result.json's job_id), as SLURM_JOB_ID tells it on Slurm
             runtime_env["env_vars"].update(LAUNCHER_JOB_ID=submission_id, LAUNCHER_BACKEND=self.name)
+            # impl.env_pass: by name from this environment into the job's (held by the head, never a run dir file)
+            runtime_env["env_vars"].update({n: os.environ[n] for n in spec.env_pass or [] if n in os.environ})
             job_id = client.submit_job(
                 entrypoint=self.entrypoint(spec),
                 submission_id=submission_id,
