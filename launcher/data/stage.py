@@ -275,6 +275,12 @@ def problems(spec) -> tuple[list[str], list[str]]:
     root = Path(ds["root"])
     out = [f"data: {root / r} is missing (from {_source_of(ds, r)})" for r in ds.get("reads") or []
            if not (root / r).exists()]
+    from .jsoncheck import incomplete  # an annotation file cut short is not "complete"
+
+    for r in ds.get("reads") or []:
+        if r.endswith(".json") and (root / r).is_file() and (why := incomplete(root / r, ds["stage_dir"])):
+            out.append(f"data: {root / r} (from {_source_of(ds, r)}) is not complete JSON: {why}; copy it again "
+                       "from its source")
     for step in ds.get("derive") or []:
         stamp = _stamp(ds, step)
         if not (root / step["creates"]).is_file() or not stamp.is_file() \
