@@ -9,6 +9,7 @@ written are never touched: a cancelled row's node writes its own `cancelled` res
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -27,9 +28,31 @@ def latest_entries(directory: Path) -> list[dict]:
     return list(latest.values())
 
 
+def planned_local_rows(directory: Path, entries: list[dict]) -> list[dict]:
+    """Rows of a local sweep its launcher has planned but not started: no manifest line yet (a local row gets
+    one when it starts), a spec.json and no result; pseudo-entries for them."""
+    from .lease import live_holder
+    from .rundir import RESULT_FILE, SPEC_FILE
+
+    known = {str(Path(e.get("run_dir") or "")) for e in entries}
+    out = []
+    for d in sorted([directory, *[p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")]]):
+        if str(d) in known or str(d.resolve()) in known or not (d / SPEC_FILE).is_file() or (d / RESULT_FILE).exists():
+            continue
+        try:
+            spec = json.loads((d / SPEC_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(spec, dict) and spec.get("backend") == "local" and live_holder(d) is not None:
+            out.append({"impl": spec.get("impl", "?"), "backend": "local", "job_id": "(not started)",
+                        "run_dir": str(d), "planned": True})
+    return out
+
+
 def cancel_dir(directory: Path, out=sys.stdout) -> int:
     """Cancel what is still queued or running under `directory`; return how many cancellations failed."""
     entries = latest_entries(directory)
+    entries = planned_local_rows(directory, entries) + entries  # first: none of them may start meanwhile
     if not entries:
         print(f"{directory}: no {MANIFEST_FILE}, so nothing was submitted from here (a local run in the "
               "foreground is cancelled with Ctrl-C)", file=out)
@@ -38,13 +61,21 @@ def cancel_dir(directory: Path, out=sys.stdout) -> int:
     for e in entries:
         name, job_id, backend_name = e.get("impl", "?"), e.get("job_id"), e.get("backend", "?")
         where = f"{name} ({backend_name} job {job_id}, {e.get('run_dir')})"
+        if e.get("invalid"):  # a manifest line that fails validation never reaches a backend or a command line
+            print(f"failed    {where}: its manifest line was refused ({e['invalid']}); nothing was cancelled", file=out)
+            failures += 1
+            continue
         try:
             backend = get_backend(backend_name, backend_config_of(e.get("run_dir")))
-            state = backend.state(job_id, e.get("run_dir"))
+            state = backend.state(job_id, e.get("run_dir")) if not e.get("planned") else None
         except Exception as ex:  # one unreachable backend must not stop the others
             print(f"failed    {where}: cannot ask its state: {ex}", file=out)
             failures += 1
             continue
+        if state is None:
+            from .backends.base import JobState
+
+            state = JobState("pending", "planned, not started")
         if state.state not in ACTIVE:
             print(f"skipped   {where}: already {state.state}", file=out)
             continue

@@ -34,9 +34,10 @@ def node_spec(run_dir: Path, iters: int = 10, step: float = 0.05, jump: float = 
     return spec
 
 
-def node_cli(run_dir: Path, timeout: float = 120, **popen) -> subprocess.CompletedProcess | subprocess.Popen:
+def node_cli(run_dir: Path, timeout: float = 120, popen: bool = False) -> subprocess.CompletedProcess | subprocess.Popen:
+    """`python -m launcher.node RUN_DIR`: run to its end, or (popen) started and returned."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "launcher.node", str(run_dir)]
     if popen:
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)

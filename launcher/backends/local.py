@@ -7,6 +7,7 @@ node entry point is the same one Slurm and Ray run, so a local row behaves like 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,9 @@ class LocalBackend(Backend):
             return JobState("pending", None)
         status = read_status(run_dir)  # unreadable: being written, so running
         pid = status.get("pid")
+        if status.get("state") == "running" and status.get("host") and status["host"] != socket.gethostname():
+            # a pid of another host says nothing here (a shared outputs tree): its process cannot be checked
+            return JobState("running", f"on {status['host']} (its process cannot be checked from here)")
         if status.get("state") == "running" and pid and not pid_alive(int(pid)):
             return JobState("failed", f"the local process {pid} ended without writing a result")
         return JobState(status.get("state", "running"), None)
