@@ -18,6 +18,10 @@ from pathlib import Path
 
 from .rundir import RESULT_FILE, SPEC_FILE, Result, now_iso, set_aside, write_result
 
+#: what the test stand-in (launcher/jobs/standin, --fast) prints first: its log's times are simulated, not spent.
+#: Only a stand-in says so, and the figure then says it too (`simulated_clock`); a real row's log never does.
+SIMULATED_CLOCK_MARKER = "launcher stand-in: SIMULATED CLOCK (--fast): the times in this log were not spent"
+
 #: how much longer than the command a window may look: the command's start-up and the stamps' own rounding
 #: are well under this; a jumped clock is minutes to hours
 CLOCK_SLACK_S = 1.0
@@ -36,6 +40,15 @@ def clock_refusal(m, run_s: float | None) -> str | None:
             f"only {run_s:.1f} s by this node's monotonic clock: the log's clock jumped during the run (an NTP step, "
             "a suspended machine, a clock set by hand) or the log is not this run's own. No figure is given; "
             "run the row again (and check the node's clock: timedatectl, chronyc tracking)")
+
+
+def simulated_clock(train_log: Path) -> bool:
+    """Whether the captured output declares the stand-in's simulated clock (looked for in its first 64 KiB)."""
+    try:
+        with open(train_log, "rb") as f:
+            return SIMULATED_CLOCK_MARKER.encode() in f.read(1 << 16)
+    except OSError:
+        return False
 
 
 def _salvage(text: str, key: str) -> str | None:

@@ -40,11 +40,12 @@ def checked_entry(entry: dict, directory: Path) -> dict:
     invalid = []
     job_id = entry.get("job_id")
     if job_id is not None and not valid_job_id(job_id):
-        invalid.append(f"job id {str(job_id)[:80]!r} is not one the launcher writes")
+        invalid.append(f"its job id ({len(str(job_id))} characters) is not one the launcher writes (letters, digits "
+                       "and ._:+@- only, not starting with -)")
         entry["job_id"] = None
     for key in ("impl", "backend", "hardware"):
         if entry.get(key) is not None and not valid_name(entry[key]):
-            invalid.append(f"{key} {str(entry[key])[:80]!r} is not a row/backend name")
+            invalid.append(f"its {key} is not a row/backend name the launcher writes")
             entry[key] = "?" if key != "backend" else None
     recorded = entry.get("run_dir")
     here = _where_now(entry, directory)

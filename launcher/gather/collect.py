@@ -131,6 +131,8 @@ def _marker_state(run_dir: str) -> tuple[str, str | None]:
 
 
 def _backend_state(entry: dict | None, run_dir: str, job_state: Callable | None) -> tuple[str, str | None]:
+    if entry is not None and entry.get("invalid"):  # never handed to a backend (a command line, an API)
+        return "unknown", f"manifest line refused: {entry['invalid']}"
     if entry is None:
         state, reason = _marker_state(run_dir)
         if state == "pending":

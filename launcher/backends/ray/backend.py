@@ -47,7 +47,7 @@ from ... import PACKAGE_DIR
 from ...rundir import RESULT_FILE, read_status
 from ...spec import JobSpec
 from ..base import Backend, BackendConfig, JobState
-from .head import (STOP_WAIT_S, RayBackendError, jobs_api_answers, node_resources, record_session_job, session_address,
+from .head import (STOP_WAIT_S, RayBackendError, auth_headers, jobs_api_answers, node_resources, record_session_job, session_address,
                    session_head, start_session_head, stop_session_head)
 
 #: a running job this long past its time limit is stopped by `state()` (the node should have ended it)
@@ -148,7 +148,7 @@ class RayBackend(Backend):
                     "docs/cluster.md)? Leave backend.address unset to start a local head for this session "
                     "(wait=true).")
             try:
-                self._client = JobSubmissionClient(address)
+                self._client = JobSubmissionClient(address, headers=auth_headers(address) or None)
             except Exception as e:  # ConnectionError, RuntimeError from the SDK
                 raise RayBackendError(f"cannot connect to the Ray Jobs API at {address}: {e}"
                                       + (" (a head with token authentication: set RAY_AUTH_MODE=token and the "
