@@ -87,12 +87,25 @@ def cancel_dir(directory: Path, out=sys.stdout) -> int:
                   f"{where}: {said}", file=out)
             failures += 0 if done else 1
             continue
+        from .localcancel import CANCEL_FILE, cancel_requested
+
+        asked = cancel_requested(e.get("run_dir")) if e.get("run_dir") else None
+        if asked:  # a second cancel: the first one's claim is not repeated
+            print(f"skipped   {where}: already asked to cancel at {asked.get('at')} (still {state.state}); "
+                  "not asked again", file=out)
+            continue
         try:
             backend.cancel(job_id)
         except Exception as ex:
             print(f"failed    {where}: {ex}", file=out)
             failures += 1
             continue
+        try:
+            from .rundir import atomic_write_json, now_iso
+
+            atomic_write_json(Path(e["run_dir"]) / CANCEL_FILE, {"at": now_iso(), "job_id": job_id})
+        except (OSError, KeyError, TypeError):
+            pass
         print(f"cancelled {where} (was {state.state})", file=out)
     return failures
 

@@ -196,7 +196,7 @@ class NodeRun:
 
         def on_signal(signum, _frame):
             name = signal.Signals(signum).name
-            if name == "SIGUSR2" and cancel_requested(self.run_dir):  # launcher.cancel: this row only
+            if name == "SIGUSR2" and "by_pid" in (cancel_requested(self.run_dir) or {}):  # launcher.cancel: this row
                 self.received.append("python -m launcher.cancel")
             else:
                 self.received.append(name)

@@ -57,6 +57,8 @@ def skip_reason(mode: str, run_dir: Path, impl: str) -> str | None:
         acquire(run_dir, "launcher (rerun)")  # the row is this launcher's now; another rerun leaves it alone
     except LeaseHeld as e:
         return f"rerun={mode}: {impl}: {e}; not resubmitted"
-    for stale in (RESULT_FILE, STATUS_FILE):
+    from .localcancel import CANCEL_FILE
+
+    for stale in (RESULT_FILE, STATUS_FILE, CANCEL_FILE):  # an old cancel request must not stop the new attempt
         set_aside(run_dir, stale)
     return None

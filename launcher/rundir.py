@@ -135,6 +135,37 @@ def _sync_directory(directory: Path) -> None:
         pass
 
 
+#: the largest state file (spec, status, result, manifest) read back; a bigger one is not ours
+MAX_STATE_BYTES = 64 << 20
+
+
+def read_small(path: str | os.PathLike, limit: int = MAX_STATE_BYTES) -> bytes:
+    """The bytes of a state file the launcher wrote (spec/status/result/manifest), read only when it is a regular
+    file of at most `limit` bytes: a FIFO planted in its place never blocks a reader, /dev/zero or a huge file
+    never fills memory (OSError naming it; callers treat it as unreadable)."""
+    import stat as _stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not _stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        if st.st_size > limit:
+            raise OSError(f"{path} is {st.st_size} bytes, more than any file the launcher writes ({limit})")
+        chunks, size = [], 0
+        while True:
+            block = os.read(fd, 1 << 20)
+            if not block:
+                break
+            size += len(block)
+            if size > limit:
+                raise OSError(f"{path} grew past {limit} bytes while being read")
+            chunks.append(block)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -188,7 +219,7 @@ def write_status(run_dir: str | os.PathLike, state: str, **fields: Any) -> None:
 def read_status(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The node's marker as a dict; {} when there is none or it cannot be read."""
     try:
-        data = json.loads((Path(run_dir) / STATUS_FILE).read_bytes())
+        data = json.loads(read_small(Path(run_dir) / STATUS_FILE))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -219,7 +250,7 @@ def append_manifest(spec: "JobSpec", job_id: str | None) -> dict:
 def read_manifest(directory: str | os.PathLike) -> list[dict]:
     """Every manifest line of a run or sweep dir, oldest first ([] when there is none)."""
     try:
-        raw = (Path(directory) / MANIFEST_FILE).read_bytes().splitlines()
+        raw = read_small(Path(directory) / MANIFEST_FILE).splitlines()
     except OSError:
         return []
     from .trust import checked_entry  # validated and rebased onto where the manifest lies now
@@ -339,7 +370,7 @@ def read_result(path: str | os.PathLike) -> Result:
     if path.is_dir():
         path = path / RESULT_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_small(path).decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CorruptResult(f"{path}: not a readable result file ({e}); re-run the row or delete the file") from e
     if not isinstance(data, dict):

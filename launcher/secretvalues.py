@@ -44,7 +44,7 @@ def mask_values(text: str) -> str:
 def _env_name(key: str) -> str | None:
     """NAME when the config key `key` is an env variable's (`impl.env.NAME`, `...env.NAME`)."""
     parts = key.split(".")
-    return parts[-1] if len(parts) >= 2 and parts[-2] == "env" else None
+    return parts[-1] if len(parts) >= 2 and parts[-2] in ("env", "env_vars") else None
 
 
 def value_problem(key: str, value: str) -> str | None:

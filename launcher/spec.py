@@ -96,4 +96,6 @@ class JobSpec:
         path = Path(path)
         if path.is_dir():
             path = path / SPEC_FILE
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        from .rundir import read_small  # a regular file of sane size only: never blocks on a planted FIFO
+
+        return cls.from_dict(json.loads(read_small(path).decode("utf-8")))

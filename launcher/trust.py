@@ -82,6 +82,28 @@ def _where_now(entry: dict, directory: Path) -> str | None:
     return None
 
 
+def figure_outlasts_run(result: dict) -> str | None:
+    """Why an `ok` result's figure cannot be this run's: its window (mean step time x iterations) lasted longer
+    than the run that wrote it (started_at..finished_at) - the node's clock check, for results written without
+    it or edited since. None when it fits (or the result does not say enough to tell)."""
+    import datetime as dt
+
+    try:
+        if result.get("status") != "ok" or "SIMULATED CLOCK" in str(result.get("method") or ""):
+            return None
+        a, b = result["window"]
+        window_s = float(result["mean_step_time"]) * (int(b) - int(a))
+        run_s = (dt.datetime.fromisoformat(result["finished_at"])
+                 - dt.datetime.fromisoformat(result["started_at"])).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return None
+    bound = min(float(result.get("error_bound") or 0.0), 0.5)
+    if window_s * (1 - bound) <= run_s + 2.0:  # started_at / finished_at are whole seconds
+        return None
+    return (f"its figure's window lasted {window_s:.1f} s, but the run that wrote it lasted {run_s:.0f} s "
+            f"({result['started_at']} to {result['finished_at']}): a clock that jumped, or a result edited since")
+
+
 def result_mismatch(run_dir: str | os.PathLike, result: dict, spec: dict | None) -> str | None:
     """Why `result` (a result.json's fields) is not the run in `run_dir` (whose spec.json is `spec`), or None."""
     written_for = result.get("run_dir")

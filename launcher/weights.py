@@ -46,7 +46,17 @@ class WeightsError(RuntimeError):
 
 def read_lock(weights_dir: str | Path) -> dict[str, Any]:
     p = Path(weights_dir) / LOCK_FILE
-    return json.loads(p.read_text()) if p.is_file() else {}
+    if not p.is_file():
+        return {}
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # truncated (a full disk), edited by hand: say so, never a traceback
+        raise WeightsError(f"{p} cannot be read ({e}); it records the checksums of the files fetched so far: "
+                           f"restore it, or move it aside (mv {p} {p}.bad) and fetch again (every file is then "
+                           "verified again against what upstream publishes, or recorded anew)") from e
+    if not isinstance(data, dict):
+        raise WeightsError(f"{p} is not a weights lock file (a JSON object); move it aside and fetch again")
+    return data
 
 
 def _update_lock(weights_dir: Path, dest: str, entry: dict[str, Any]) -> None:
@@ -68,9 +78,26 @@ def digests(path: Path) -> dict[str, Any]:
     return {"sha256": sha.hexdigest(), "md5": md5.hexdigest(), "size": size}
 
 
-def _get(url: str, timeout: float) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as r:  # file://, http(s)://
-        return r.read()
+def _get(url: str, timeout: float, limit: int = 1 << 16) -> bytes:
+    """A small published file (an `.md5sum`): from a source the weights step may read, at most `limit` bytes,
+    within `timeout` for the whole transfer."""
+    import io
+
+    from .weightsafe import read_whole, source_problem
+
+    why = source_problem(url)
+    if why:
+        raise WeightsError(why)
+    buf = io.BytesIO()
+
+    class _Bounded:
+        def write(self, block: bytes) -> None:
+            if buf.tell() + len(block) > limit:
+                raise WeightsError(f"more than {limit} bytes: not a checksum file")
+            buf.write(block)
+
+    read_whole(url, _Bounded(), timeout, timeout)
+    return buf.getvalue()
 
 
 def expected(w: dict[str, Any], timeout: float = 60, online: bool = True) -> dict[str, str]:
@@ -79,7 +106,7 @@ def expected(w: dict[str, Any], timeout: float = 60, online: bool = True) -> dic
     if online and w.get("md5_url") and "md5" not in out:
         try:
             out["md5"] = _get(w["md5_url"], timeout).decode().split()[0].lower()
-        except (OSError, IndexError, UnicodeDecodeError) as e:
+        except (OSError, IndexError, UnicodeDecodeError, WeightsError, http.client.HTTPException) as e:
             raise WeightsError(f"cannot read the published md5 of {w['dest']} at {w['md5_url']}: {e}") from e
     return out
 

@@ -63,7 +63,12 @@ def report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike | None
     files next to the sweep, and return the text to print (problems listed below the table)."""
     runs, problems = gather(paths, db=db)
     if out_dir is not None:
-        write_tables(runs, out_dir)
+        try:
+            write_tables(runs, out_dir)
+        except OSError as e:  # a full disk, a read-only sweep dir: the table is still printed, the rows ran as they ran
+            problems.append(Problem(os.fspath(out_dir), f"table files not written ({e.strerror or e}); the table "
+                                    "below is complete: python -m launcher.gather SWEEP_DIR --out DIR writes them "
+                                    "once there is room", fatal=False))
     text = render(runs, fmt)
     if problems:
         text += "\nSkipped (not in the table):\n" + "".join(f"  {p}\n" for p in problems)

@@ -95,18 +95,19 @@ def find_run_dirs(paths: Iterable[str | os.PathLike]
 
 def _foreign(run_dir: str, data: dict) -> str | None:
     """Why a readable result.json is not this run dir's own (trust.result_mismatch), or None."""
-    from ..trust import result_mismatch
+    from ..trust import figure_outlasts_run, result_mismatch
 
     try:
         spec = _load_json(os.path.join(run_dir, SPEC_FILE))
     except (OSError, ValueError):
         spec = None
-    return result_mismatch(run_dir, data, spec if isinstance(spec, dict) else None)
+    return result_mismatch(run_dir, data, spec if isinstance(spec, dict) else None) or figure_outlasts_run(data)
 
 
 def _load_json(path: str) -> Any:
-    with open(path, "rb") as f:
-        return json.loads(f.read())
+    from ..rundir import read_small  # regular files of sane size only: a planted FIFO never blocks a gather
+
+    return json.loads(read_small(path))
 
 
 def _default_job_state() -> Callable[[dict], Any] | None:
@@ -174,7 +175,7 @@ def read_run(run_dir: str, job_state: Callable | None, files: frozenset | None =
             foreign, problem = None, Problem(rpath, f"corrupt or half-written result, skipped ({e}); "
                                                     "re-run the row or delete the file")
         else:
-            problem = Problem(rpath, f"not this run's result, skipped: {foreign}") if foreign else None
+            problem = Problem(rpath, f"refused, not tabled: {foreign}") if foreign else None
         if problem is not None:
             # its figure is skipped; its row stays when the spec says which row it was
             try:
@@ -185,7 +186,7 @@ def read_run(run_dir: str, job_state: Callable | None, files: frozenset | None =
                 return None, problem
             rec = {k: spec.get(k) for k in SPEC_FIELDS if k in spec}
             rec.update(run_dir=run_dir, source="spec", status="unreadable",
-                       reason=("another run's result.json" if foreign else "corrupt result.json")
+                       reason=("result.json refused" if foreign else "corrupt result.json")
                        + " (skipped, see the list of problems)")
             return rec, problem
         rec = dict(data)

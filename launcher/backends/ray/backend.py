@@ -308,9 +308,11 @@ class RayBackend(Backend):
 
     def cancel(self, job_id: str) -> None:
         client = self.connect()
-        if client is None:  # its session head is gone, and the job ended with it
-            return
-        client.stop_job(job_id)
+        if client is None:  # its session head is gone, and the job ended with it: nothing was stopped here
+            raise RayBackendError(f"the Ray head that ran {job_id} is gone (its launcher ended), and the job with it; "
+                                  "nothing to cancel")
+        if not client.stop_job(job_id):  # Ray: the job had already ended
+            raise RayBackendError(f"Ray says job {job_id} had already ended; nothing was stopped")
 
 
 def _ours(info) -> str:
