@@ -33,9 +33,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .rundir import atomic_create_text, atomic_write_text, now_iso
+from .rundir import LEASE_FILE, atomic_create_text, atomic_write_text, now_iso
 
-LEASE_FILE = ".lease"
 HEARTBEAT_S = 20.0
 STALE_S = 120.0
 

@@ -25,10 +25,9 @@ import time
 from pathlib import Path
 
 from . import lease
-from .rundir import (FINAL_STATES, RESULT_FILE, Result, atomic_create_text, now_iso, read_status, set_aside,
-                     write_result)
+from .rundir import (CANCEL_FILE, FINAL_STATES, RESULT_FILE, Result, atomic_create_text, now_iso, read_status,
+                     set_aside, write_result)
 
-CANCEL_FILE = "cancel-request.json"
 #: how long cancel waits for a running row's result (the command gets SIGTERM, SIGKILL 10 s later)
 WAIT_S = 45.0
 

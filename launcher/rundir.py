@@ -48,6 +48,10 @@ RESULT_FILE = "result.json"
 #: room the node keeps from its start (a run that fills the disk still gets a result written): see reserve_space
 RESERVE_FILE = ".space-reserve"
 RESERVE_BYTES = 128 * 1024
+#: the lease of the attempt that owns the run dir (launcher/lease.py: one live attempt per run dir)
+LEASE_FILE = ".lease"
+#: `python -m launcher.cancel`'s request to a row (launcher/localcancel.py)
+CANCEL_FILE = "cancel-request.json"
 
 # ---------------------------------------------------------------- the states
 

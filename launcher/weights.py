@@ -27,7 +27,6 @@ import json
 import os
 import secrets
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 

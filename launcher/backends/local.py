@@ -15,7 +15,7 @@ from typing import Any, Iterator, Mapping, TextIO
 
 from ..localcancel import cancel_requested, not_started as _not_started
 from ..process import pid_alive
-from ..rundir import STATUS_FILE, Result, read_status, write_result
+from ..rundir import STATUS_FILE, read_status
 from ..spec import JobSpec
 from .base import Backend, BackendConfig, Interrupted, JobState
 

@@ -59,4 +59,5 @@ def measure(fmt: str, text: str, window: tuple[int, int], images_per_iter: int, 
 
 
 __all__ = ["BadRequest", "LogParser", "Measurement", "ParseError", "Progress", "REGISTRY", "SeveralRuns", "StaleLog",
-           "UnknownFormat", "WindowNotCovered", "earliest_start", "formats", "get_parser", "measure", "read_log"]
+           "UnknownFormat", "WindowNotCovered", "earliest_start", "formats", "get_parser", "measure", "read_log",
+           "LogText", "NotARegularFile"]
