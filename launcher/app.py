@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from .claim import RunDirTaken, claim_run_dir
 from .credentials import mask
 from .dryrun import remove_hydra_traces, render_plan
+from .lease import LeaseHeld, acquire
 from .node.script import job_script
 from .plan import ConfigError, CredentialError, plan, runnable_problems
 from .prepare import check_inputs
@@ -55,7 +56,8 @@ def task(cfg: DictConfig, sweep: Sweep) -> int:
     elif not cfg.prepare_only:
         try:
             claim_run_dir(spec)  # the run dir is this run's alone: another run's is refused, never written over
-        except RunDirTaken as e:
+            acquire(run_dir, "launcher")  # held until the row ends: a rerun meanwhile leaves the row alone
+        except (RunDirTaken, LeaseHeld) as e:
             return sweep.fail(str(e))
     try:
         spec, later = prepare_row(spec, cfg.cache_dir, prepare_only=bool(cfg.prepare_only))

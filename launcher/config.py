@@ -116,6 +116,8 @@ class ImplConfig:
     workdir: str = "."
     command: str = MISSING
     env: Dict[str, str] = field(default_factory=dict)
+    # env variables taken by name from the submitting environment at run time, never stored (credentials)
+    env_pass: List[str] = field(default_factory=list)
     patches: List[PatchConfig] = field(default_factory=list)  # the seed's own patches
     compat_patches: List[PatchConfig] = field(default_factory=list)  # what a non-seed stack needs (impl.stacks)
     setup: List[str] = field(default_factory=list)  # run before every command, in the work dir (data links)

@@ -51,9 +51,11 @@ def _is_secret(scheme: str, userinfo: str) -> bool:
 
 
 def mask(text: str) -> str:
-    """`text` with the userinfo of every URL that carries a secret replaced by `***`."""
-    return _URL_USERINFO.sub(lambda m: f"{m['scheme']}://***@" if _is_secret(m["scheme"], m["userinfo"])
-                             else m[0], text)
+    """`text` with the userinfo of every URL that carries a secret, and every token-like value, replaced by `***`."""
+    from .secretvalues import mask_values
+
+    return mask_values(_URL_USERINFO.sub(lambda m: f"{m['scheme']}://***@" if _is_secret(m["scheme"], m["userinfo"])
+                                         else m[0], text))
 
 
 def carries_secret(text: str) -> bool:
@@ -72,14 +74,23 @@ def _strings(node: Any, key: str = "") -> Iterable[tuple[str, str]]:
 
 
 def credential_problems(config: dict) -> list[str]:
-    """One message per config value (a resolved container) that holds a URL with a secret; masked."""
-    return [f"{key}={mask(value)} carries credentials in the URL: {_how(key)}"
-            for key, value in _strings(config) if carries_secret(value)]
+    """One message per config value (a resolved container) that holds a URL with a secret, or a value that
+    looks like a credential (secretvalues.py); masked."""
+    from .secretvalues import value_problem
+
+    out = [f"{key}={mask(value)} carries credentials in the URL: {_how(key)}"
+           for key, value in _strings(config) if carries_secret(value)]
+    out += [p for key, value in _strings(config) if not carries_secret(value) and (p := value_problem(key, value))]
+    return out
 
 
 def check_argv(argv: list[str]) -> str | None:
-    """The refusal for a command line that holds a URL with a secret (None when it holds none)."""
+    """The refusal for a command line that holds a URL with a secret or a credential-like value (None when
+    it holds none)."""
+    from .secretvalues import argv_problems
+
     bad = [a for a in argv if carries_secret(a)]
-    if not bad:
-        return None
-    return f"{', '.join(mask(a) for a in bad)}: a URL with credentials in it; {_how(' '.join(bad))}"
+    if bad:
+        return f"{', '.join(mask(a) for a in bad)}: a URL with credentials in it; {_how(' '.join(bad))}"
+    values = argv_problems(argv)
+    return "; ".join(values) if values else None

@@ -16,6 +16,8 @@ dir) are plain values: whoever puts them in the script quotes them
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +176,7 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
         log_format=impl["log"]["format"],
         log_path=impl["log"]["path"],
         env={k: str(v) for k, v in impl["env"].items()},
+        env_pass=[str(n) for n in impl.get("env_pass") or []],
         workdir=impl["workdir"],
         repo=impl["repo"],
         commit=None if impl["commit"] is None else str(impl["commit"]),
@@ -239,4 +242,9 @@ def runnable_problems(spec: JobSpec) -> list[str]:
                         f"{spec.gpus}: pick hardware=v100x8 (or a100x8, h100x8) for a GPU node, or set hardware.gpus")
     if spec.images_per_iter <= 0:
         problems.append(f"images per iteration of {spec.impl} resolves to {spec.images_per_iter} on {spec.hardware}")
+    unset = [n for n in spec.env_pass or [] if n not in os.environ]
+    if unset:
+        problems.append(f"impl.env_pass names {', '.join(unset)}, not set in this environment: export "
+                        f"{'it' if len(unset) == 1 else 'them'} before launching (the value is passed at run time, "
+                        "never written)")
     return problems

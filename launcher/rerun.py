@@ -43,10 +43,22 @@ def previous_state(run_dir: Path) -> tuple[bool, str | None]:
 def skip_reason(mode: str, run_dir: Path, impl: str) -> str | None:
     """Why `rerun=mode` leaves this row alone, or None to run it again (the old attempt's files then
     set aside, kept)."""
+    from .lease import LeaseHeld, acquire, describe, live_holder
+
+    holder = live_holder(run_dir)
+    if holder is not None:  # planned or running by another launcher (a sweep still going): one attempt at a time
+        return (f"rerun={mode}: {impl} in {run_dir} is owned by a live attempt ({describe(holder)}); "
+                "not resubmitted")
     has_result, prev = previous_state(run_dir)
     if not rerun_wanted(mode, has_result, prev):
         return (f"rerun={mode}: {impl} in {run_dir} is {prev or 'unknown'}"
                 f"{'' if has_result else ' (no result yet)'}; not resubmitted")
-    for stale in (RESULT_FILE, STATUS_FILE):
+    try:
+        acquire(run_dir, "launcher (rerun)")  # the row is this launcher's now; another rerun leaves it alone
+    except LeaseHeld as e:
+        return f"rerun={mode}: {impl}: {e}; not resubmitted"
+    from .localcancel import CANCEL_FILE
+
+    for stale in (RESULT_FILE, STATUS_FILE, CANCEL_FILE):  # an old cancel request must not stop the new attempt
         set_aside(run_dir, stale)
     return None

@@ -49,6 +49,10 @@ RESULT_FILE = "result.json"
 #: room the node keeps from its start (a run that fills the disk still gets a result written): see reserve_space
 RESERVE_FILE = ".space-reserve"
 RESERVE_BYTES = 128 * 1024
+#: the lease of the attempt that owns the run dir (launcher/lease.py: one live attempt per run dir)
+LEASE_FILE = ".lease"
+#: `python -m launcher.cancel`'s request to a row (launcher/localcancel.py)
+CANCEL_FILE = "cancel-request.json"
 
 #: What a backend tells the node inside its job (Backend.job_environ); the node reads these, never a
 #: scheduler's own variables: the job id as `submit` returned it, the job's nodes, the scheduler's
@@ -177,6 +181,37 @@ def _sync_directory(directory: Path) -> None:
         pass
 
 
+#: the largest state file (spec, status, result, manifest) read back; a bigger one is not ours
+MAX_STATE_BYTES = 64 << 20
+
+
+def read_small(path: str | os.PathLike, limit: int = MAX_STATE_BYTES) -> bytes:
+    """The bytes of a state file the launcher wrote (spec/status/result/manifest), read only when it is a regular
+    file of at most `limit` bytes: a FIFO planted in its place never blocks a reader, /dev/zero or a huge file
+    never fills memory (OSError naming it; callers treat it as unreadable)."""
+    import stat as _stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not _stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        if st.st_size > limit:
+            raise OSError(f"{path} is {st.st_size} bytes, more than any file the launcher writes ({limit})")
+        chunks, size = [], 0
+        while True:
+            block = os.read(fd, 1 << 20)
+            if not block:
+                break
+            size += len(block)
+            if size > limit:
+                raise OSError(f"{path} grew past {limit} bytes while being read")
+            chunks.append(block)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -198,9 +233,11 @@ def reserve_space(run_dir: str | os.PathLike, size: int = RESERVE_BYTES) -> bool
     """Keep `size` bytes of the run dir's file system for the run's last words (its result.json and final
     status), whatever the command writes meanwhile; `release_space` gives them back just before. False when
     even that much is not free (nothing is kept then)."""
+    from .safeio import open_new  # never through a link planted in the run dir
+
     path = Path(run_dir) / RESERVE_FILE
     try:
-        with open(path, "wb") as f:
+        with open_new(path) as f:
             f.write(b"\0" * size)
             f.flush()
             os.fsync(f.fileno())
@@ -228,7 +265,7 @@ def write_status(run_dir: str | os.PathLike, state: str, **fields: Any) -> None:
 def read_status(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The node's marker as a dict; {} when there is none or it cannot be read."""
     try:
-        data = json.loads((Path(run_dir) / STATUS_FILE).read_bytes())
+        data = json.loads(read_small(Path(run_dir) / STATUS_FILE))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -239,25 +276,31 @@ def read_status(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 def append_manifest(spec: "JobSpec", job_id: str | None) -> dict:
     """Record row <-> backend <-> job id <-> run dir in the run dir and, for a sweep, the sweep dir."""
+    run_dir = Path(spec.run_dir).resolve()
     entry = {"impl": spec.impl, "hardware": spec.hardware, "backend": spec.backend, "job_id": job_id,
-             "run_dir": str(Path(spec.run_dir).resolve()), "submitted_at": now_iso()}
-    line = json.dumps(entry, sort_keys=True) + "\n"
+             "run_dir": str(run_dir), "submitted_at": now_iso()}
     dirs = [Path(spec.run_dir)]
     if spec.sweep_dir:
         dirs.append(Path(spec.sweep_dir))
+    from .safeio import append_text  # never through a link planted in the run or sweep dir
+
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
-        with open(d / MANIFEST_FILE, "a", encoding="utf-8") as f:  # one short write: atomic under O_APPEND
-            f.write(line)
+        # where the run dir lies relative to this manifest: a sweep copied elsewhere finds its own rows
+        rel = os.path.relpath(run_dir, d.resolve())
+        line = json.dumps({**entry, "rel_run_dir": rel}, sort_keys=True) + "\n"
+        append_text(d / MANIFEST_FILE, line)  # one short write: atomic under O_APPEND
     return entry
 
 
 def read_manifest(directory: str | os.PathLike) -> list[dict]:
     """Every manifest line of a run or sweep dir, oldest first ([] when there is none)."""
     try:
-        raw = (Path(directory) / MANIFEST_FILE).read_bytes().splitlines()
+        raw = read_small(Path(directory) / MANIFEST_FILE).splitlines()
     except OSError:
         return []
+    from .trust import checked_entry  # validated and rebased onto where the manifest lies now
+
     out = []
     for line in raw:
         try:
@@ -265,7 +308,7 @@ def read_manifest(directory: str | os.PathLike) -> list[dict]:
         except ValueError:
             continue  # a torn last line from a killed writer; the rest stays usable
         if isinstance(entry, dict):
-            out.append(entry)
+            out.append(checked_entry(entry, Path(directory)))
     return out
 
 
@@ -374,7 +417,7 @@ def read_result(path: str | os.PathLike) -> Result:
     if path.is_dir():
         path = path / RESULT_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_small(path).decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CorruptResult(f"{path}: not a readable result file ({e}); re-run the row or delete the file") from e
     if not isinstance(data, dict):

@@ -29,6 +29,7 @@ class JobSpec:
     log_format: str
     log_path: str | None = None  # relative to the work dir; None = the captured output (train.log)
     env: dict[str, str] = field(default_factory=dict)
+    env_pass: list[str] = field(default_factory=list)  # names only: taken from the environment at run time
     workdir: str = "."  # relative to the prepared checkout (or to the run dir when there is no repo)
     repo: str | None = None
     commit: str | None = None  # as configured (tag, abbreviated or full hash)
@@ -96,4 +97,6 @@ class JobSpec:
         path = Path(path)
         if path.is_dir():
             path = path / SPEC_FILE
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        from .rundir import read_small  # a regular file of sane size only: never blocks on a planted FIFO
+
+        return cls.from_dict(json.loads(read_small(path).decode("utf-8")))

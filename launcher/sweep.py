@@ -120,7 +120,10 @@ class Sweep:
         text, problems = gather_report([directory], out_dir=directory if sweep else None, fmt="console")
         print()
         print(text)
-        bad = [f"unreadable result ({p})" for p in problems]
+        bad = [f"unreadable result ({p})" for p in problems if getattr(p, "fatal", True)]
+        for p in problems:
+            if not getattr(p, "fatal", True):  # the history store not updated: said, but the rows ran as they ran
+                print(f"launcher: warning: {p}", file=sys.stderr)
         for s in specs:
             try:
                 r = read_result(s.run_dir)

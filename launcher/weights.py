@@ -22,10 +22,11 @@ must exist and match the size the lock recorded.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
+import secrets
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,6 +37,8 @@ from .cli import plan_rows
 
 LOCK_FILE = "weights.lock.json"
 Log = Callable[[str], None]
+#: the longest a whole download may take (each URL), whatever its pace (--deadline)
+DEFAULT_DEADLINE_S = 3600.0
 RECORDED = "recorded on first fetch: no checksum is published upstream; later fetches and checks compare with it"
 
 
@@ -45,7 +48,17 @@ class WeightsError(RuntimeError):
 
 def read_lock(weights_dir: str | Path) -> dict[str, Any]:
     p = Path(weights_dir) / LOCK_FILE
-    return json.loads(p.read_text()) if p.is_file() else {}
+    if not p.is_file():
+        return {}
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # truncated (a full disk), edited by hand: say so, never a traceback
+        raise WeightsError(f"{p} cannot be read ({e}); it records the checksums of the files fetched so far: "
+                           f"restore it, or move it aside (mv {p} {p}.bad) and fetch again (every file is then "
+                           "verified again against what upstream publishes, or recorded anew)") from e
+    if not isinstance(data, dict):
+        raise WeightsError(f"{p} is not a weights lock file (a JSON object); move it aside and fetch again")
+    return data
 
 
 def _update_lock(weights_dir: Path, dest: str, entry: dict[str, Any]) -> None:
@@ -65,9 +78,26 @@ def digests(path: Path) -> dict[str, Any]:
     return {"sha256": sha.hexdigest(), "md5": md5.hexdigest(), "size": size}
 
 
-def _get(url: str, timeout: float) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as r:  # file://, http(s)://
-        return r.read()
+def _get(url: str, timeout: float, limit: int = 1 << 16) -> bytes:
+    """A small published file (an `.md5sum`): from a source the weights step may read, at most `limit` bytes,
+    within `timeout` for the whole transfer."""
+    import io
+
+    from .weightsafe import read_whole, source_problem
+
+    why = source_problem(url)
+    if why:
+        raise WeightsError(why)
+    buf = io.BytesIO()
+
+    class _Bounded:
+        def write(self, block: bytes) -> None:
+            if buf.tell() + len(block) > limit:
+                raise WeightsError(f"more than {limit} bytes: not a checksum file")
+            buf.write(block)
+
+    read_whole(url, _Bounded(), timeout, timeout)
+    return buf.getvalue()
 
 
 def expected(w: dict[str, Any], timeout: float = 60, online: bool = True) -> dict[str, str]:
@@ -76,7 +106,7 @@ def expected(w: dict[str, Any], timeout: float = 60, online: bool = True) -> dic
     if online and w.get("md5_url") and "md5" not in out:
         try:
             out["md5"] = _get(w["md5_url"], timeout).decode().split()[0].lower()
-        except (OSError, IndexError, UnicodeDecodeError) as e:
+        except (OSError, IndexError, UnicodeDecodeError, WeightsError, http.client.HTTPException) as e:
             raise WeightsError(f"cannot read the published md5 of {w['dest']} at {w['md5_url']}: {e}") from e
     return out
 
@@ -98,17 +128,27 @@ def _how(want: dict[str, str], w: dict[str, Any]) -> str:
     return ", ".join(src[k] for k in want) + " verified"
 
 
-def _download(w: dict[str, Any], path: Path, timeout: float, log: Log) -> tuple[str, Path]:
-    tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+def _download(w: dict[str, Any], path: Path, timeout: float, log: Log,
+              deadline_s: float = DEFAULT_DEADLINE_S) -> tuple[str, Path]:
+    """Each URL in turn into a `.part` file beside `path` (created exclusively, never through a link), whole:
+    the server's Content-Length must arrive, and the whole download must end within `deadline_s` (a server
+    that trickles a byte a second is given up on); a `.part` that does not become the file is removed."""
+    from .weightsafe import read_whole, source_problem
+
     errors = []
     for url in w.get("urls") or []:
+        tmp = path.with_name(f".{path.name}.part-{os.getpid()}-{secrets.token_hex(4)}")
+        why = source_problem(url)
+        if why:
+            errors.append(f"{url}: {why}")
+            continue
         log(f"[weights] fetching {url} -> {path}")
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as out:
-                for block in iter(lambda: r.read(1 << 20), b""):
-                    out.write(block)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+            with os.fdopen(fd, "wb") as out:
+                read_whole(url, out, timeout, deadline_s)
             return url, tmp
-        except OSError as e:
+        except (OSError, WeightsError, http.client.HTTPException) as e:
             errors.append(f"{url}: {e}")
             tmp.unlink(missing_ok=True)
     raise WeightsError(f"could not fetch {w['dest']} from any of its URLs (impl.weights[].urls):\n  "
@@ -116,16 +156,18 @@ def _download(w: dict[str, Any], path: Path, timeout: float, log: Log) -> tuple[
 
 
 def fetch(weights_dir: str | Path, w: dict[str, Any], *, force: bool = False, log: Log = print,
-          timeout: float = 60) -> str:
+          timeout: float = 60, deadline_s: float = DEFAULT_DEADLINE_S) -> str:
     """Make weights_dir/<dest> hold W's file, verified; returns what happened (one line)."""
+    from .weightsafe import dest_path
+
     weights_dir = Path(weights_dir)
-    path = weights_dir / w["dest"]
+    path = dest_path(weights_dir, w["dest"])
     want = expected(w, timeout)
     locked = read_lock(weights_dir).get(w["dest"])
     if path.is_file() and not force:
         return check(weights_dir, w, want=want)
     path.parent.mkdir(parents=True, exist_ok=True)
-    url, tmp = _download(w, path, timeout, log)
+    url, tmp = _download(w, path, timeout, log, deadline_s)
     found = digests(tmp)
     bad = mismatches(found, want, locked)
     if bad:
@@ -142,8 +184,10 @@ def fetch(weights_dir: str | Path, w: dict[str, Any], *, force: bool = False, lo
 
 def check(weights_dir: str | Path, w: dict[str, Any], *, want: dict[str, str] | None = None) -> str:
     """Verify weights_dir/<dest> against its checksums and the lock (recording it there when it is new)."""
+    from .weightsafe import dest_path
+
     weights_dir = Path(weights_dir)
-    path = weights_dir / w["dest"]
+    path = dest_path(weights_dir, w["dest"])
     if not path.is_file():
         raise WeightsError(f"{path} is missing: python -m launcher.weights fetch (on a host with internet)")
     locked = read_lock(weights_dir).get(w["dest"])
@@ -169,6 +213,13 @@ def problems(spec) -> list[str]:
                    f"take (mmdetection splits --options at commas): choose a plain path")
     for w in spec.weights or []:
         path = Path(w["path"])
+        try:
+            from .weightsafe import dest_path
+
+            dest_path(spec.weights_dir, w["dest"])
+        except WeightsError as e:
+            out.append(f"weights: {e}")
+            continue
         if not path.is_file():
             out.append(f"weights: {path} is missing; on a host with internet: python -m launcher.weights fetch "
                        f"impl={spec.impl} weights_dir={spec.weights_dir} (from {', '.join(w.get('urls') or ['?'])})")
@@ -197,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("action", choices=("fetch", "check", "list"))
     ap.add_argument("overrides", nargs="*", help="config overrides as for python -m launcher (impl=a,b weights_dir=...)")
     ap.add_argument("--force", action="store_true", help="fetch again even when the file is there")
-    ap.add_argument("--timeout", type=float, default=60.0, help="seconds per network read")
+    ap.add_argument("--timeout", type=float, default=60.0, help="seconds a network read may wait")
+    ap.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE_S,
+                    help="seconds a whole download may take (default %(default)s): a slower one is given up on")
     args = ap.parse_args(argv)
 
     seen: dict[str, dict] = {}
@@ -210,12 +263,16 @@ def main(argv: list[str] | None = None) -> int:
             if args.action == "list":
                 print(f"{w['path']}  ({', '.join(w['rows'])}) <- {', '.join(w.get('urls') or [])}")
             elif args.action == "fetch":
-                print(fetch(w["weights_dir"], w, force=args.force, timeout=args.timeout))
+                print(fetch(w["weights_dir"], w, force=args.force, timeout=args.timeout, deadline_s=args.deadline))
             else:
                 print(check(w["weights_dir"], w))
         except WeightsError as e:
             bad += 1
             print(f"launcher.weights: error: {e}", file=sys.stderr)
+        except OSError as e:  # an unwritable weights_dir, a full disk: the place and the way out, no traceback
+            bad += 1
+            print(f"launcher.weights: error: cannot write {e.filename or w['weights_dir']}: {e.strerror or e}; "
+                  f"point weights_dir at a directory you can write to (weights_dir=/path/you/own)", file=sys.stderr)
     return 1 if bad else 0
 
 

@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         opts["validation_s"] = args.validation_s
     if args.images_per_iter:
         opts["images_per_iter"] = args.images_per_iter
+    if args.fast:  # the node refuses a window longer than the command's run unless told the clock is simulated
+        from launcher.nodeguard import SIMULATED_CLOCK_MARKER
+
+        print(SIMULATED_CLOCK_MARKER, file=sys.stderr, flush=True)
     sink = FileSink(args.cwd, appends=FORMATS[args.format].appends, place=_placer(args.format, args.log_path, args.cwd))
     try:
         # a fast run is stamped from now on, like a real one: the node refuses records stamped before its start

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
+from ..lease import release
 from ..rundir import (JOB_ID_VAR, JOB_NODES_VAR, JOB_NUM_NODES_VAR, RESULT_FILE, SCHEDULER_ENV_VAR, SPEC_FILE,
                       CorruptResult, JobState, Result, State, append_manifest, read_result)
 from ..spec import JobSpec
+from ..trust import result_mismatch
 
 
 @dataclass
@@ -125,6 +127,8 @@ class Backend(abc.ABC):
         for spec, job_id in self._submit(specs):
             append_manifest(spec, job_id)
             ids[id(spec)] = str(job_id)
+            if not self.foreground:  # queued elsewhere: the scheduler holds the row now, its node takes the lease
+                release(spec.run_dir)
         missing = [s.impl for s in specs if id(s) not in ids]
         if missing:
             raise BackendError(f"the {self.name} backend returned no job id for {', '.join(missing)}")
@@ -179,6 +183,12 @@ class Backend(abc.ABC):
         except CorruptResult as e:
             return JobState(State.FAILED, str(e))
         if not self._owns(result, job_id):
+            return None
+        try:
+            spec = JobSpec.load(run_dir).to_dict()
+        except (OSError, ValueError, TypeError, AttributeError):
+            spec = None
+        if result_mismatch(run_dir, result.to_dict(), spec):  # copied in from another run: not this job's word
             return None
         return JobState(result.status, result.error if result.status != State.OK else None)
 

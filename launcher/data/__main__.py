@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     except SynthError as e:
         print(f"launcher.data: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # making --out itself, the final rename: the place and the way out
+        print(f"launcher.data: error: cannot write {e.filename or args.out}: {e.strerror or e}; choose an --out "
+              "you can write to", file=sys.stderr)
+        return 2
     what = "wrote" if written else "already there (same parameters), kept"
     print(f"launcher.data: {what} a synthetic COCO-format set in {root} in {time.monotonic() - t0:.1f} s: "
           + ", ".join(f"{k} {v}" for k, v in counts.items()))

@@ -123,6 +123,26 @@ def _link(link: Path, target: Path) -> None:
     os.symlink(target, link)
 
 
+def _marker_data(marker: Path) -> dict:
+    """A layout's marker; StageError (naming it and the way out) when it is truncated or not ours."""
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise StageError(f"{marker} cannot be read ({e}): restage it with `python -m launcher.data stage ... --force`"
+                         ) from None
+    if not isinstance(data, dict):
+        raise StageError(f"{marker} is not a stage marker: restage with `python -m launcher.data stage ... --force`")
+    return data
+
+
+def _stamp_data(stamp: Path) -> dict | None:
+    """A derived file's stamp; None (stale: made again) when it cannot be read."""
+    try:
+        return json.loads(stamp.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def _stats(paths: list[Path]) -> dict[str, list[int]]:
     return {str(p): [p.stat().st_size, p.stat().st_mtime_ns] for p in paths if p.exists()}
 
@@ -170,7 +190,7 @@ def build_layout(ds: dict, log: Log = print, force: bool = False) -> Path:
     root = Path(ds["root"])
     marker = _marker(ds)
     with locked(Path(ds["stage_dir"]) / f".{ds['layout']}.lock"):
-        old = json.loads(marker.read_text()) if marker.is_file() else {}
+        old = _marker_data(marker) if marker.is_file() else {}
         sources = _source_roots(ds)
         if old and {k: old.get(k) for k in sources} != sources and not force:
             raise StageError(f"{root} was staged from {_said({k: old.get(k) for k in sources})}; the config says "
@@ -211,7 +231,7 @@ def derive(spec, log: Log = print, force: bool = False) -> list[str]:
     for step in ds.get("derive") or []:
         out, stamp = Path(ds["root"]) / step["creates"], _stamp(ds, step)
         state = _step_state(ds, step)
-        if not force and out.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == state:
+        if not force and out.is_file() and stamp.is_file() and _stamp_data(stamp) == state:
             continue
         if not spec.checkout_dir:
             raise StageError(f"{step['creates']} is made by {spec.impl}'s own script in its work tree: prepare the "
@@ -254,17 +274,26 @@ def problems(spec) -> tuple[list[str], list[str]]:
     marker = _marker(ds)
     if not marker.is_file():
         return [f"data: the {ds['layout']} layout is not staged in {ds['stage_dir']}: {how}"], []
-    old, sources = json.loads(marker.read_text()), _source_roots(ds)
+    try:
+        old, sources = _marker_data(marker), _source_roots(ds)
+    except StageError as e:
+        return [f"data: {e}"], []
     if {k: old.get(k) for k in sources} != sources:
         return [f"data: {ds['root']} was staged from {_said({k: old.get(k) for k in sources})}, not from the "
                 f"configured {_said(sources)}: {how} --force"], []
     root = Path(ds["root"])
     out = [f"data: {root / r} is missing (from {_source_of(ds, r)})" for r in ds.get("reads") or []
            if not (root / r).exists()]
+    from .jsoncheck import incomplete  # an annotation file cut short is not "complete"
+
+    for r in ds.get("reads") or []:
+        if r.endswith(".json") and (root / r).is_file() and (why := incomplete(root / r, ds["stage_dir"])):
+            out.append(f"data: {root / r} (from {_source_of(ds, r)}) is not complete JSON: {why}; copy it again "
+                       "from its source")
     for step in ds.get("derive") or []:
         stamp = _stamp(ds, step)
         if not (root / step["creates"]).is_file() or not stamp.is_file() \
-                or json.loads(stamp.read_text()) != _step_state(ds, step):
+                or _stamp_data(stamp) != _step_state(ds, step):
             out.append(f"data: {root / step['creates']} is missing or older than its sources "
                        f"(made by `{step['run']}`): {how}")
     warn = [f"data: {root / r} is missing (from {_source_of(ds, r)}); {spec.impl} reads it only after the "

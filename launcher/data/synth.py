@@ -190,7 +190,11 @@ def synth(out: str | Path, params: Params = Params(), force: bool = False) -> tu
     tmp = root.with_name(f".coco.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        counts = _generate(tmp, params)
+        try:
+            counts = _generate(tmp, params)
+        except OSError as e:  # an unwritable or full --out: the place and the way out, no traceback
+            raise SynthError(f"cannot write {e.filename or root}: {e.strerror or e}; choose an --out you can write "
+                             "to (with room for the set: a few MB)") from None
         if root.exists():  # ours, other parameters, --force: keep it until the new one is complete
             old = root.with_name(f".coco.old-{os.getpid()}")
             os.replace(root, old)

@@ -43,9 +43,9 @@ def gather(paths: Iterable[str | os.PathLike], *, db: str | os.PathLike | None =
         try:
             history.append(db, records)
         except history.HistoryError as e:  # the table matters more than the archive: say so, go on
-            problems.append(Problem(os.fspath(db), f"history not updated: {e}"))
+            problems.append(Problem(os.fspath(db), f"history not updated: {e}", fatal=False))
         except Exception as e:
-            problems.append(Problem(os.fspath(db), f"history not updated ({type(e).__name__}: {e})"))
+            problems.append(Problem(os.fspath(db), f"history not updated ({type(e).__name__}: {e})", fatal=False))
     return runs_frame(records), problems
 
 
@@ -62,7 +62,12 @@ def report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike | None
     files next to the sweep, and return the text to print (problems listed below the table)."""
     runs, problems = gather(paths, db=db)
     if out_dir is not None:
-        write_tables(runs, out_dir)
+        try:
+            write_tables(runs, out_dir)
+        except OSError as e:  # a full disk, a read-only sweep dir: the table is still printed, the rows ran as they ran
+            problems.append(Problem(os.fspath(out_dir), f"table files not written ({e.strerror or e}); the table "
+                                    "below is complete: python -m launcher.gather SWEEP_DIR --out DIR writes them "
+                                    "once there is room", fatal=False))
     text = render(runs, fmt)
     if problems:
         text += "\nSkipped (not in the table):\n" + "".join(f"  {p}\n" for p in problems)

@@ -34,6 +34,8 @@ class Problem:
 
     path: str
     message: str
+    #: False for what does not touch the table (the history store not updated): said, never a failed launch
+    fatal: bool = True
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
@@ -92,9 +94,21 @@ def find_run_dirs(paths: Iterable[str | os.PathLike]
     return runs, manifests, problems
 
 
+def _foreign(run_dir: str, data: dict) -> str | None:
+    """Why a readable result.json is not this run dir's own (trust.result_mismatch), or None."""
+    from ..trust import figure_outlasts_run, result_mismatch
+
+    try:
+        spec = _load_json(os.path.join(run_dir, SPEC_FILE))
+    except (OSError, ValueError):
+        spec = None
+    return result_mismatch(run_dir, data, spec if isinstance(spec, dict) else None) or figure_outlasts_run(data)
+
+
 def _load_json(path: str) -> Any:
-    with open(path, "rb") as f:
-        return json.loads(f.read())
+    from ..rundir import read_small  # regular files of sane size only: a planted FIFO never blocks a gather
+
+    return json.loads(read_small(path))
 
 
 class BatchedStates:
@@ -128,6 +142,8 @@ def _marker_state(run_dir: str) -> tuple[str, str | None]:
 
 
 def _backend_state(entry: dict | None, run_dir: str, job_state: Callable | None) -> tuple[str, str | None]:
+    if entry is not None and entry.get("invalid"):  # never handed to a backend (a command line, an API)
+        return "unknown", f"manifest line refused: {entry['invalid']}"
     if entry is None:
         state, reason = _marker_state(run_dir)
         if state == "pending":
@@ -164,9 +180,13 @@ def read_run(run_dir: str, job_state: Callable | None, files: frozenset | None =
             if not isinstance(data, dict):
                 raise ValueError(f"expected a JSON object, found {type(data).__name__}")
             Result.from_dict(data)  # the schema's own checks
+            foreign = _foreign(run_dir, data)
         except (OSError, ValueError, TypeError) as e:
-            problem = Problem(rpath, f"corrupt or half-written result, skipped ({e}); "
-                                     "re-run the row or delete the file")
+            foreign, problem = None, Problem(rpath, f"corrupt or half-written result, skipped ({e}); "
+                                                    "re-run the row or delete the file")
+        else:
+            problem = Problem(rpath, f"refused, not tabled: {foreign}") if foreign else None
+        if problem is not None:
             # its figure is skipped; its row stays when the spec says which row it was
             try:
                 spec = _load_json(os.path.join(run_dir, SPEC_FILE))
@@ -176,7 +196,8 @@ def read_run(run_dir: str, job_state: Callable | None, files: frozenset | None =
                 return None, problem
             rec = {k: spec.get(k) for k in SPEC_FIELDS if k in spec}
             rec.update(run_dir=run_dir, source="spec", status="unreadable",  # table.RowStatus.UNREADABLE
-                       reason="corrupt result.json (skipped, see the list of problems)")
+                       reason=("result.json refused" if foreign else "corrupt result.json")
+                       + " (skipped, see the list of problems)")
             return rec, problem
         rec = dict(data)
         rec["source"] = "result"

@@ -9,6 +9,7 @@ change); the result's full JSON is kept beside the indexed columns.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
@@ -46,10 +47,25 @@ class HistoryError(RuntimeError):
     """The history store cannot be opened or read; the message names it and the way out."""
 
 
+class HistoryBusy(HistoryError):
+    """Another writer holds the store longer than `BUSY_WAIT_S`: nothing is wrong with it."""
+
+
+class HistoryFull(HistoryError):
+    """The file system holding the store has no room: nothing is wrong with the store."""
+
+
+#: how long a writer waits for another one (a gather, a launcher recording its table) before saying busy
+BUSY_WAIT_S = 10.0
+
+
 def connect(db: str | os.PathLike) -> sqlite3.Connection:
     try:
         Path(db).parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(os.fspath(db), timeout=30)
+        if Path(db).is_symlink():  # the store is written: never through a link planted in outputs/
+            raise HistoryError(f"{db} is a symbolic link to {os.readlink(db)}, which the launcher did not make; it "
+                               "never writes through one. Remove the link (or name the real file with --db)")
+        con = sqlite3.connect(os.fspath(db), timeout=BUSY_WAIT_S)
         try:
             con.executescript(_SCHEMA)
         except BaseException:
@@ -61,6 +77,18 @@ def connect(db: str | os.PathLike) -> sqlite3.Connection:
 
 
 def unreadable(db: str | os.PathLike, error: Exception) -> HistoryError:
+    """The error for `error` met on the store `db`: busy, full, or (only then) not a readable store."""
+    name = getattr(error, "sqlite_errorname", "") or ""
+    text = str(error).lower()
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text or "busy" in text:
+        return HistoryBusy(f"{db} is busy: another gather or launcher has been writing it for over {BUSY_WAIT_S:.0f} "
+                           "s. Nothing is wrong with it; nothing was recorded this time: gather the sweep again "
+                           "later (python -m launcher.gather SWEEP_DIR) to record it")
+    if name.startswith("SQLITE_FULL") or "disk is full" in text or getattr(error, "errno", None) == errno.ENOSPC:
+        return HistoryFull(f"{db} could not be written: the file system holding it is full. Nothing is wrong with "
+                           "the store; free space there (or name another store with --db) and gather again")
+    if isinstance(error, HistoryError):
+        return error
     return HistoryError(f"{db} is not a readable history store ({type(error).__name__}: {error}); move it aside "
                         f"(mv {db} {db}.bad) and the next gather starts a new one, or name another with --db")
 
@@ -115,6 +143,8 @@ def append(db: str | os.PathLike, records: Iterable[dict]) -> int:
                 f"INSERT OR IGNORE INTO results (key, {', '.join('commit_hash' if c == 'commit' else c for c in _COLS)}, "
                 f"result) VALUES ({', '.join('?' * (len(_COLS) + 2))})", rows)
             return con.total_changes - before
+    except (sqlite3.Error, OSError) as e:
+        raise unreadable(db, e) from e
     finally:
         con.close()
 
@@ -159,7 +189,7 @@ def load(db: str | os.PathLike, since: str | None = None, impl: str | None = Non
     try:
         return pd.read_sql_query(sql, con, params=args)
     except (sqlite3.Error, pd.errors.DatabaseError) as e:
-        raise unreadable(db, e) from e
+        raise unreadable(db, e.__cause__ if isinstance(e.__cause__, sqlite3.Error) else e) from e
     finally:
         con.close()
 

@@ -19,6 +19,7 @@ from typing import Callable, TextIO, Union
 
 from ..locks import locked
 from ..rundir import atomic_write_json, now_iso
+from ..safeio import open_append
 from ..spec import JobSpec
 from .environment import command_environ, wrap_command
 from .venv import BuildError, ensure_venv, is_managed
@@ -34,7 +35,10 @@ def _sink(log: Log) -> tuple[Callable[[str], None], Callable[[], None]]:
     if callable(log) and not hasattr(log, "write"):
         return log, (lambda: None)
     if isinstance(log, (str, Path)):
-        fh = open(log, "a", encoding="utf-8")
+        import io
+
+
+        fh = io.TextIOWrapper(io.BufferedWriter(open_append(log)), encoding="utf-8")
         return (lambda s: (fh.write(s + "\n"), fh.flush())), fh.close
     return (lambda s: (log.write(s + "\n"), log.flush())), (lambda: None)
 

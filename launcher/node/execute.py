@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TextIO
 
+from ..safeio import open_append
 from .process import stop_group, watch_group
 
 KILL_GRACE_S = 10.0
@@ -53,7 +54,8 @@ class Execution:
 
     def start(self) -> "Execution":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab", buffering=0)
+
+        self._log = open_append(self.log_path)
         self.proc = subprocess.Popen(["bash", "-c", self.script], cwd=self.cwd, env=self.env,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True)

@@ -23,9 +23,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, TextIO
 
-from .. import parse
+from .. import lease, parse
+from ..localcancel import cancel_requested
+from .guard import clock_refusal, simulated_clock, unreadable_spec_result
 from ..rundir import (JOB_ID_VAR, JOB_SCRIPT, PROVENANCE_FILE, RESULT_FILE, SPEC_FILE, STATUS_FILE, TRAIN_LOG, Result,
                       atomic_write_json, now_iso, release_space, reserve_space, set_aside, write_result, write_status)
+from ..safeio import write_new_text
 from ..spec import JobSpec
 from . import software
 from .build import build_once
@@ -99,6 +102,10 @@ class ResultNotWritten(OSError):
     """Not even a short result.json could be written in the run dir."""
 
 
+class RunDirBusy(RuntimeError):
+    """Another live attempt owns the run dir (launcher/lease.py): this one writes nothing there."""
+
+
 def _first_line(text: str | None) -> str:
     lines = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
     return lines[0] if lines else "no reason recorded"
@@ -129,6 +136,10 @@ class NodeRun:
         self.since: RunStart | None = None  # set when the run starts: no log written before it counts
 
     def run(self) -> Result:
+        try:
+            lease.acquire(self.run_dir, "node")  # one live attempt per run dir; a dead one's lease is broken
+        except lease.LeaseHeld as e:
+            raise RunDirBusy(str(e)) from None
         set_aside(self.run_dir, RESULT_FILE)  # a result already here (a repeated submission) is kept, not overwritten
         write_status(self.run_dir, "running", started_at=self.started, host=self.host, pid=os.getpid(),
                      job_id=self.job_id)
@@ -151,6 +162,7 @@ class NodeRun:
         result = Result.for_spec(self.spec, status, started_at=self.started, host=self.host, job_id=self.job_id,
                                  **{**self.fields, **fields})
         release_space(self.run_dir)
+        set_aside(self.run_dir, RESULT_FILE)  # never overwritten without being kept (another writer's, say)
         try:
             write_result(self.run_dir, result)
         except OSError as e:  # no room even now: try once more without the bulky parts, then say so
@@ -165,20 +177,24 @@ class NodeRun:
                          host=self.host)
         except OSError:
             pass  # the result is what counts; a stale `running` marker reads as failed once this process is gone
+        lease.release(self.run_dir)
         return result
 
     @contextmanager
     def _signals_stop_the_command(self) -> Iterator[None]:
-        """While the row runs, SIGTERM / SIGINT / SIGUSR2 stop its command (the row ends `cancelled`)."""
+        """While the row runs, SIGTERM / SIGINT / SIGHUP / SIGUSR2 stop its command (the row ends `cancelled`)."""
 
         def on_signal(signum, _frame):
             name = signal.Signals(signum).name
-            self.received.append(name)
-            self.interrupted_by = self.interrupted_by or name
+            if name == "SIGUSR2" and "by_pid" in (cancel_requested(self.run_dir) or {}):  # launcher.cancel: this row
+                self.received.append("python -m launcher.cancel")
+            else:
+                self.received.append(name)
+                self.interrupted_by = self.interrupted_by or name
             if self.execution is not None:
                 self.execution.stop(f"received {name}")
 
-        sigs = (signal.SIGTERM, signal.SIGINT) + ((signal.SIGUSR2,) if hasattr(signal, "SIGUSR2") else ())
+        sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) + ((signal.SIGUSR2,) if hasattr(signal, "SIGUSR2") else ())
         old_handlers = {}
         try:
             for s in sigs:
@@ -212,7 +228,7 @@ class NodeRun:
         if managed and (refused := self._check_software()):
             return refused
         script = _script(spec)
-        (run_dir / JOB_SCRIPT).write_text(script, encoding="utf-8")
+        write_new_text(run_dir / JOB_SCRIPT, script)  # replaces a planted link, never writes through it
         if self.received:
             return self.finish("cancelled", error=f"cancelled before start ({self.received[0]})")
 
@@ -283,7 +299,12 @@ class NodeRun:
             return self.finish("failed", error=f"the {spec.log_format} log is not this run's own: {e}")
         except (parse.ParseError, OSError) as e:
             return self.finish("failed", error=f"cannot read the {spec.log_format} log {self.fields['log_path']}: {e}")
-        return self.finish("ok", throughput=m.throughput, window=list(m.window), method=m.method,
+        refused, method = clock_refusal(m, res.elapsed_s), m.method
+        if refused and simulated_clock(self.run_dir / TRAIN_LOG):  # the test stand-in's --fast: said in the figure
+            method += f"; STAND-IN SIMULATED CLOCK: {refused.split(':')[0]} (its times were simulated, not spent)"
+        elif refused:
+            return self.finish("failed", error=refused)
+        return self.finish("ok", throughput=m.throughput, window=list(m.window), method=method,
                            error_bound=m.error_bound, mean_step_time=m.mean_step_time)
 
 
@@ -296,7 +317,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"launcher.node: {argv[0]} holds no {SPEC_FILE}; plan the run with python -m launcher first", file=sys.stderr)
         return 2
     try:
+        JobSpec.load(argv[0])
+    except (ValueError, TypeError, AttributeError) as e:  # a truncated or foreign spec.json: say so, leave a row
+        said = unreadable_spec_result(argv[0], e)
+        print(f"launcher.node: error: {said}", file=sys.stderr)
+        return 2
+    try:
         result = run_node(argv[0], echo=sys.stdout)
+    except RunDirBusy as e:
+        print(f"launcher.node: error: {e}", file=sys.stderr)
+        return 1
     except OSError as e:  # the run dir cannot be written at all (a full disk, a read-only mount)
         print(f"launcher.node: error: {e}", file=sys.stderr)
         return 1

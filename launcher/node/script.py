@@ -64,6 +64,11 @@ def job_script(spec: JobSpec) -> str:
         lines += [f"#   {step}" for step in spec.build]
     lines += ["set -eo pipefail", f"cd {shlex.quote(work_dir_text(spec))}"]
     lines += [f"export {k}={shlex.quote(str(v))}" for k, v in (spec.env or {}).items()]
+    for k in spec.env_pass or []:  # by name only: the value comes from the environment, never from this file
+        if not _NAME.match(str(k)):
+            raise ValueError(f"impl.env_pass has {k!r}, which is not a valid environment variable name")
+        lines.append(f': "${{{k}:?impl.env_pass names {k}, which the submitting environment did not set}}"; '
+                     f"export {k}")
     lines += data_setup_lines(spec) + list(spec.setup or [])
     lines.append(env.wrap(spec.command))
     return "\n".join(lines) + "\n"

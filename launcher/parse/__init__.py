@@ -13,6 +13,7 @@ import importlib
 from pathlib import Path
 
 from .base import LogParser, Measurement, Progress
+from .logfile import LogText, NotARegularFile
 from .errors import BadRequest, ParseError, SeveralRuns, StaleLog, UnknownFormat, WindowNotCovered
 
 #: format name -> "module:Class" (imported lazily so one broken parser cannot break the others)
@@ -46,8 +47,10 @@ def earliest_start(fmt: str) -> int:
     return get_parser(fmt).earliest_start
 
 
-def read_log(path: str | Path) -> str:
-    return Path(path).read_text(encoding="utf-8", errors="replace")
+def read_log(path: str | Path) -> LogText:
+    """The log at `path`, read lazily line by line by the parsers (logfile.py): bounded memory, regular files
+    only (NotARegularFile, a BadRequest, for a FIFO or a device; OSError for a missing file)."""
+    return LogText(path)
 
 
 def measure(fmt: str, text: str, window: tuple[int, int], images_per_iter: int, *, run: int | None = None,
@@ -56,4 +59,5 @@ def measure(fmt: str, text: str, window: tuple[int, int], images_per_iter: int, 
 
 
 __all__ = ["BadRequest", "LogParser", "Measurement", "ParseError", "Progress", "REGISTRY", "SeveralRuns", "StaleLog",
-           "UnknownFormat", "WindowNotCovered", "earliest_start", "formats", "get_parser", "measure", "read_log"]
+           "UnknownFormat", "WindowNotCovered", "earliest_start", "formats", "get_parser", "measure", "read_log",
+           "LogText", "NotARegularFile"]

@@ -32,10 +32,28 @@ __all__ = ["BadRequest", "LogParser", "Measurement", "ParseError", "Progress", "
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def clean_lines(text: str) -> list[str]:
-    """Split a captured log into lines: ANSI colours stripped, `\\r` and `\\b` progress redraws split."""
+def clean_lines(text):
+    """Split a captured log into lines: ANSI colours stripped, `\\r` and `\\b` progress redraws split.
+
+    `text` is a string (a list comes back) or a log file read lazily (logfile.LogText: the lines come one
+    at a time, so a parse holds its records, never the whole text)."""
+    from .logfile import LogText
+
+    if isinstance(text, LogText):
+        return _stream_lines(text)
     text = ANSI_RE.sub("", text).replace("\x08", "")
     return [line.rstrip() for line in re.split(r"\r\n|\r|\n", text)]
+
+
+def _stream_lines(log):
+    for raw in log:
+        if raw.endswith("\r"):
+            raw = raw[:-1]
+        raw = ANSI_RE.sub("", raw).replace("\x08", "") if ("\x1b" in raw or "\x08" in raw) else raw
+        if "\r" in raw:
+            yield from (part.rstrip() for part in raw.split("\r"))
+        else:
+            yield raw.rstrip()
 
 
 @dataclass

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 
 from .base import LogParser, ParseError, Progress, Run, RunBuilder, clean_lines, dedupe, span_from_cumulative
+from .logfile import LazyLines
 
 START_RE = re.compile(r"json_stats: (\{.*)$")
 RUN_RE = re.compile(r"\bCalled with args:|\bBuilding model: |Resuming from checkpoint (?P<ckpt>\S+) at start iter "
@@ -45,6 +46,10 @@ def _digits(raw) -> int:
     return len(s.split(".")[1]) if "." in s else 0
 
 
+def _has(lines, i: int) -> bool:
+    return lines.has(i) if isinstance(lines, LazyLines) else i < len(lines)
+
+
 def _json_at(lines: list[str], i: int, first: str) -> tuple[dict | None, int]:
     """The ``json_stats: {`` object starting on line i (also when pretty-printed over several), and its last line."""
     buf, j = first, i
@@ -53,15 +58,17 @@ def _json_at(lines: list[str], i: int, first: str) -> tuple[dict | None, int]:
             return json.loads(buf), j
         except json.JSONDecodeError:
             j += 1
-            if j >= len(lines) or j - i > 60:
+            if not _has(lines, j) or j - i > 60:
                 return None, i
             buf += "\n" + lines[j]
 
 
 def scan(text: str) -> list[Run]:
     lines = clean_lines(text)
+    if not isinstance(lines, list):  # a log file read lazily: a window of lines, never the whole file
+        lines = LazyLines(lines)
     b, i = RunBuilder(), 0
-    while i < len(lines):
+    while _has(lines, i):
         m = START_RE.search(lines[i])
         if not m:
             mr = RUN_RE.search(lines[i])

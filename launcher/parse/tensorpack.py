@@ -72,7 +72,7 @@ def _rel_err_5g(raw: str) -> float:
 
 
 def _from_stats_json(text: str) -> list[TpRecord] | None:
-    s = text.strip()
+    s = text.strip() if isinstance(text, str) else (text.whole_if("[") or "").strip()
     if not s.startswith("["):
         return None
     try:

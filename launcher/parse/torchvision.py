@@ -67,7 +67,7 @@ class TorchvisionParser(LogParser, name="torchvision", scan=scan, earliest_start
         return f"{what} {a + 1}..{b} / (t[{b}] - t[{a}]) from per-iteration wall-clock stamps"
 
     def data_kind(self, text):
-        m = re.search(r"^tvbench data=(\w+)", text, re.M)
+        m = next((m for line in clean_lines(text) if (m := re.match(r"tvbench data=(\w+)", line))), None)
         return m.group(1) if m else None
 
     def progress_of(self, run):

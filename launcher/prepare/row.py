@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..backends import get_backend
 from ..data.stage import StageError, stage
-from ..rundir import Result, now_iso, write_result
+from ..rundir import RESULT_FILE, Result, now_iso, set_aside, write_result
 from ..spec import JobSpec
 from .checkout import prepare
 from .errors import PrepareError
@@ -34,4 +34,5 @@ def record_failure(spec: JobSpec, error: Exception) -> None:
     """The row's run dir says why it never ran: its spec and a `failed` result."""
     Path(spec.run_dir).mkdir(parents=True, exist_ok=True)
     spec.save()
+    set_aside(spec.run_dir, RESULT_FILE)  # a result already here is kept, never overwritten
     write_result(spec.run_dir, Result.for_spec(spec, "failed", error=f"prepare failed: {error}", started_at=now_iso()))

@@ -29,7 +29,7 @@ from ... import PACKAGE_DIR
 from ...rundir import RESULT_FILE, JobState, State, read_status
 from ...spec import JobSpec
 from ..base import Backend, BackendConfig, job_environ
-from .head import (STOP_WAIT_S, RayBackendError, jobs_api_answers, node_resources, record_session_job, session_address,
+from .head import (STOP_WAIT_S, RayBackendError, auth_headers, jobs_api_answers, node_resources, record_session_job, session_address,
                    session_head, start_session_head, stop_session_head)
 
 #: a running job this long past its time limit is stopped by `state()` (the node should have ended it)
@@ -136,7 +136,7 @@ class RayBackend(Backend):
                     "docs/cluster.md)? Leave backend.address unset to start a local head for this session "
                     "(wait=true).")
             try:
-                self._client = JobSubmissionClient(address)
+                self._client = JobSubmissionClient(address, headers=auth_headers(address) or None)
             except Exception as e:  # ConnectionError, RuntimeError from the SDK
                 raise RayBackendError(f"cannot connect to the Ray Jobs API at {address}: {e}"
                                       + (" (a head with token authentication: set RAY_AUTH_MODE=token and the "
@@ -220,6 +220,8 @@ class RayBackend(Backend):
             runtime_env = self.job_runtime_env()
             # the node records where it ran (result.json's job_id): the id is known before the job starts
             runtime_env["env_vars"].update(job_environ(submission_id, num_nodes=1), LAUNCHER_BACKEND=self.name)
+            # impl.env_pass: by name from this environment into the job's (held by the head, never a run dir file)
+            runtime_env["env_vars"].update({n: os.environ[n] for n in spec.env_pass or [] if n in os.environ})
             job_id = client.submit_job(
                 entrypoint=self.entrypoint(spec),
                 submission_id=submission_id,
@@ -294,9 +296,11 @@ class RayBackend(Backend):
 
     def cancel(self, job_id: str) -> None:
         client = self.connect()
-        if client is None:  # its session head is gone, and the job ended with it
-            return
-        client.stop_job(job_id)
+        if client is None:  # its session head is gone, and the job ended with it: nothing was stopped here
+            raise RayBackendError(f"the Ray head that ran {job_id} is gone (its launcher ended), and the job with it; "
+                                  "nothing to cancel")
+        if not client.stop_job(job_id):  # Ray: the job had already ended
+            raise RayBackendError(f"Ray says job {job_id} had already ended; nothing was stopped")
 
 
 def _ours(info) -> str:

@@ -43,6 +43,41 @@ SESSION_FILE = "ray-session.json"
 LOOPBACK_ARGS = ("--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1")
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
+#: Loopback is not enough on a machine other users share: any local user could reach the Jobs API and run a
+#: job as the launcher's user (issue 21, class 9).  So a session head also demands a token (Ray 2.52+:
+#: RAY_AUTH_MODE=token): a new random one per head, in a file only its user can read (mode 0600, in the
+#: head's own 0700 temporary directory), given to the head by path (RAY_AUTH_TOKEN_PATH), never on a command
+#: line or in a run dir; the launcher's own clients send it as a bearer header (`auth_headers`).  (Its own
+#: directory: Ray makes the head's temporary directory world-writable.)
+TOKEN_FILE = "auth_token"
+
+#: address -> token file of the session heads this process knows (its own, or one found via SESSION_FILE)
+_TOKENS: dict[str, str] = {}
+
+
+def auth_headers(address: str | None) -> dict[str, str]:
+    """The Authorization header for a session head the launcher started ({} for any other head: Ray's own
+    RAY_AUTH_MODE / RAY_AUTH_TOKEN settings apply there, docs/cluster.md)."""
+    path = _TOKENS.get((address or "").rstrip("/"))
+    if not path:
+        return {}
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except OSError:
+        return {}
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _write_token(directory: str) -> str:
+    import secrets as _secrets
+
+    path = os.path.join(directory, TOKEN_FILE)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(_secrets.token_hex(32))
+    os.chmod(path, 0o600)  # whatever the umask
+    return path
+
 
 class RayBackendError(BackendError):
     """The Ray backend cannot do what was asked; the message names the problem and the way out."""
@@ -89,6 +124,8 @@ class EmbeddedHead:
         self.tmpdir: str | None = None
         self.log_path: str | None = None
         self.jobs: list[str] = []  # submitted to it, stopped before it stops
+        self.token_file: str | None = None  # its token (mode 0600, in token_dir, mode 0700): see TOKEN_FILE
+        self.token_dir: str | None = None
 
     def start(self) -> str:
         # a short path: Ray puts unix sockets in it (108-byte limit)
@@ -109,13 +146,18 @@ class EmbeddedHead:
             cmd.append(f"--num-cpus={self.num_cpus}")
         if self.num_gpus is not None:
             cmd.append(f"--num-gpus={self.num_gpus}")
-        env = dict(os.environ, **LOOPBACK_ENV, RAY_TMPDIR=self.tmpdir, RAY_AUTH_MODE="disabled",
+        # the token's own 0700 directory: Ray makes its temporary directory world-writable
+        self.token_dir = tempfile.mkdtemp(prefix="lx-ray-token-", dir=os.path.dirname(self.tmpdir))
+        self.token_file = _write_token(self.token_dir)
+        env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_TOKEN",)}
+        env.update(**LOOPBACK_ENV, RAY_TMPDIR=self.tmpdir, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=self.token_file,
                    RAY_USAGE_STATS_ENABLED="0")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=env, cwd=self.tmpdir, start_new_session=True,
                                          preexec_fn=_die_with_parent)
         self.address = f"http://127.0.0.1:{dashboard_port}"
+        _TOKENS[self.address] = self.token_file
         deadline = time.monotonic() + self.start_timeout_s
         while not jobs_api_answers(self.address, timeout=2):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -162,13 +204,20 @@ class EmbeddedHead:
             pass
         if not keep_files and self.tmpdir:  # session logs and sockets: tens of MB per head
             shutil.rmtree(self.tmpdir, ignore_errors=True)
+        if self.token_dir:  # the token dies with its head
+            shutil.rmtree(self.token_dir, ignore_errors=True)
+            _TOKENS.pop((self.address or "").rstrip("/"), None)
 
 
 def node_resources(address: str) -> list[dict[str, float]]:
     """Total resources of each alive node of the cluster whose dashboard is at `address`."""
-    from ray.util.state import list_nodes
+    from ray.util.state import StateApiClient
+    from ray.util.state.common import ListApiOptions, StateResource
 
-    return [dict(n.resources_total or {}) for n in list_nodes(address=address, detail=True) if n.state == "ALIVE"]
+    headers = auth_headers(address)
+    client = StateApiClient(address=address, headers={"Content-Type": "application/json", **headers})
+    nodes = client.list(StateResource.NODES, options=ListApiOptions(detail=True), raise_on_missing_output=True)
+    return [dict(n.resources_total or {}) for n in nodes if n.state == "ALIVE"]
 
 
 def _die_with_parent() -> None:
@@ -210,7 +259,8 @@ def record_session_job(run_dir: str | Path, job_id: str) -> None:
         return
     _SESSION.jobs.append(job_id)
     atomic_write_json(Path(run_dir) / SESSION_FILE, {"address": _SESSION.address, "launcher_pid": os.getpid(),
-                                                      "host": socket.gethostname(), "job_id": job_id})
+                                                      "host": socket.gethostname(), "job_id": job_id,
+                                                      "token_file": _SESSION.token_file})  # its path, not the token
 
 
 def stop_session_head() -> None:
@@ -229,7 +279,7 @@ def _stop_jobs(head: EmbeddedHead) -> None:
     from ray.job_submission import JobSubmissionClient
 
     try:
-        client = JobSubmissionClient(head.address)
+        client = JobSubmissionClient(head.address, headers=auth_headers(head.address) or None)
         live = [j for j in head.jobs if not client.get_job_status(j).is_terminal()]
         if live:
             print(f"[ray] the session's Ray head stops with the launcher: stopping {len(live)} unfinished "
@@ -256,6 +306,9 @@ def session_address(run_dir: str | Path | None) -> str | None:
     if data.get("host") != socket.gethostname():  # a session head listens on 127.0.0.1 of its own host
         return None
     address = data.get("address")
+    token_file = data.get("token_file")
+    if address and isinstance(token_file, str) and os.path.isfile(token_file):
+        _TOKENS[address.rstrip("/")] = token_file  # readable only by the head's user: another user gets nothing
     return address if address and jobs_api_answers(address, timeout=2) else None
 
 

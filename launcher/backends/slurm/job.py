@@ -187,6 +187,7 @@ def settle_result(run_dir: str | Path, status: str, reason: str) -> Result:
     if old is not None and old.status == "ok":
         return old
     if old is not None:
+        set_aside(run_dir, RESULT_FILE)  # the node's own result is kept beside ours, never overwritten
         error = reason + (f"\nthe node reported: {old.error}" if old.error else "")
         new = dataclasses.replace(old, status=status, error=error, throughput=None,
                                   finished_at=old.finished_at or now_iso())
