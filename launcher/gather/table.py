@@ -14,6 +14,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from . import stats
+from .telemetry import group_figures
 from .catalog import DEFAULT_TOLERANCE, RowInfo, load_rows, order_of
 
 #: Columns every run frame has (result.json's fields plus what gather adds), in this order.
@@ -194,7 +195,7 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
             data=_joined(r.get("data") for r in g), method=_joined(r.get("method") for r in g),
             stack=_joined(r.get("stack") for r in g),
             finished_at=max((str(r["finished_at"]) for r in g if r.get("finished_at")), default=None),
-            run_dirs=[r.get("run_dir") for r in g], **windows(g),
+            run_dirs=[r.get("run_dir") for r in g], **windows(g), **group_figures(g),
         )
         if row["unstable"]:
             row["status"] = "ok, unstable"
@@ -208,6 +209,7 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
             gpus=rec.get("gpus"), gpu_model=rec.get("gpu_model"), driver=rec.get("driver"),
             commit=rec.get("commit"), data=rec.get("data"), method=None, stack=rec.get("stack"),
             finished_at=rec.get("finished_at"), run_dirs=[rec.get("run_dir")], count=0, **windows([]),
+            **group_figures([]),
         )
         out.append(_finish(row))
     present = {r["impl"] for r in out}
