@@ -140,10 +140,10 @@ def bar_chart(rows: list[dict]) -> str | None:
             b.set_hatch("///")
             b.set_edgecolor("white")
     ax.barh([v + h / 2 for v in y], refs, height=h, color=COLORS["published"], label="published (8 V100s)")
-    top = max(meas + refs) or 1.0
-    for v, m, ref, r in zip(y, meas, refs, shown):
-        if r.get("throughput") is not None:
-            ax.text(m + top * 0.01, v - h / 2, fmt_num(m, r.get("error_bound")), va="center", fontsize=8)
+    top = max([m + e for m, e in zip(meas, errs)] + refs) or 1.0
+    for v, m, e, ref, r in zip(y, meas, errs, refs, shown):
+        if r.get("throughput") is not None:  # the figure past its error bar
+            ax.text(m + e + top * 0.01, v - h / 2, fmt_num(m, r.get("error_bound")), va="center", fontsize=8)
         if r.get("reference") is not None:
             ax.text(ref + top * 0.01, v + h / 2, fmt_ref(ref), va="center", fontsize=8, color="#555")
     labels = [f"{r.get('title') or r['impl']}" + (f"\n{_short_hw(r)}" if _short_hw(r) else "") for r in shown]
