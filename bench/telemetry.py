@@ -47,6 +47,7 @@ def run_row(args, work: Path, sampling: bool) -> dict:
     env["PATH"] = f"{STANDIN_BIN}{os.pathsep}{env['PATH']}"
     env["LAUNCHER_TELEMETRY"] = "1" if sampling else "0"
     env["LAUNCHER_TELEMETRY_PERIOD_MS"] = str(args.period_ms)
+    env["CUDA_VISIBLE_DEVICES"] = ""  # the row runs on the CPU: the stand-in's GPUs are for the sampler only
     run_dir = work / f"{len(list(work.iterdir())):02d}_{'on' if sampling else 'off'}"
     cmd = [sys.executable, "-m", "launcher", "impl=torchvision", "scale=smoke", f"window.start={args.start}",
            f"window.end={args.iters}", "impl.options.min_size=192", "impl.options.max_size=320",

@@ -306,7 +306,7 @@ class NodeRun:
             return self.finish("failed", error=f"cannot read the {spec.log_format} log {self.fields['log_path']}: {e}")
         return self.finish("ok", throughput=m.throughput, window=list(m.window), method=m.method,
                            error_bound=m.error_bound, mean_step_time=m.mean_step_time,
-                           telemetry=self.sampler.reduce(m, spec.images_per_iter) if self.sampler else {})
+                           telemetry=self.sampler.reduce(m, spec) if self.sampler else {})
 
 
 def main(argv: list[str] | None = None) -> int:

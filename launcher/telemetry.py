@@ -38,6 +38,7 @@ import datetime as dt
 import io
 import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -74,9 +75,12 @@ def start(run_dir: str | os.PathLike) -> "Sampler | None":
     files in the run dir are kept beside it (`<file>.<time>.previous`), never written over."""
     if not enabled():
         return None
-    for name in (TELEMETRY_FILE, HOST_TELEMETRY_FILE):
-        set_aside(run_dir, name)
-    return Sampler(run_dir).start()
+    try:
+        for name in (TELEMETRY_FILE, HOST_TELEMETRY_FILE):
+            set_aside(run_dir, name)
+        return Sampler(run_dir).start()
+    except Exception:  # telemetry must never cost a run: no sampler, and result.json's telemetry stays empty
+        return None
 
 
 def _number(text: str) -> float | None:
@@ -258,12 +262,22 @@ class Sampler:
         except OSError:
             return []
 
-    def reduce(self, measurement: Any = None, images_per_iter: int | None = None) -> dict[str, Any]:
-        """result.json's `telemetry`: the samples over the window of `measurement` (a parse.Measurement).
-        Stops the sampling first. Never raises: telemetry must not cost a run its result."""
+    def reduce(self, measurement: Any = None, spec: Any = None) -> dict[str, Any]:
+        """result.json's `telemetry`: the samples over the window of `measurement` (a parse.Measurement) of the
+        row `spec` (a JobSpec: images per iteration, nodes). Stops the sampling first. Never raises: telemetry
+        must not cost a run its result."""
         try:
             self.stop()
-            return self._reduce(measurement, images_per_iter)
+            out = self._reduce(measurement, getattr(spec, "images_per_iter", None))
+            out["host_name"] = socket.gethostname()
+            nodes = getattr(spec, "nodes", 1) or 1
+            if nodes > 1:  # only this node's GPUs were sampled: a total would count part of the job
+                out["nodes_sampled"] = f"1 of {nodes} (this node, {out['host_name']})"
+                if out.get("energy_j_per_img") is not None:
+                    out["energy_j_per_img"] = None
+                    out.setdefault("method", {})["energy"] = (f"not given: the job ran on {nodes} nodes and only "
+                                                              "this node's GPUs were sampled")
+            return out
         except Exception as e:  # pragma: no cover - a bug of ours
             return {"schema": SCHEMA, "gpu_sampled": False, "error": f"telemetry not reduced: {e!r}"}
 

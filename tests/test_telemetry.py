@@ -201,3 +201,22 @@ def test_a_sampler_never_outlives_its_stop(tmp_path):
     n = len(s.gpu_samples())
     time.sleep(0.3)
     assert len(s.gpu_samples()) == n
+
+
+def test_a_multi_node_job_gets_no_energy_per_image_from_one_node_s_gpus(tmp_path):
+    """The node samples its own GPUs only: per-GPU figures stay, a J/img from part of the job is withheld."""
+    from types import SimpleNamespace
+
+    t0 = 1_714_521_600.0
+    lines = [f"{dt.datetime.fromtimestamp(t0 + k * 0.5).strftime(telemetry.TIMESTAMP_FORMAT)[:-3]}, {i}, GPU-{i}, "
+             f"NVIDIA H100 80GB HBM3, 1000, 81559, 90, 300.00, 1980, 2619, 60" for k in range(21) for i in (0, 1)]
+    s = telemetry.Sampler(tmp_path, nvidia_smi="unused")
+    s.gpu_path.write_text("\n".join(lines) + "\n")
+    m = SimpleNamespace(window=(10, 30), images_per_iter=16, throughput=32.0,
+                        details={"window_wall_start": t0 + 1, "window_wall_end": t0 + 9, "elapsed_s": 10.0})
+    one = s.reduce(m, SimpleNamespace(images_per_iter=16, nodes=1))
+    assert one["power_mean_w"] == 600.0 and one["images"] == 320
+    assert one["energy_j_per_img"] == pytest.approx(600.0 * 8 / 320)
+    two = s.reduce(m, SimpleNamespace(images_per_iter=16, nodes=2))
+    assert two["energy_j_per_img"] is None and "only this node's GPUs" in two["method"]["energy"]
+    assert two["nodes_sampled"].startswith("1 of 2") and two["gpus"][0]["power_mean_w"] == 300.0
