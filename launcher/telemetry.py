@@ -353,7 +353,7 @@ def reduce_samples(gpu: list[dict[str, Any]], host: list[tuple[float, int, int, 
     for idx in sorted(per, key=lambda x: (len(x), x)):
         ss = per[idx]
 
-        def col(name: str) -> list[float]:
+        def col(name: str, ss: list[dict] = ss) -> list[float]:
             return [s[name] for s in ss if s.get(name) is not None]
 
         mem, util, power = col("memory.used"), col("utilization.gpu"), col("power.draw")

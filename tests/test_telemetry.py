@@ -186,7 +186,7 @@ def test_a_failing_nvidia_smi_is_named_and_costs_the_run_nothing(tmp_path):
 
 @pytest.mark.timeout(240)
 def test_telemetry_can_be_turned_off(tmp_path):
-    p, run_dir = _run(tmp_path, f"{STANDIN_BIN}{os.pathsep}{os.environ['PATH']}", LAUNCHER_TELEMETRY="0")
+    _, run_dir = _run(tmp_path, f"{STANDIN_BIN}{os.pathsep}{os.environ['PATH']}", LAUNCHER_TELEMETRY="0")
     r = read_result(run_dir)
     assert r.status == "ok" and r.telemetry == {}
     assert not (run_dir / TELEMETRY_FILE).exists() and not (run_dir / HOST_TELEMETRY_FILE).exists()
