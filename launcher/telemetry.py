@@ -4,17 +4,17 @@ The node samples for the whole command, each sample with its time, and reduces o
 window's wall-clock span once the parser has found the window (the log's own stamps at the window's
 edge records: `launcher.parse.stamps.window_wall`):
 
-    sampler = Sampler(run_dir).start()        # before the command starts
+    sampler = telemetry.start(run_dir)        # before the command starts (None when turned off)
     sampler.watch(pgid)                       # the command's process group (host RSS)
-    ...                                       # the command runs
-    sampler.stop()
-    result["telemetry"] = sampler.reduce(measurement, images_per_iter)
+    ...                                       # the command runs, the parser finds the window
+    result["telemetry"] = sampler.reduce(measurement, spec)   # stops the sampling, reduces over the window
 
 GPUs: `nvidia-smi --query-gpu=<QUERY> --format=csv,noheader,nounits -lms PERIOD` as a child process whose
 output goes straight to `telemetry.csv` in the run dir (no Python in the sampling loop; the driver's own
 tool, one NVML session, every PERIOD ms: its cost is measured in bench/telemetry.py). The host: a thread
-reads /proc/stat (CPU utilisation of the whole host) and the VmRSS of every process of the command's
-process group (its resident memory), every PERIOD ms, into `host-telemetry.csv`.
+reads /proc/stat (CPU utilisation of the whole host) and the rss of every process of the command's
+process group (its resident memory), every PERIOD ms, into `host-telemetry.csv`. Only this node is
+sampled: a job on several nodes gets per-GPU figures for this node's GPUs and no J/img.
 
 What result.json's `telemetry` holds (each figure with how it was computed, `method`):
   gpu_sampled           whether any GPU sample lies in the span (else `note` says why not)
@@ -26,6 +26,7 @@ What result.json's `telemetry` holds (each figure with how it was computed, `met
                         utilization_mean_pct the mean of the GPUs' mean utilisations
   energy_j_per_img      mean total power (W) x the window's seconds / the window's images
   host                  CPU utilisation over the span (from /proc/stat), peak RSS of the command (MiB)
+  host_name, nodes_sampled   which node was sampled (and "1 of N" for a multi-node job)
 
 Settings (environment of the node): LAUNCHER_TELEMETRY=0 turns sampling off; LAUNCHER_TELEMETRY_PERIOD_MS
 (default 500) is the sampling period.
