@@ -14,9 +14,10 @@
    child (nvidia-smi, from getrusage of waited-for children) and its host thread (thread_time) used, per
    second of sampling, as a share of one core.
 
-Targets: throughput with telemetry within 1% of without; the sampler uses under 1% of one core at the default
-period. Verdicts as bench/overhead.py: PASS when every pair meets the target, FAIL when every pair misses it,
-NOISY when they fall on both sides (a shared 2-core VM's run-to-run noise is often above 1%).
+Targets: throughput with telemetry no more than 1% below without; the sampler uses under 1% of one core at the
+default period. Verdicts as bench/overhead.py: PASS when every pair meets the target, FAIL when every pair
+misses it (slower by more than 1%), NOISY when they fall on both sides (a shared 2-core VM's run-to-run noise is
+often far above 1%).
 """
 
 from __future__ import annotations
@@ -58,8 +59,11 @@ def run_row(args, work: Path, sampling: bool) -> dict:
     return res
 
 
-def verdict(passes: list[bool]) -> str:
-    return "PASS" if all(passes) else "FAIL" if not any(passes) else "NOISY"
+def verdict(diffs: list[float], target: float = 0.01) -> str:
+    """Sampling can only cost time: a pair misses the target when the run with telemetry is slower by more than
+    it. PASS when no pair misses, FAIL when every pair does, NOISY when they disagree (the machine's noise)."""
+    misses = [d < -target for d in diffs]
+    return "PASS" if not any(misses) else "FAIL" if all(misses) else "NOISY"
 
 
 def side_by_side(args) -> str:
@@ -80,9 +84,9 @@ def side_by_side(args) -> str:
     print(f"\nwithout telemetry: {statistics.mean(offs):.4f} img/s (run-to-run spread {100 * spread:.1f}%)")
     print(f"with telemetry every {args.period_ms} ms: {statistics.mean(ons):.4f} img/s")
     print(f"difference per pair: {', '.join(f'{100 * d:+.2f}%' for d in diffs)}; mean {100 * statistics.mean(diffs):+.2f}%")
-    v = verdict([abs(d) < 0.01 for d in diffs])
-    print(f"{v}: throughput with telemetry within 1% of without (mean {100 * statistics.mean(diffs):+.2f}%, "
-          f"{len(diffs)} pairs, stand-in nvidia-smi, CPU)")
+    v = verdict(diffs)
+    print(f"{v}: throughput with telemetry no more than 1% below without (mean {100 * statistics.mean(diffs):+.2f}%, "
+          f"{len(diffs)} pairs; run-to-run spread {100 * spread:.1f}%; stand-in nvidia-smi, CPU)")
     return v
 
 
