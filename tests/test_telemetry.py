@@ -195,7 +195,9 @@ def test_telemetry_can_be_turned_off(tmp_path):
 
 def test_a_sampler_never_outlives_its_stop(tmp_path):
     s = telemetry.Sampler(tmp_path, period=100, nvidia_smi=str(STANDIN_BIN / "nvidia-smi")).start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30  # the stand-in is a Python start-up: seconds on a loaded machine
+    while len(s.gpu_samples()) < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
     s.stop()
     assert s.proc.poll() is not None and s.gpu_samples()
     n = len(s.gpu_samples())
