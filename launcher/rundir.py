@@ -46,6 +46,8 @@ JOB_SCRIPT = "job.sh"
 TRAIN_LOG = "train.log"
 PROVENANCE_FILE = "provenance.json"
 RESULT_FILE = "result.json"
+TELEMETRY_FILE = "telemetry.csv"  # nvidia-smi's samples while the command ran (launcher/node/telemetry.py)
+HOST_TELEMETRY_FILE = "host-telemetry.csv"  # the host's CPU and the command's RSS, same period
 #: room the node keeps from its start (a run that fills the disk still gets a result written): see reserve_space
 RESERVE_FILE = ".space-reserve"
 RESERVE_BYTES = 128 * 1024
@@ -361,6 +363,7 @@ class Result:
     stack: str | None = None  # seed | today (conf/stack/): which software the row's code ran on
     mean_step_time: float | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    telemetry: dict[str, Any] = field(default_factory=dict)  # GPU / host figures over the window (telemetry.py)
     schema: int = RESULT_SCHEMA
 
     def __post_init__(self) -> None:

@@ -1,9 +1,9 @@
-"""python -m launcher.gather PATH... [--format rst|md|csv|json] [--out DIR] [--plot FILE.png]
+"""python -m launcher.gather PATH... [--format rst|md|csv|json] [--out DIR] [--plot FILE.png] [--html FILE.html]
                               [--history [--since DATE] [--impl NAME] [--hardware NAME]] [--db PATH]
 
 Exit status: 0 all read; 3 something was skipped (a corrupt or half-written result, an unreadable
 directory or history store, a directory without runs: listed by path on stderr); 1 a file asked for
-(--out, --plot) could not be written (the table is printed first); 2 bad usage.
+(--out, --plot, --html) could not be written (the table is printed first); 2 bad usage.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--format", choices=FORMATS, default="rst", help="output format (default: the seed's RST)")
     ap.add_argument("--out", metavar="DIR", help="also write table.rst, table.md, results.csv here")
     ap.add_argument("--plot", metavar="FILE.png", help="draw measured vs published (and history with --history)")
+    ap.add_argument("--html", metavar="FILE.html", help="also write the report: one self-contained page (table, "
+                    "charts, history, scaling, each row's provenance and telemetry)")
     ap.add_argument("--history", action="store_true", help="show the trend per row from the history store")
     ap.add_argument("--since", metavar="DATE", help="history from this date on (ISO, e.g. 2024-05-01)")
     ap.add_argument("--impl", metavar="NAME", help="history of this row only")
@@ -91,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {plot(table, args.plot, history_frame)}", file=sys.stderr)
         except OSError as e:
             not_written.append(f"cannot write the plot {args.plot} (--plot): {e.strerror or e}")
+    if args.html:
+        from .html import write_report
+
+        not_written += write_report(args, runs if args.paths else None, table, problems)
     for msg in not_written:
         print(f"error: {msg}", file=sys.stderr)
     for p in problems:

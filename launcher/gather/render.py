@@ -21,6 +21,7 @@ from . import stats
 from ..catalog import load_rows
 from .catalog import COL_IMPL, COL_THROUGHPUT, rst_footer
 from .table import summary
+from .telemetry import COLUMNS as HW_COLUMNS, cells as hw_cells
 
 DISPLAY_COLUMNS = (COL_IMPL, COL_THROUGHPUT, "Spread", "Window", "Published (img/s)", "Ratio", "Verdict", "Hardware",
                    "Per GPU (img/s)", "Status", "GPU", "Driver", "Commit", "Recipe")
@@ -29,7 +30,7 @@ CSV_COLUMNS = ("implementation", "impl", "label", "throughput", "aggregate", "co
                "olympic_mean", "cv", "unstable", "error_bound", "window", "window_requested", "window_moved", "reference", "reference_hardware", "ratio",
                "tolerance", "verdict", "verdict_note", "hardware", "gpus", "per_gpu", "reference_per_gpu",
                "status", "reason", "scale", "stack", "data", "method", "gpu_model", "driver", "commit", "recipe_hash",
-               "finished_at", "run_dirs")
+               "finished_at", "run_dirs", *HW_COLUMNS)
 
 FORMATS = ("rst", "md", "csv", "json", "console")
 
@@ -165,8 +166,14 @@ def display_rows(table: pd.DataFrame, label_col: str = "label") -> list[dict[str
             "Driver": "" if _isnull(r.get("driver")) else str(r["driver"]),
             "Commit": _short(r.get("commit")),
             "Recipe": _short(r.get("recipe_hash")),
+            **hw_cells(r),
         }.items()})
     return out
+
+
+def with_hw(columns: tuple[str, ...], cells: list[dict[str, str]]) -> tuple[str, ...]:
+    """`columns`, plus each optional hardware column (telemetry) that some row has a value in."""
+    return tuple(columns) + tuple(t for t, _ in HW_COLUMNS.values() if any(c.get(t) for c in cells))
 
 
 _RST_SPECIAL = re.compile(r"([\\`*|_\[\]])")
@@ -194,11 +201,12 @@ def grid_table(header: list[str], rows: list[list[str]]) -> str:
 
 def render_rst(table: pd.DataFrame) -> str:
     cells = display_rows(table)
+    columns = with_hw(DISPLAY_COLUMNS, cells)
     rows = []
     for c in cells:
-        rows.append([c[COL_IMPL]] + [rst_escape(c[k]) for k in DISPLAY_COLUMNS[1:]])
+        rows.append([c[COL_IMPL]] + [rst_escape(c[k]) for k in columns[1:]])
     anonymous = sum(len(re.findall(r"`__(?:\W|$)", r[0])) for r in rows)
-    return grid_table(list(DISPLAY_COLUMNS), rows) + "\n" + rst_footer(anonymous)
+    return grid_table(list(columns), rows) + "\n" + rst_footer(anonymous)
 
 
 def render_md(table: pd.DataFrame) -> str:
@@ -207,17 +215,18 @@ def render_md(table: pd.DataFrame) -> str:
     def esc(s: str) -> str:
         return s.replace("|", "\\|")
 
-    lines = ["| " + " | ".join(DISPLAY_COLUMNS) + " |",
+    columns = with_hw(DISPLAY_COLUMNS, cells)
+    lines = ["| " + " | ".join(columns) + " |",
              "|" + "|".join("---:" if k in (COL_THROUGHPUT, "Published (img/s)", "Ratio") else "---"
-                            for k in DISPLAY_COLUMNS) + "|"]
-    lines += ["| " + " | ".join(esc(c[k]) for k in DISPLAY_COLUMNS) + " |" for c in cells]
+                            for k in columns) + "|"]
+    lines += ["| " + " | ".join(esc(c[k]) for k in columns) + " |" for c in cells]
     return "\n".join(lines) + "\n"
 
 
 def render_console(table: pd.DataFrame) -> str:
     """A compact grid table for the terminal: plain titles, no RST footer, empty columns left out."""
     cells = display_rows(table, label_col="title")
-    cols = [k for i, k in enumerate(CONSOLE_COLUMNS) if i < 2 or any(c[k] for c in cells)]
+    cols = [k for i, k in enumerate(with_hw(CONSOLE_COLUMNS, cells)) if i < 2 or any(c[k] for c in cells)]
     return grid_table(cols, [[c[k] for k in cols] for c in cells])
 
 

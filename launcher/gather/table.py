@@ -19,6 +19,7 @@ from ..rundir import State
 from . import stats
 from ..catalog import RowInfo, hardware_gpus, load_rows, order_of
 from ..defaults import TOLERANCE
+from .telemetry import group_figures
 
 #: Columns every run frame has (result.json's fields plus what gather adds), in this order.
 RUN_COLUMNS = ("impl", "label", "hardware", "backend", "status", "throughput", "reason", "error", "window",
@@ -218,6 +219,11 @@ class TableRow:
     verdict_note: str | None = None
     per_gpu: float | None = None
     reference_per_gpu: float | None = None
+    # what the hardware did over the window (gather/telemetry.py: group_figures), None where nothing was sampled
+    gpu_mem_peak_mib: float | None = None
+    gpu_power_w: float | None = None
+    energy_j_per_img: float | None = None
+    telemetry_runs: int = 0
 
     def __post_init__(self) -> None:
         self.status = RowStatus(self.status)
@@ -258,7 +264,7 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
             data=_joined(r.get("data") for r in g), method=_joined(r.get("method") for r in g),
             stack=_joined(r.get("stack") for r in g),
             finished_at=max((str(r["finished_at"]) for r in g if r.get("finished_at")), default=None),
-            run_dirs=[r.get("run_dir") for r in g], **windows(g),
+            run_dirs=[r.get("run_dir") for r in g], **windows(g), **group_figures(g),
         )
         out.append(_finish(row))
     for rec in rest:
@@ -270,6 +276,7 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
             gpus=rec.get("gpus"), gpu_model=rec.get("gpu_model"), driver=rec.get("driver"),
             commit=rec.get("commit"), data=rec.get("data"), method=None, stack=rec.get("stack"),
             finished_at=rec.get("finished_at"), run_dirs=[rec.get("run_dir")], count=0, **windows([]),
+            **group_figures([]),
         )
         out.append(_finish(row))
     present = {r.impl for r in out}

@@ -30,7 +30,7 @@ from ..rundir import (JOB_ID_VAR, JOB_SCRIPT, PROVENANCE_FILE, RESULT_FILE, SPEC
                       atomic_write_json, now_iso, release_space, reserve_space, set_aside, write_result, write_status)
 from ..safeio import write_new_text
 from ..spec import JobSpec
-from . import software
+from . import software, telemetry
 from .build import build_once
 from .environment import command_environ
 from .execute import Execution, ExecResult
@@ -134,6 +134,7 @@ class NodeRun:
         self.received: list[str] = []  # the signals that asked this node to stop
         self.interrupted_by: str | None = None  # the first signal this process received (not its command)
         self.since: RunStart | None = None  # set when the run starts: no log written before it counts
+        self.sampler = None  # GPU / host telemetry while the command runs (launcher/node/telemetry.py)
 
     def run(self) -> Result:
         try:
@@ -159,6 +160,8 @@ class NodeRun:
             self.snapshot.join(90.0)
             if "software" in self.snapshot.result:  # the check came after the capture: the file gets it too
                 atomic_write_json(self.run_dir / PROVENANCE_FILE, self.snapshot.result)
+        if self.sampler is not None and "telemetry" not in fields:
+            fields["telemetry"] = self.sampler.reduce(None)  # stops it; no window: the samples stay in their files
         result = Result.for_spec(self.spec, status, started_at=self.started, host=self.host, job_id=self.job_id,
                                  **{**self.fields, **fields})
         release_space(self.run_dir)
@@ -233,8 +236,11 @@ class NodeRun:
             return self.finish("cancelled", error=f"cancelled before start ({self.received[0]})")
 
         set_aside_own_logs(spec)
+        self.sampler = telemetry.start(run_dir)
         self.execution = Execution(script, spec.exec_dir, command_environ(spec), run_dir / TRAIN_LOG,
                                    echo=self.echo).start()
+        if self.sampler is not None:
+            self.sampler.watch(self.execution.proc.pid)  # the command's process group (start_new_session)
         if self.received:  # a signal that came while the command was being started had nothing to stop yet
             self.execution.stop(f"received {self.received[0]}")
         res = self.execution.wait(timeout_s=spec.time_limit_min * 60.0,
@@ -305,7 +311,8 @@ class NodeRun:
         elif refused:
             return self.finish("failed", error=refused)
         return self.finish("ok", throughput=m.throughput, window=list(m.window), method=method,
-                           error_bound=m.error_bound, mean_step_time=m.mean_step_time)
+                           error_bound=m.error_bound, mean_step_time=m.mean_step_time,
+                           telemetry=self.sampler.reduce(m, spec) if self.sampler else {})
 
 
 def main(argv: list[str] | None = None) -> int:

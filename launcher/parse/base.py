@@ -22,7 +22,7 @@ from typing import Any, Callable, ClassVar
 from .errors import BadRequest, ParseError, SeveralRuns, StaleLog, UnknownFormat, WindowNotCovered
 from .runs import Run, RunBuilder, pick_run
 from .spans import Span, span_from_cumulative, span_from_intervals
-from .stamps import SHANGHAI, Stamp, check_fresh, check_not_before, logging_wall, timestamp_check, yearless
+from .stamps import SHANGHAI, Stamp, check_fresh, check_not_before, logging_wall, timestamp_check, window_wall, yearless
 
 __all__ = ["BadRequest", "LogParser", "Measurement", "ParseError", "Progress", "Run", "RunBuilder", "SHANGHAI",
            "SeveralRuns", "Span", "StaleLog", "Stamp", "UnknownFormat", "WindowNotCovered", "build_measurement",
@@ -201,6 +201,7 @@ class LogParser:
                                                             "has no records: it stopped before its first log line")
         span = self.span(chosen, window, images_per_iter)
         span.details.update(timestamp_check(chosen.walls, span.start, span.end))
+        span.details.update(window_wall(chosen.walls, span.start, span.end, not_before))  # for telemetry
         method = self.method(chosen, span, images_per_iter)
         details = None
         if len(runs) > 1:

@@ -137,6 +137,32 @@ def timestamp_check(walls: list[tuple[int | None, Stamp]], start: int, end: int)
     return {}
 
 
+def window_wall(walls: list[tuple[int | None, Stamp]], start: int, end: int,
+                near: dt.datetime | None = None) -> dict[str, float]:
+    """When the window ran, as POSIX seconds: the stamps of the records at its edges (completed iterations
+    `start` and `end`), read as the aware instants they stand for (a yearless stamp takes the year nearest
+    `near`, the run's start; default now). Empty when either edge record carries no stamp. Telemetry
+    (launcher/node/telemetry.py) reduces its samples over this span."""
+    near = near or dt.datetime.now(dt.timezone.utc)
+    at: dict[int, Stamp] = {}
+    for it, st in walls:
+        if it is not None:
+            at.setdefault(it, st)
+    if start not in at or end not in at:
+        return {}
+    try:
+        a, b = at[start].instants(near), at[end].instants(near)
+    except (OverflowError, ValueError, OSError):
+        return {}
+    if not a or not b:
+        return {}
+    t0, t1 = a[0].timestamp(), b[-1].timestamp()
+    if not t1 > t0:
+        return {}
+    return {"window_wall_start": t0, "window_wall_end": t1,
+            "window_wall_resolution_s": max(at[start].resolution, at[end].resolution)}
+
+
 class YearlessClock:
     """Seconds on a monotone axis from timestamps that print no year (month/day/time only).
 
