@@ -137,6 +137,9 @@ class NodeRun:
         self.received: list[str] = []  # the signals that asked this node to stop
         self.interrupted_by: str | None = None  # the first signal this process received (not its command)
         self.since: RunStart | None = None  # set when the run starts: no log written before it counts
+        self.span = None  # a row over several nodes: this leader's place, watch and heartbeat (launcher/span.py)
+        self.span_env: dict[str, str] = {}
+        self.span_lost: str | None = None  # why the row lost one of its nodes
 
     def run(self) -> Result:
         set_aside(self.run_dir, RESULT_FILE)  # a result already here (a repeated submission) is kept, not overwritten
@@ -158,8 +161,11 @@ class NodeRun:
             self.snapshot.join(90.0)
             if "software" in self.snapshot.result:  # the check came after the capture: the file gets it too
                 atomic_write_json(self.run_dir / PROVENANCE_FILE, self.snapshot.result)
+        if self.span_lost and status in ("cancelled", "incomplete", "failed"):  # its end came from the lost node
+            status, fields["error"] = "failed", f"{self.span_lost}\n{fields.get('error') or ''}".strip()
+        hosts = self.span[1].hosts() if self.span else [self.host]
         result = Result.for_spec(self.spec, status, started_at=self.started, host=self.host, job_id=self.job_id,
-                                 **{**self.fields, **fields})
+                                 hosts=hosts, **{**self.fields, **fields})
         release_space(self.run_dir)
         try:
             write_result(self.run_dir, result)
@@ -175,6 +181,12 @@ class NodeRun:
                          host=self.host)
         except OSError:
             pass  # the result is what counts; a stale `running` marker reads as failed once this process is gone
+        if self.span:
+            from .span import mark_done
+
+            mark_done(self.run_dir, self.span[0], status)
+            self.span[3].set()  # stop watching the other nodes
+            self.span[2].stop()
         return result
 
     @contextmanager
@@ -227,8 +239,10 @@ class NodeRun:
             return self.finish("cancelled", error=f"cancelled before start ({self.received[0]})")
         from .prepare.environment import command_environ  # the build's environment too (build.py)
 
+        if spec.nodes > 1 and (refused := self._take_place()):
+            return refused
         set_aside_own_logs(spec)
-        self.execution = Execution(script, spec.exec_dir, command_environ(spec), run_dir / TRAIN_LOG,
+        self.execution = Execution(script, spec.exec_dir, {**command_environ(spec), **self.span_env}, run_dir / TRAIN_LOG,
                                    echo=self.echo).start()
         if self.received:  # a signal that came while the command was being started had nothing to stop yet
             self.execution.stop(f"received {self.received[0]}")
@@ -236,6 +250,23 @@ class NodeRun:
                                   poll=self._covered if spec.stop_when_covered else None)
         self.fields.update(returncode=res.returncode, log_path=str(log_file(spec)), data=_data_kind(spec))
         return self._outcome(res)
+
+    def _take_place(self) -> Result | None:
+        """The leader of a row over several nodes: rendezvous, heartbeat, a watch on the other nodes."""
+        from .span import SpanError, leader_setup, watch_in_background
+
+        try:
+            place, self.span_env, watch, heartbeat = leader_setup(self.run_dir, self.spec)
+        except SpanError as e:
+            return self.finish("failed", error=str(e))
+
+        def lost(reason: str) -> None:
+            self.span_lost = reason
+            if self.execution is not None:
+                self.execution.stop(f"lost a node: {reason}")
+
+        self.span = (place, watch, heartbeat, watch_in_background(watch, lost))
+        return None
 
     def _check_software(self) -> Result | None:
         """The row's environment against its `software:` (launcher/software.py): a failed row when it differs."""
@@ -308,6 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (Path(argv[0]) / SPEC_FILE).is_file():
         print(f"launcher.node: {argv[0]} holds no {SPEC_FILE}; plan the run with python -m launcher first", file=sys.stderr)
         return 2
+    from .span import main_peer_or_leader
+
+    peer = main_peer_or_leader(argv[0], echo=sys.stdout)  # a row over several nodes: this node's part
+    if peer is not None:
+        return peer
     try:
         result = run_node(argv[0], echo=sys.stdout)
     except OSError as e:  # the run dir cannot be written at all (a full disk, a read-only mount)

@@ -81,13 +81,11 @@ class SlurmBackend(Backend):
     def parameters(self, spec: JobSpec) -> dict[str, Any]:
         """submitit SlurmExecutor parameters for one row: one node, one task, its GPUs, CPUs, memory, time."""
         cfg: SlurmConfig = self.config.merged(spec.backend_config)  # type: ignore[assignment]
-        if spec.nodes != 1:
-            raise ValueError(f"row {spec.impl}: nodes={spec.nodes}, but the Slurm backend runs one-node rows "
-                             "(each seed row is one 8-GPU node); set hardware.nodes=1")
         setup = [f"export PYTHONPATH={shlex.quote(str(PROJECT_ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}"]
         setup += list(cfg.setup or [])
         params: dict[str, Any] = {
-            "nodes": 1,
+            # one allocation of hardware.nodes nodes, one task on each (launcher/span.py: the first node leads)
+            "nodes": max(1, int(spec.nodes)),
             "ntasks_per_node": 1,  # the row's own launcher spawns its ranks
             "cpus_per_task": max(1, int(spec.cpus)),
             "time": int(spec.time_limit_min),
@@ -148,7 +146,9 @@ class SlurmBackend(Backend):
     def describe(self, spec: JobSpec) -> list[str]:
         params = {k: v for k, v in self.parameters(spec).items() if k != "setup"}
         return [f"slurm (submitit): {' '.join(f'{k}={v}' for k, v in params.items())}",
-                "slurm job runs:  python -m launcher.node RUN_DIR (one task on one node)"]
+                "slurm job runs:  python -m launcher.node RUN_DIR (one task on one node)" if spec.nodes <= 1 else
+                f"slurm job runs:  python -m launcher.node RUN_DIR as one task on each of {spec.nodes} nodes (srun); "
+                "the first leads: master address and a free port, result.json"]
 
     def _node_call(self, spec: JobSpec) -> NodeCall:
         cfg: SlurmConfig = self.config.merged(spec.backend_config)  # type: ignore[assignment]

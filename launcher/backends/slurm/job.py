@@ -97,6 +97,11 @@ class NodeCall:
         while self._proc.poll() is None:
             time.sleep(0.5)
         code = self._proc.returncode
+        if os.environ.get("SLURM_NODEID", "0") != "0":  # a row over several nodes: node 0 writes the result
+            if code != 0:
+                raise RuntimeError(f"node {os.environ.get('SLURMD_NODENAME')} of the row exited with code {code}; "
+                                   f"see {Path(run_dir) / 'nodes'}")
+            return "peer"
         result = _own_result(run_dir)
         if result is None:
             raise RuntimeError(f"the node entry point exited with code {code} without writing "
