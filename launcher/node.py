@@ -162,7 +162,9 @@ class NodeRun:
             if "software" in self.snapshot.result:  # the check came after the capture: the file gets it too
                 atomic_write_json(self.run_dir / PROVENANCE_FILE, self.snapshot.result)
         if self.span_lost and status in ("cancelled", "incomplete", "failed"):  # its end came from the lost node
-            status, fields["error"] = "failed", f"{self.span_lost}\n{fields.get('error') or ''}".strip()
+            rest = (fields.get("error") or "").split("\n", 1)
+            status, fields["error"] = "failed", (f"{self.span_lost}; the row's command was stopped then"
+                                                 + (f"\n{rest[1]}" if len(rest) > 1 else ""))
         hosts = self.span[1].hosts() if self.span else [self.host]
         result = Result.for_spec(self.spec, status, started_at=self.started, host=self.host, job_id=self.job_id,
                                  hosts=hosts, **{**self.fields, **fields})
@@ -184,7 +186,7 @@ class NodeRun:
         if self.span:
             from .span import mark_done
 
-            mark_done(self.run_dir, self.span[0], status)
+            mark_done(self.run_dir, self.span[0], status, self.span_lost)
             self.span[3].set()  # stop watching the other nodes
             self.span[2].stop()
         return result

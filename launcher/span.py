@@ -363,12 +363,19 @@ def run_peer(run_dir: str | Path, place: Place, echo: Any = None) -> int:
 DONE_FILE = "done.json"  # in nodes/: the leader wrote this attempt's result
 
 
-def mark_done(run_dir: str | Path, place: Place, status: str) -> None:
-    """The leader, after result.json: tells the other nodes the row has ended (and how)."""
+def mark_done(run_dir: str | Path, place: Place, status: str, lost: str | None = None) -> None:
+    """The leader, after result.json: tells the other nodes (and the scheduler's side) the row has ended, how,
+    and which node it lost if it lost one."""
     try:
-        atomic_write_json(nodes_dir(run_dir) / DONE_FILE, {"span_id": place.span_id, "status": status, "t": time.time()})
+        atomic_write_json(nodes_dir(run_dir) / DONE_FILE, {"span_id": place.span_id, "status": status,
+                                                           "lost": lost, "t": time.time()})
     except OSError:
         pass
+
+
+def read_done(run_dir: str | Path) -> dict[str, Any]:
+    """The leader's last word on the row (`{}` before it has one)."""
+    return _read_json(nodes_dir(run_dir) / DONE_FILE) or {}
 
 
 def _leader_finished(run_dir: Path, place: Place, grace_s: float) -> bool:

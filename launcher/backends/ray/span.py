@@ -15,6 +15,7 @@ Jobs API (SIGTERM here) stops every node's entry point, which writes `cancelled`
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -123,7 +124,14 @@ def main(argv: list[str] | None = None) -> int:
                 if rank == 0:
                     leader_code, leader_done_at = code, time.time()
             except Exception as e:  # the actor died: its node (or its worker) is gone
-                reason = f"node rank {rank} was lost: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                from ...span import alive_file
+
+                try:
+                    host = json.loads(alive_file(run_dir, rank).read_text()).get("host")
+                except (OSError, ValueError):
+                    host = "host unknown"
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                reason = f"node rank {rank} ({host}) was lost: its Ray actor died ({type(e).__name__}: {first})"
                 print(f"[ray span] {reason}", flush=True)
                 if rank == 0:
                     _write_failed(run_dir, spec, started, reason + " (the leader: no result from it)")

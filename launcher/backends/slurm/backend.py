@@ -197,6 +197,10 @@ class SlurmBackend(Backend):
             return pending_state(job_id, rec)
         # the node only saw a signal (or its command die of one); the scheduler knows why it came
         signalled = own.state == "cancelled" or (own.state == "failed" and killed_by_signal(run_dir))
+        if signalled and run_dir is not None and own.state == "failed":
+            from ...span import read_done
+
+            signalled = not read_done(run_dir).get("lost")  # node 0 stopped it: the row lost a node (span.py)
         if base in ACTIVE_RUNNING:
             if signalled:  # the job itself is still settling why (NodeCall: a time limit, a preemption)
                 return JobState("running", "ending after a signal; the node reported: "
