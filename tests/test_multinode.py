@@ -131,13 +131,7 @@ def only_run_dir(base: Path) -> Path:
     return found[0]
 
 
-@pytest.mark.workload
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_two_node_torchvision_row_trains_on_two_hosts(backend, tmp_path):
-    """The real torchvision row, one rank per node on CPU with gloo, over both nodes of the cluster."""
-    p = run_launcher(*TINY, *backend_args(backend), cwd=tmp_path, timeout=600)
-    assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
-    run = only_run_dir(tmp_path)
+def check_two_node_run(run: Path) -> None:
     r = read_result(run)
     assert r.status == "ok" and r.throughput and r.throughput > 0
     assert r.nodes == 2 and r.ranks == 2 and r.images_per_iter == 2
@@ -149,6 +143,39 @@ def test_a_two_node_torchvision_row_trains_on_two_hosts(backend, tmp_path):
     # provenance on every node: the leader's beside the result, each other node's under nodes/
     assert json.loads((run / "provenance.json").read_text())
     assert json.loads((run / "nodes" / "provenance.rank1.json").read_text())
+
+
+@pytest.mark.workload
+@pytest.mark.ray
+@RAY2
+def test_a_two_node_torchvision_row_trains_on_two_ray_nodes(tmp_path):
+    """The real torchvision row, one rank per node on CPU with gloo, over both nodes of the Ray cluster."""
+    p = run_launcher(*TINY, *backend_args("ray"), cwd=tmp_path, timeout=600)
+    assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
+    check_two_node_run(only_run_dir(tmp_path))
+
+
+@pytest.mark.workload
+@pytest.mark.slurm
+@SLURM2
+def test_a_scaling_sweep_over_nodes_gathers_into_a_scaling_table(tmp_path):
+    """`-m hardware.nodes=1,2` on Slurm: the real torchvision row on one node and on two (one rank per node,
+    gloo), both ok; the 2-node run has both hosts and world size 2; the sweep ends with the seed's table and
+    the scaling table below it, and `gather --view scaling` shows it again with its plot."""
+    p = run_launcher("-m", *[a for a in TINY if not a.startswith("hardware.nodes")], "hardware.nodes=1,2",
+                     *backend_args("slurm"), cwd=tmp_path, timeout=600)
+    assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
+    runs = sorted(p.parent for p in tmp_path.rglob("result.json") if p.parent.name != "nodes")
+    assert [read_result(r).nodes for r in runs] == [1, 2], runs
+    check_two_node_run(runs[1])
+    assert "Scaling (python -m launcher.gather DIR --view scaling)" in p.stdout, p.stdout[-3000:]
+    sweep = runs[0].parent
+    assert (sweep / "scaling.png").is_file() and (sweep / "scaling.csv").is_file()
+    rows = (sweep / "scaling.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[1].split(",")[3:5] == ["1", "1"] and rows[2].split(",")[3:5] == ["2", "2"]
+    g = subprocess.run([sys.executable, "-m", "launcher.gather", str(sweep), "--view", "scaling", "--no-record"],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert g.returncode == 0 and "img/s per rank" in g.stdout, g.stderr
 
 
 # --------------------------------------------------------------------------------- stand-in rows, submitted
