@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from ...rundir import RESULT_FILE, CorruptResult, read_result
@@ -159,9 +160,28 @@ def _query(cmd: list[str]) -> list[str] | None:
     return p.stdout.splitlines() if p.returncode == 0 else None
 
 
+#: one `sacct` for every job a follower watches (prefetch), reused by each job's state for BATCH_TTL_S: a sweep of
+#: 200 rows asks accounting once per poll, not 200 times (bench/makespan.py: 'follow' profile)
+_BATCH: dict = {"t": -1e9, "ids": frozenset(), "lines": None}
+BATCH_TTL_S = 1.5
+
+
+def prefetch(job_ids) -> None:
+    """Ask accounting about all of `job_ids` in one call; sacct_record answers from it for BATCH_TTL_S."""
+    ids = frozenset(str(j) for j in job_ids if j)
+    if not ids:
+        return
+    bases = sorted({j.split("_")[0] for j in ids})
+    lines = _query(["sacct", "-j", ",".join(bases), "-X", "-P", "-n", "--format=" + ",".join(_SACCT_FIELDS)])
+    _BATCH.update(t=time.monotonic(), ids=ids, lines=lines)
+
+
 def sacct_record(job_id: str) -> dict | None:
     """The job's allocation record from Slurm accounting, or None (unknown yet, or no accounting)."""
-    lines = _query(["sacct", "-j", job_id, "-X", "-P", "-n", "--format=" + ",".join(_SACCT_FIELDS)])
+    if job_id in _BATCH["ids"] and _BATCH["lines"] is not None and time.monotonic() - _BATCH["t"] < BATCH_TTL_S:
+        lines = _BATCH["lines"]
+    else:
+        lines = _query(["sacct", "-j", job_id, "-X", "-P", "-n", "--format=" + ",".join(_SACCT_FIELDS)])
     fallback = None
     for line in lines or ():
         rec = dict(zip(_SACCT_FIELDS, line.split("|")))

@@ -72,6 +72,10 @@ def check_slurm() -> None:
                                f"{p.stderr.strip()}; check SLURM_CONF or that slurmctld is up")
 
 
+#: placement_problems per distinct request, for this process (one launch): 200 rows of one shape ask Slurm once
+_PLACEMENT_SEEN: dict[str, list[str]] = {}
+
+
 class SlurmBackend(Backend):
     name = "slurm"
     Config = SlurmConfig
@@ -133,6 +137,12 @@ class SlurmBackend(Backend):
         if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
             return []  # the submission says what is missing (check_slurm)
         params = self.parameters(spec)
+        key = json.dumps(params, sort_keys=True, default=str)
+        if key not in _PLACEMENT_SEEN:  # a sweep's rows mostly ask the same: sinfo + sbatch --test-only once each
+            _PLACEMENT_SEEN[key] = self._placement_problems(params)
+        return list(_PLACEMENT_SEEN[key])
+
+    def _placement_problems(self, params: dict[str, Any]) -> list[str]:
         found = partition_nodes(params.get("partition"))
         if found is None:
             return []
@@ -222,6 +232,12 @@ class SlurmBackend(Backend):
         if base in ACTIVE_RUNNING:
             return JobState("running", "suspended" if base == "SUSPENDED" else None)
         return map_final(rec, job_id, run_dir)
+
+    def prefetch(self, job_ids: list[str]) -> None:
+        """One accounting query for every row a follower is about to ask about (follow.py)."""
+        from .accounting import prefetch
+
+        prefetch(job_ids)
 
     def cancel(self, job_id: str) -> None:
         p = slurm_command(["scancel", str(job_id)])
