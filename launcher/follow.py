@@ -66,6 +66,7 @@ def follow(specs: Sequence[JobSpec], job_ids: Sequence[str | None], poll_s: floa
            out: TextIO = sys.stdout, timeout_s: float | None = None) -> list[Row]:
     """Poll until every row is in a final state (or `timeout_s` passes); print a line per change."""
     rows = [Row(s, j) for s, j in zip(specs, job_ids)]
+    _prewarm_gather()
     backends = {}
     shown: dict[int, str] = {}
     t0 = time.monotonic()
@@ -91,6 +92,16 @@ def follow(specs: Sequence[JobSpec], job_ids: Sequence[str | None], poll_s: floa
         if timeout_s is not None and time.monotonic() - t0 > timeout_s:
             return rows
         _sleep_until_a_result(rows, poll_s)
+
+
+def _prewarm_gather() -> None:
+    """Import the gatherer (pandas: 1-2 s) in the background while the rows run, so the table comes as soon as
+    the last row ends instead of after that import (bench/vs_plugin.py: the tail of a blocking launch)."""
+    import importlib
+    import threading
+
+    threading.Thread(target=lambda: importlib.import_module("launcher.gather"), name="prewarm-gather",
+                     daemon=True).start()
 
 
 #: how often the follower looks for a row's result.json between two scheduler polls
