@@ -27,7 +27,9 @@
 #  * Nodes (netns.sh): slurmd -N <node> per namespace with %n in its spool, pid and log paths, NodeAddr= per
 #    node; proctrack/linuxproc and task/none let several slurmd share the host's cgroup filesystem although
 #    Debian's build has no multiple-slurmd. slurmctld and slurmdbd listen in the root namespace and are reached
-#    at the bridge's address. SlurmdTimeout=20: a node that dies is DOWN (its jobs end NODE_FAIL) within ~20 s.
+#    at the bridge's address. SlurmdTimeout=60: a node that dies is DOWN (its jobs end NODE_FAIL) within ~60 s,
+#    after the launcher's own heartbeat has ended a multi-node row that lost it (30 s; launcher/span.py), as
+#    on a real cluster (default 300 s).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -146,7 +148,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 GresTypes=gpu
 KillWait=10
-SlurmdTimeout=20
+SlurmdTimeout=60
 MinJobAge=300
 InactiveLimit=0
 Waittime=0
@@ -250,7 +252,11 @@ start_slurmdbd() {
 }
 
 start_slurmctld() {
-    pid_alive "$run/slurmctld.pid" || slurmctld   # never -c: keep job ids growing (see the header)
+    if pid_alive "$run/slurmctld.pid"; then
+        scontrol reconfigure >/dev/null 2>&1 || true   # a running controller reads the config just written
+    else
+        slurmctld   # never -c: keep job ids growing (see the header)
+    fi
     wait_for 30 slurmctld scontrol ping
 }
 
@@ -363,6 +369,6 @@ case "${1:-}" in
         [[ -n "${2:-}" && " ${nodes[*]} " == *" $2 "* ]] || die "kill-node NODE: one of ${nodes[*]}"
         netns_kill "$2" KILL
         rm -f "$run/slurmd-$2.pid"
-        say "node $2: every process in its namespace killed (SIGKILL); slurmctld marks it down within ~20 s" ;;
+        say "node $2: every process in its namespace killed (SIGKILL); slurmctld marks it down within ~60 s" ;;
     *) echo "usage: $0 start|stop|status|kill-node NODE" >&2; exit 2 ;;
 esac

@@ -218,7 +218,7 @@ class SlurmBackend(Backend):
             return own  # sacct lags the controller by seconds: a result written meanwhile is the fresher word
         if signalled:  # who cancelled, a time limit, a preemption
             sched = map_final(rec, job_id, run_dir)
-            if sched.state in ("cancelled", "timeout"):
+            if sched.state in ("cancelled", "timeout") or base == "NODE_FAIL":  # a node died under the row
                 return JobState(sched.state, f"{sched.reason}; the node reported: {own.reason}")
         return own
 
