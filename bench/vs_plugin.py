@@ -33,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from makespan import ROOT, STANDIN, env, slurm_env  # noqa: E402
+from makespan import STANDIN, env, slurm_env  # noqa: E402
 
 APP = '''\
 """STAND-IN Hydra app for bench/vs_plugin.py: each job runs the stand-in row (sleeps, prints log records)."""
