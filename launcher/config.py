@@ -101,6 +101,10 @@ class ProcessesConfig:
     # single (one process drives every GPU) | mp.spawn | torch.distributed.launch | torchrun | mpirun
     spawner: str = "single"
     ranks: int = 1  # processes the command starts on the node
+    # How its code spans nodes when hardware.nodes > 1 (launcher/span.py): torchrun | torch.distributed.launch |
+    # detectron2 | mpirun; null: it runs on one node only, and `span_blocker` says why (plan refuses nodes > 1)
+    span: Optional[str] = None
+    span_blocker: str = ""
     gpus: Optional[int] = None  # GPUs the row's code drives when its own config fixes them (SimpleDet: gpus=[0..7])
 
 
@@ -135,6 +139,7 @@ class ImplConfig:
     stop_when_covered: bool = True  # end the training once its log covers the window
     min_gpus: int = 1  # the seed rows only run on GPUs
     smoke: Dict[str, Any] = field(default_factory=dict)  # overrides applied at smoke scale (CPU-only)
+    multinode: Dict[str, Any] = field(default_factory=dict)  # overrides applied when hardware.nodes > 1
     options: Dict[str, Any] = field(default_factory=dict)  # row-specific knobs used by its command
     notes: str = ""
     # per software stack (conf/stack/<name>.yaml selects one): impl keys that replace the row's own under that
@@ -249,10 +254,23 @@ def _mem_gb() -> int:
         return 0
 
 
-def _torchrun(gpus: Any) -> str:
-    """The process launcher for our torchvision row: one process per GPU, one process on CPU."""
-    n = int(gpus)
+def _torchrun(gpus: Any, nodes: Any = 1) -> str:
+    """The process launcher for our torchvision row: one process per GPU, one process on CPU; over several
+    nodes torchrun with the node's rank and the master the backend gives it (launcher/span.py)."""
+    n, nodes = int(gpus), int(nodes)
+    if nodes > 1:
+        from .span import span_args
+
+        return f"torchrun {span_args('torchrun', nodes)} --nproc_per_node={max(1, n)}"
     return "python" if n <= 1 else f"torchrun --standalone --nproc_per_node={n}"
+
+
+def _span(how: Any, nodes: Any) -> str:
+    """`${lx.span:HOW,NODES}`: the arguments with which a row's own launcher spans NODES nodes (shell text
+    reading the variables the node sets at run time); nothing on one node. launcher/span.py."""
+    from .span import span_args
+
+    return span_args(str(how), int(nodes))
 
 
 @lru_cache(maxsize=1)
@@ -299,7 +317,8 @@ def register_resolvers() -> None:
         "lx.cpus": _cpus,
         "lx.mem_gb": _mem_gb,
         "lx.jobs": lambda: str(JOBS_DIR),
-        "lx.per_gpu": lambda per_gpu, gpus: int(per_gpu) * max(1, int(gpus)),
+        # images per iteration of a per-GPU batch: per GPU x GPUs per node (1 on CPU) x nodes
+        "lx.per_gpu": lambda per_gpu, gpus, nodes=1: int(per_gpu) * max(1, int(gpus)) * max(1, int(nodes)),
         "lx.dirname": lambda p: os.path.dirname(str(p).rstrip("/")) or "/",
         "lx.run_dir": _run_dir,
         "lx.gpu_cc": detect_compute_capability,
@@ -308,7 +327,8 @@ def register_resolvers() -> None:
     }
     resolvers = {name: plain_args(fn) for name, fn in data_resolvers.items()}
     resolvers.update({
-        "lx.torchrun": lambda gpus: _torchrun(unmark(gpus)),  # shell: a process launcher
+        "lx.torchrun": lambda gpus, nodes=1: _torchrun(unmark(gpus), unmark(nodes)),  # shell: a process launcher
+        "lx.span": lambda how, nodes: _span(unmark(how), unmark(nodes)),  # shell: multi-node launcher arguments
         "lx.flag": _flag,  # shell: a flag, its value quoted
         "lx.shell": shell_text,  # shell: a config value its author says is shell text
         DATA_RESOLVER: data,  # what plan wraps around every other resolver call in a shell template

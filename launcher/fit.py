@@ -85,6 +85,9 @@ def process_problems(spec: JobSpec) -> list[str]:
     if spawner == "single" and ranks != 1:
         out.append(f"impl.processes of {spec.impl}: spawner=single starts one process, not ranks={ranks}")
     launched = _launched(spec)
+    over_hosts = spawner == "mpirun" and spec.nodes > 1 and "$LAUNCHER_MPI_HOSTS" in spec.command  # launcher/span.py
+    if over_hosts and launched is not None:
+        launched //= spec.nodes  # one mpirun starts every node's ranks
     if spawner != "single" and launched is not None and launched != ranks:
         out.append(f"{spec.impl}'s command starts {launched} ranks with {spawner}, impl.processes.ranks says {ranks}")
     if spec.gpus and spawner != "single" and ranks > spec.gpus:
@@ -94,7 +97,7 @@ def process_problems(spec: JobSpec) -> list[str]:
                    f"gives {spec.gpus}")
     if ranks > max(1, spec.cpus) and spec.gpus:
         out.append(f"{spec.impl} starts {ranks} processes and hardware {spec.hardware} gives {spec.cpus} CPUs")
-    if spawner == "mpirun":
+    if spawner == "mpirun" and not over_hosts:
         slots = re.search(r"(?:-H|--host)\s+localhost:(\d+)", spec.command)
         no_slurm_ras = re.search(r"--mca\s+ras\s+\^slurm", spec.command)
         if "--oversubscribe" not in spec.command and not (slots and no_slurm_ras and int(slots.group(1)) >= ranks):

@@ -33,6 +33,7 @@ from .spec import JobSpec
 from .stack import StackError, apply_stack, stack_name
 from .parse import UnknownFormat, formats, get_parser
 from .fit import arch_problems, process_problems
+from .span import span_problems
 
 SCALES = ("auto", "full", "smoke")
 #: config keys that hold shell text (templates); every value they interpolate is quoted
@@ -148,6 +149,10 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
         scale = choose_scale(cfg)
         if scale == "smoke":
             cfg = apply_smoke(cfg, keep)
+        if int(cfg.hardware.nodes) > 1 and cfg.impl.multinode:
+            from .span import apply_multinode
+
+            cfg = apply_multinode(cfg, keep)
         _validate(cfg)
         c, shell = _resolve(cfg, run_dir)
         dataset = dataset_for(c["impl"].get("dataset") or {}, c["data"])
@@ -236,7 +241,7 @@ def runnable_problems(spec: JobSpec) -> list[str]:
     problems: list[str] = []
     if spec.blocker:  # it becomes a failed row saying why (prepare refuses it), not a refusal to plan
         return problems
-    problems += arch_problems(spec) + process_problems(spec)
+    problems += arch_problems(spec) + process_problems(spec) + span_problems(spec)
     if spec.gpus < spec.min_gpus:
         problems.append(f"{spec.impl} needs at least {spec.min_gpus} GPU and hardware {spec.hardware!r} has "
                         f"{spec.gpus}: pick hardware=v100x8 (or a100x8, h100x8) for a GPU node, or set hardware.gpus")

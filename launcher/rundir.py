@@ -364,6 +364,9 @@ class Result:
     mean_step_time: float | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     telemetry: dict[str, Any] = field(default_factory=dict)  # GPU / host figures over the window (telemetry.py)
+    nodes: int | None = None  # nodes the row ran on (hardware.nodes); null in older results
+    ranks: int | None = None  # its processes in all: ranks per node x nodes
+    hosts: list[str | None] | None = None  # every node's host, node rank order (launcher/span.py)
     schema: int = RESULT_SCHEMA
 
     def __post_init__(self) -> None:
@@ -387,7 +390,8 @@ class Result:
             reference_hardware=spec.reference_hardware, tolerance=spec.tolerance, gpus=spec.gpus,
             run_dir=str(spec.run_dir), repo=spec.repo, commit=spec.commit_full or spec.commit,
             recipe_hash=spec.recipe_hash, command=spec.command, scale=spec.scale, stack=spec.stack,
-            host=socket.gethostname(), finished_at=now_iso())
+            host=socket.gethostname(), finished_at=now_iso(), nodes=int(spec.nodes),
+            ranks=int((spec.processes or {}).get("ranks") or 1) * max(1, int(spec.nodes)))
         base.update(fields)
         return cls(status=status, **base)
 

@@ -24,7 +24,7 @@ from omegaconf import ListConfig, OmegaConf
 OPEN, CLOSE = "\ue000", "\ue001"
 _MARK = re.compile(f"{OPEN}([0-9a-f]*){CLOSE}")
 #: resolvers whose result is shell text (their data parts are marked by themselves)
-SHELL_RESOLVERS = frozenset({"lx.torchrun", "lx.flag", "lx.shell"})
+SHELL_RESOLVERS = frozenset({"lx.torchrun", "lx.flag", "lx.shell", "lx.span"})
 #: the resolver `wrap_resolvers` puts around every other resolver call in a template
 DATA_RESOLVER = "lx.data"
 _SHELL_PASS: contextvars.ContextVar[bool] = contextvars.ContextVar("launcher_shell_pass", default=False)

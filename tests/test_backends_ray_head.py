@@ -137,6 +137,7 @@ def test_ci_head_listens_on_loopback_only(tmp_path):
     env = dict(os.environ, LAUNCHER_CI_STATE=str(state), LAUNCHER_RAY_DASHBOARD_PORT=str(_free_port()),
                LAUNCHER_RAY_GCS_PORT=str(_free_port()), LAUNCHER_RAY_CLIENT_PORT=str(_free_port()),
                LAUNCHER_RAY_AGENT_PORT=str(_free_port()), LAUNCHER_RAY_CPUS="2", LAUNCHER_RAY_GPUS="0",
+               LAUNCHER_RAY_NODES="1",  # the one-node head on loopback (the CI cluster's nodes are namespaces)
                PYTHON=sys.executable, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     try:
         p = subprocess.run(["bash", str(script), "start"], env=env, capture_output=True, text=True, timeout=180)

@@ -85,9 +85,8 @@ def test_parameters_one_task_per_node_with_the_rows_resources(tmp_path):
     assert p["exclusive"] is True and p["array_parallelism"] == 2
     assert p["additional_parameters"] == {"reservation": "r1"}
     assert p["setup"][0].startswith("export PYTHONPATH=") and p["setup"][-1] == "module load cuda"
-    spec.nodes = 2
-    with pytest.raises(ValueError, match="nodes=2"):
-        b.parameters(spec)
+    spec.nodes = 2  # one allocation of two nodes, still one task per node (tests/test_multinode.py)
+    assert b.parameters(spec)["nodes"] == 2 and b.parameters(spec)["ntasks_per_node"] == 1
 
 
 def test_sbatch_script_asks_for_the_rows_resources(tmp_path):
@@ -230,7 +229,10 @@ def test_three_rows_run_side_by_side_as_one_array(cluster, tmp_path):
 
 @pytest.mark.slurm
 def test_two_rows_needing_all_eight_gpus_run_one_after_the_other(cluster, tmp_path):
-    specs = [make_spec(tmp_path, f"full{k}", standin(6, 0.5), gpus=8, window=(2, 6)) for k in range(2)]
+    """On each node: the CI cluster has several nodes, so one more 8-GPU row than nodes; two of them never
+    overlap on one node (tests/test_multinode.py has the rows of a sweep running on both nodes at once)."""
+    nodes = len(subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True).stdout.split())
+    specs = [make_spec(tmp_path, f"full{k}", standin(6, 0.5), gpus=8, window=(2, 6)) for k in range(nodes + 1)]
     b = get_backend("slurm", {})
     ids = b.submit(specs)
     # while one runs, the other waits for resources, and says so
@@ -239,9 +241,10 @@ def test_two_rows_needing_all_eight_gpus_run_one_after_the_other(cluster, tmp_pa
     waiting = [st for st in seen if st.state == "pending"]
     assert waiting and waiting[0].reason in ("Resources", "Priority"), seen
     states = wait_final(b, ids, specs, 90)
-    assert [s.state for s in states] == ["ok", "ok"], states
-    (a0, a1), (b0, b1) = sorted(stamps(s) for s in specs)
-    assert b0 > a1, f"two 8-GPU rows overlapped on one 8-GPU node: {(a0, a1)} and {(b0, b1)}"
+    assert [s.state for s in states] == ["ok"] * len(specs), states
+    runs = sorted((read_result(s.run_dir).host, *stamps(s)) for s in specs)
+    for (h0, a0, a1), (h1, b0, b1) in zip(runs, runs[1:]):
+        assert h0 != h1 or b0 > a1, f"two 8-GPU rows overlapped on one 8-GPU node {h0}: {(a0, a1)} and {(b0, b1)}"
 
 
 @pytest.mark.slurm

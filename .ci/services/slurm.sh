@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# A single-node Slurm 22.05 cluster for CI, with 8 GPUs declared and real accounting (slurmdbd + MariaDB).
+# A multi-node Slurm 22.05 cluster for CI on this one machine: LAUNCHER_SLURM_NODES compute nodes (default 2),
+# each a slurmd in its own network namespace with its own hostname (lxci-s1, lxci-s2, ...) and address, 8 GPUs
+# declared per node, and real accounting (slurmdbd + MariaDB); slurmctld, slurmdbd, MariaDB and munge run in the
+# root namespace.
 #
-#   .ci/services/slurm.sh start    install (first time), configure, start; wait until the node is idle
+#   .ci/services/slurm.sh start    install (first time), configure, start; wait until every node is idle
 #                                  and accounting answers; print the environment the tests need
-#   .ci/services/slurm.sh status   print daemons and node state; exit 0 when jobs can be submitted
-#   .ci/services/slurm.sh stop     stop the daemons this script started (by their pid files)
+#   .ci/services/slurm.sh status   print daemons and node states; exit 0 when jobs can be submitted
+#   .ci/services/slurm.sh stop     stop the daemons this script started (by their pid files), every process
+#                                  left in the nodes' namespaces, the namespaces and the bridge
+#   .ci/services/slurm.sh kill-node NODE    a node dies: SIGKILL to everything in its namespace (slurmd, the
+#                                  job steps and the row's processes on it); `start` brings it back
 #
 # Runs as root, without systemd, on a fresh Debian 12 machine and when run twice. Why it is built so:
 #  * Everything (configs, spool, the database, logs, sockets) lives in one state dir, so nothing in
@@ -18,6 +24,12 @@
 #  * slurmctld keeps its state dir across restarts (never `-c`): otherwise job ids restart at 1 and
 #    collide with the jobs already in the accounting database.
 #  * batch_sched_delay=0 removes a ~3 s wait per sbatch; KillWait=10 ends killed jobs promptly.
+#  * Nodes (netns.sh): slurmd -N <node> per namespace with %n in its spool, pid and log paths, NodeAddr= per
+#    node; proctrack/linuxproc and task/none let several slurmd share the host's cgroup filesystem although
+#    Debian's build has no multiple-slurmd. slurmctld and slurmdbd listen in the root namespace and are reached
+#    at the bridge's address. SlurmdTimeout=60: a node that dies is DOWN (its jobs end NODE_FAIL) within ~60 s,
+#    after the launcher's own heartbeat has ended a multi-node row that lost it (30 s; launcher/span.py), as
+#    on a real cluster (default 300 s).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,7 +42,15 @@ num_gpus="${LAUNCHER_SLURM_GPUS:-8}"
 num_cpus="${LAUNCHER_SLURM_CPUS:-96}"               # a v100x8 row asks for 80
 mem_mb="${LAUNCHER_SLURM_MEM_MB:-1048576}"          # a v100x8 row asks for 480 GB
 cluster="launcherci"
-node="$(hostname -s)"
+ctl_host="$(hostname -s)"   # slurmctld refuses to start unless SlurmctldHost is this host's name
+num_nodes="${LAUNCHER_SLURM_NODES:-2}"
+(( num_nodes >= 1 && num_nodes <= 9 )) || { echo "slurm.sh: LAUNCHER_SLURM_NODES=$num_nodes: 1 to 9" >&2; exit 2; }
+nodes=(); for ((i = 1; i <= num_nodes; i++)); do nodes+=("lxci-s$i"); done
+node_list="lxci-s[1-$num_nodes]"
+# shellcheck source=netns.sh
+. "$here/netns.sh"
+ctl_addr="$netns_prefix.1"
+node_addr() { echo "$netns_prefix.1${1#lxci-s}"; }
 
 etc="$state/etc"; conf="$etc/slurm.conf"; dbd_conf="$etc/slurmdbd.conf"
 log="$state/log"; spool="$state/spool"; devdir="$state/dev"; dbdir="$state/mariadb"
@@ -98,9 +118,9 @@ write_configs() {
     mkdir -p "$etc" "$log" "$spool/ctld" "$spool/d" "$run" "$state/munge" "$dbdir"
     chmod 700 "$run"
     cat >"$conf" <<EOF
-# Written by .ci/services/slurm.sh: a single-node CI cluster. Edits are overwritten on start.
+# Written by .ci/services/slurm.sh: a CI cluster of $num_nodes nodes in network namespaces. Edits are overwritten on start.
 ClusterName=$cluster
-SlurmctldHost=$node(127.0.0.1)
+SlurmctldHost=$ctl_host($ctl_addr)
 SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port
 SlurmUser=root
@@ -109,11 +129,11 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$munge_sock
 StateSaveLocation=$spool/ctld
-SlurmdSpoolDir=$spool/d
+SlurmdSpoolDir=$spool/d-%n
 SlurmctldPidFile=$run/slurmctld.pid
-SlurmdPidFile=$run/slurmd.pid
+SlurmdPidFile=$run/slurmd-%n.pid
 SlurmctldLogFile=$log/slurmctld.log
-SlurmdLogFile=$log/slurmd.log
+SlurmdLogFile=$log/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 ProctrackType=proctrack/linuxproc
@@ -128,22 +148,25 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 GresTypes=gpu
 KillWait=10
+SlurmdTimeout=60
 MinJobAge=300
 InactiveLimit=0
 Waittime=0
 # accounting: slurmctld and the clients reach slurmdbd's munge socket through AccountingStoragePass
 AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=127.0.0.1
+AccountingStorageHost=$ctl_addr
 AccountingStoragePort=$dbd_port
 AccountingStoragePass=$munge_sock
 AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-NodeName=$node NodeAddr=127.0.0.1 CPUs=$num_cpus Boards=1 SocketsPerBoard=1 CoresPerSocket=$num_cpus ThreadsPerCore=1 RealMemory=$mem_mb Gres=gpu:$num_gpus State=UNKNOWN
-PartitionName=ci Nodes=$node Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+$(for n in "${nodes[@]}"; do
+    echo "NodeName=$n NodeAddr=$(node_addr "$n") CPUs=$num_cpus Boards=1 SocketsPerBoard=1 CoresPerSocket=$num_cpus ThreadsPerCore=1 RealMemory=$mem_mb Gres=gpu:$num_gpus State=UNKNOWN"
+done)
+PartitionName=ci Nodes=$node_list Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
     cat >"$etc/gres.conf" <<EOF
-NodeName=$node Name=gpu File=$devdir/nvidia[0-$((num_gpus - 1))]
+NodeName=$node_list Name=gpu File=$devdir/nvidia[0-$((num_gpus - 1))]
 EOF
     cat >"$etc/cgroup.conf" <<EOF
 CgroupPlugin=autodetect
@@ -153,8 +176,8 @@ EOF
 # Written by .ci/services/slurm.sh. slurmdbd insists on mode 600 and on sitting beside slurm.conf.
 AuthType=auth/munge
 AuthInfo=socket=$munge_sock
-DbdAddr=127.0.0.1
-DbdHost=$node
+DbdAddr=$ctl_addr
+DbdHost=$ctl_host
 DbdPort=$dbd_port
 SlurmUser=root
 PidFile=$run/slurmdbd.pid
@@ -229,17 +252,32 @@ start_slurmdbd() {
 }
 
 start_slurmctld() {
-    pid_alive "$run/slurmctld.pid" || slurmctld   # never -c: keep job ids growing (see the header)
+    if pid_alive "$run/slurmctld.pid"; then
+        scontrol reconfigure >/dev/null 2>&1 || true   # a running controller reads the config just written
+    else
+        slurmctld   # never -c: keep job ids growing (see the header)
+    fi
     wait_for 30 slurmctld scontrol ping
 }
 
-start_slurmd() {
-    pid_alive "$run/slurmd.pid" || slurmd
+start_network() {
+    local n
+    for n in "${nodes[@]}"; do netns_up "$n" "$(node_addr "$n")"; done
 }
 
-node_state() { sinfo -h -n "$node" -o '%T' 2>/dev/null | head -1; }
+start_slurmd() {  # one slurmd per node, each in its namespace as that host (netns.sh)
+    local n
+    for n in "${nodes[@]}"; do
+        pid_alive "$run/slurmd-$n.pid" && continue
+        ( netns_exec "$n" "$n" slurmd -N "$n" ) >>"$log/slurmd-$n.start.log" 2>&1 </dev/null
+    done
+}
 
-node_idle() { [[ "$(node_state)" =~ ^(idle|mixed|allocated)$ ]]; }
+node_state() { sinfo -h -n "$1" -o '%T' 2>/dev/null | head -1; }
+
+node_idle() { [[ "$(node_state "$1")" =~ ^(idle|mixed|allocated)$ ]]; }
+
+nodes_idle() { local n; for n in "${nodes[@]}"; do node_idle "$n" || return 1; done; }
 
 ensure_accounts() {
     # slurmctld registers the cluster itself; an account and root's association make `--account`
@@ -260,18 +298,22 @@ cmd_start() {
     ensure_cgroup
     make_devices
     write_configs
+    start_network
     start_munge
     start_mariadb
     start_slurmdbd
     start_slurmctld
     ensure_accounts
     start_slurmd
-    if ! wait_for 30 "the node" node_idle; then
-        # a node left down/drained by an earlier crash: give it back to the scheduler
-        scontrol update nodename="$node" state=resume >/dev/null 2>&1 || true
-        wait_for 15 "the node" node_idle || { sinfo >&2; die "node $node is $(node_state); see $log/slurmd.log"; }
+    if ! wait_for 30 "the nodes" nodes_idle; then
+        # a node left down/drained by an earlier crash (or kill-node): give it back to the scheduler
+        local n
+        for n in "${nodes[@]}"; do
+            node_idle "$n" || scontrol update nodename="$n" state=resume >/dev/null 2>&1 || true
+        done
+        wait_for 30 "the nodes" nodes_idle || { sinfo -N >&2; die "nodes not idle; see $log/slurmd-*.log"; }
     fi
-    say "up: node $node $(node_state), $num_gpus GPUs, $num_cpus CPUs; accounting cluster $cluster"
+    say "up: nodes ${nodes[*]} idle, $num_gpus GPUs and $num_cpus CPUs each; accounting cluster $cluster"
     print_env
 }
 
@@ -290,7 +332,11 @@ stop_pidfile() {  # stop_pidfile NAME PIDFILE: TERM, wait up to 15 s, then KILL
 }
 
 cmd_stop() {
-    stop_pidfile slurmd "$run/slurmd.pid"
+    local n
+    for n in "${nodes[@]}"; do stop_pidfile "slurmd $n" "$run/slurmd-$n.pid"; done
+    stop_pidfile slurmd "$run/slurmd.pid"   # a single-node cluster of an earlier version of this script
+    # job steps and rows left on the nodes, the namespaces, the bridge once nobody uses it
+    for n in "${nodes[@]}"; do netns_down "$n"; done
     stop_pidfile slurmctld "$run/slurmctld.pid"
     stop_pidfile slurmdbd "$run/slurmdbd.pid"
     stop_pidfile mariadbd "$run/mariadb.pid"
@@ -300,15 +346,17 @@ cmd_stop() {
 
 cmd_status() {
     local ok=0 d
-    for d in munged mariadb slurmdbd slurmctld slurmd; do
+    for d in munged mariadb slurmdbd slurmctld "${nodes[@]/#/slurmd-}"; do
         if pid_alive "$run/$d.pid"; then echo "$d: running (pid $(cat "$run/$d.pid"))"
         else echo "$d: stopped"; ok=1; fi
     done
-    if [[ -f "$conf" ]] && node_idle; then
-        sinfo -o '%P %a %D %T %G %c %m'
+    if [[ -f "$conf" ]] && nodes_idle; then
+        sinfo -N -o '%N %P %a %T %G %c %m'
         print_env
     else
-        echo "node: ${node} $(node_state || true)"; ok=1
+        local n
+        for n in "${nodes[@]}"; do echo "node: $n $(node_state "$n" || true)"; done
+        ok=1
     fi
     return $ok
 }
@@ -317,5 +365,10 @@ case "${1:-}" in
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+    kill-node)
+        [[ -n "${2:-}" && " ${nodes[*]} " == *" $2 "* ]] || die "kill-node NODE: one of ${nodes[*]}"
+        netns_kill "$2" KILL
+        rm -f "$run/slurmd-$2.pid"
+        say "node $2: every process in its namespace killed (SIGKILL); slurmctld marks it down within ~60 s" ;;
+    *) echo "usage: $0 start|stop|status|kill-node NODE" >&2; exit 2 ;;
 esac

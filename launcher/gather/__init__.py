@@ -69,6 +69,19 @@ def report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike | None
                                     "below is complete: python -m launcher.gather SWEEP_DIR --out DIR writes them "
                                     "once there is room", fatal=False))
     text = render(runs, fmt)
+    from .scaling import has_curve, plot_scaling, render_scaling, scaling_table
+
+    scaling = scaling_table(runs)
+    if has_curve(scaling):  # a sweep over nodes or ranks: its scaling table below the seed's, plot beside
+        text += "\nScaling (python -m launcher.gather DIR --view scaling):\n" + render_scaling(scaling, "rst")
+        if out_dir is not None:
+            try:
+                from ..rundir import atomic_write_text
+
+                atomic_write_text(Path(out_dir) / "scaling.csv", render_scaling(scaling, "csv"))
+                text += f"scaling plot: {plot_scaling(scaling, Path(out_dir) / 'scaling.png')}\n"
+            except OSError as e:
+                problems.append(Problem(os.fspath(out_dir), f"scaling table not written: {e}"))
     if problems:
         text += "\nSkipped (not in the table):\n" + "".join(f"  {p}\n" for p in problems)
     return text, problems

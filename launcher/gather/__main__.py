@@ -1,4 +1,5 @@
 """python -m launcher.gather PATH... [--format rst|md|csv|json] [--out DIR] [--plot FILE.png] [--html FILE.html]
+                              [--view table|scaling]
                               [--history [--since DATE] [--impl NAME] [--hardware NAME]] [--db PATH]
 
 Exit status: 0 all read; 3 something was skipped (a corrupt or half-written result, an unreadable
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hardware", metavar="NAME", help="history on this hardware only")
     ap.add_argument("--db", metavar="PATH", default=DEFAULT_DB, help=f"history store (default {DEFAULT_DB})")
     ap.add_argument("--no-record", action="store_true", help="do not append what is gathered to the history")
+    ap.add_argument("--view", choices=("table", "scaling"), default="table",
+                    help="table: the seed's table (default); scaling: img/s, per rank and efficiency against the "
+                         "smallest run of each row over nodes and ranks (launcher/gather/scaling.py); --plot draws it")
     args = ap.parse_args(argv)
     if not args.paths and not args.history:
         ap.error("give sweep or run directories, or --history")
@@ -79,7 +83,18 @@ def main(argv: list[str] | None = None) -> int:
             trend = hist.trend(history_frame)
         except hist.HistoryError as e:
             problems.append(f"history not shown: {e}")
-    if args.paths:
+    if args.paths and args.view == "scaling":
+        from .scaling import plot_scaling, render_scaling, scaling_table
+
+        scaling = scaling_table(runs)
+        sys.stdout.write(render_scaling(scaling, "rst" if args.format == "console" else args.format))
+        if args.plot:
+            try:
+                print(f"wrote {plot_scaling(scaling, args.plot)}", file=sys.stderr)
+            except OSError as e:
+                not_written.append(f"cannot write the plot {args.plot} (--plot): {e.strerror or e}")
+            args.plot = None
+    elif args.paths:
         if not (trend is not None and args.format == "json"):
             sys.stdout.write(render(runs, args.format, table=table))
         if args.out:

@@ -53,7 +53,8 @@ class RowStatus(str, Enum):
 STATUS_ORDER = {s.value: i for i, s in enumerate(RowStatus)}
 
 #: Group key for repeats. `scale` keeps a smoke-scale figure from ever averaging with a full one.
-GROUP_KEY = ("impl", "hardware", "recipe_hash", "scale")
+GROUP_KEY = ("impl", "hardware", "recipe_hash", "scale", "nodes", "ranks")  # nodes, ranks: never average a
+# 2-node run with a 1-node one (launcher/gather/scaling.py compares them)
 
 
 def _prov(rec: dict, key: str) -> Any:
@@ -80,6 +81,8 @@ def runs_frame(records: Iterable[dict]) -> pd.DataFrame:
             df[col] = None
     extra = [c for c in df.columns if c not in RUN_COLUMNS]
     df = df[list(RUN_COLUMNS) + extra]
+    # results from before hardware.nodes ran on one node; `ranks` stays unknown for them
+    df["nodes"] = pd.to_numeric(df["nodes"], errors="coerce").fillna(1).astype(int) if "nodes" in df.columns else 1
     df["throughput"] = pd.to_numeric(df["throughput"], errors="coerce")
     df["error_bound"] = pd.to_numeric(df["error_bound"], errors="coerce")
     return df
@@ -258,7 +261,8 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
         row = _row_base(impl, rows, g)
         row.update(s)
         row.update(
-            hardware=gk[1], recipe_hash=gk[2], scale=gk[3], status=RowStatus.OK, reason=None,
+            hardware=gk[1] if (gk[4] or 1) <= 1 else f"{gk[1]} x {gk[4]} nodes", recipe_hash=gk[2], scale=gk[3],
+            status=RowStatus.OK, reason=None,
             gpus=_first(r.get("gpus") for r in g), gpu_model=_joined(r.get("gpu_model") for r in g),
             driver=_joined(r.get("driver") for r in g), commit=_joined(r.get("commit") for r in g),
             data=_joined(r.get("data") for r in g), method=_joined(r.get("method") for r in g),

@@ -29,6 +29,7 @@ from .guard import clock_refusal, simulated_clock, unreadable_spec_result
 from ..rundir import (JOB_ID_VAR, JOB_SCRIPT, PROVENANCE_FILE, RESULT_FILE, SPEC_FILE, STATUS_FILE, TRAIN_LOG, Result,
                       atomic_write_json, now_iso, release_space, reserve_space, set_aside, write_result, write_status)
 from ..safeio import write_new_text
+from ..span import SpanError, leader_setup, main_peer_or_leader, mark_done, watch_in_background
 from ..spec import JobSpec
 from . import software, telemetry
 from .build import build_once
@@ -135,6 +136,9 @@ class NodeRun:
         self.interrupted_by: str | None = None  # the first signal this process received (not its command)
         self.since: RunStart | None = None  # set when the run starts: no log written before it counts
         self.sampler = None  # GPU / host telemetry while the command runs (launcher/node/telemetry.py)
+        self.span = None  # a row over several nodes: this leader's place, watch and heartbeat (launcher/span.py)
+        self.span_env: dict[str, str] = {}
+        self.span_lost: str | None = None  # why the row lost one of its nodes
 
     def run(self) -> Result:
         try:
@@ -162,8 +166,13 @@ class NodeRun:
                 atomic_write_json(self.run_dir / PROVENANCE_FILE, self.snapshot.result)
         if self.sampler is not None and "telemetry" not in fields:
             fields["telemetry"] = self.sampler.reduce(None)  # stops it; no window: the samples stay in their files
+        if self.span_lost and status in ("cancelled", "incomplete", "failed"):  # its end came from the lost node
+            rest = (fields.get("error") or "").split("\n", 1)
+            status, fields["error"] = "failed", (f"{self.span_lost}; the row's command was stopped then"
+                                                 + (f"\n{rest[1]}" if len(rest) > 1 else ""))
+        hosts = self.span[1].hosts() if self.span else [self.host]
         result = Result.for_spec(self.spec, status, started_at=self.started, host=self.host, job_id=self.job_id,
-                                 **{**self.fields, **fields})
+                                 hosts=hosts, **{**self.fields, **fields})
         release_space(self.run_dir)
         set_aside(self.run_dir, RESULT_FILE)  # never overwritten without being kept (another writer's, say)
         try:
@@ -180,6 +189,10 @@ class NodeRun:
                          host=self.host)
         except OSError:
             pass  # the result is what counts; a stale `running` marker reads as failed once this process is gone
+        if self.span:
+            mark_done(self.run_dir, self.span[0], status, self.span_lost)
+            self.span[3].set()  # stop watching the other nodes
+            self.span[2].stop()
         lease.release(self.run_dir)
         return result
 
@@ -235,9 +248,11 @@ class NodeRun:
         if self.received:
             return self.finish("cancelled", error=f"cancelled before start ({self.received[0]})")
 
+        if spec.nodes > 1 and (refused := self._take_place()):
+            return refused
         set_aside_own_logs(spec)
         self.sampler = telemetry.start(run_dir)
-        self.execution = Execution(script, spec.exec_dir, command_environ(spec), run_dir / TRAIN_LOG,
+        self.execution = Execution(script, spec.exec_dir, {**command_environ(spec), **self.span_env}, run_dir / TRAIN_LOG,
                                    echo=self.echo).start()
         if self.sampler is not None:
             self.sampler.watch(self.execution.proc.pid)  # the command's process group (start_new_session)
@@ -247,6 +262,21 @@ class NodeRun:
                                   poll=self._covered if spec.stop_when_covered else None)
         self.fields.update(returncode=res.returncode, log_path=str(log_file(spec)), data=_data_kind(spec))
         return self._outcome(res)
+
+    def _take_place(self) -> Result | None:
+        """The leader of a row over several nodes: rendezvous, heartbeat, a watch on the other nodes."""
+        try:
+            place, self.span_env, watch, heartbeat = leader_setup(self.run_dir, self.spec)
+        except SpanError as e:
+            return self.finish("failed", error=str(e))
+
+        def lost(reason: str) -> None:
+            self.span_lost = reason
+            if self.execution is not None:
+                self.execution.stop(f"lost a node: {reason}")
+
+        self.span = (place, watch, heartbeat, watch_in_background(watch, lost))
+        return None
 
     def _check_software(self) -> Result | None:
         """The row's environment against its `software:` (launcher/node/software.py): a failed row when it differs."""
@@ -329,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         said = unreadable_spec_result(argv[0], e)
         print(f"launcher.node: error: {said}", file=sys.stderr)
         return 2
+    peer = main_peer_or_leader(argv[0], echo=sys.stdout)  # a row over several nodes: this node's part
+    if peer is not None:
+        return peer
     try:
         result = run_node(argv[0], echo=sys.stdout)
     except RunDirBusy as e:

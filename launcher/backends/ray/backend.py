@@ -159,6 +159,10 @@ class RayBackend(Backend):
 
     def describe(self, spec: JobSpec) -> list[str]:
         where = self.config_address or "a local Ray head started for this session"
+        if spec.nodes > 1:
+            return [f"ray (Jobs API at {where}): a placement group of {spec.nodes} bundles, STRICT_SPREAD (one per "
+                    f"node), each {spec.gpus} GPUs and {spec.cpus} CPUs; node 0 leads",
+                    f"ray entrypoint:  {self.entrypoint(spec)}"]
         return [f"ray (Jobs API at {where}): entrypoint_num_gpus={spec.gpus} entrypoint_num_cpus={spec.cpus}",
                 f"ray entrypoint:  {self.entrypoint(spec)}"]
 
@@ -168,7 +172,9 @@ class RayBackend(Backend):
         # cd into the run dir unless the runtime_env ships the code as the job's working dir: `python -m`
         # puts the cwd first on sys.path, and the head's own cwd could hold a different launcher checkout
         cd = "" if "working_dir" in self.runtime_env else f"cd {shlex.quote(run_dir)} && "
-        return f"{cd}exec {shlex.quote(python)} -m launcher.node {shlex.quote(run_dir)}"
+        # a row over several nodes: a driver that places one node entry point per node (span.py)
+        module = "launcher.node" if spec.nodes <= 1 else "launcher.backends.ray.span"
+        return f"{cd}exec {shlex.quote(python)} -m {module} {shlex.quote(run_dir)}"
 
     def job_runtime_env(self) -> dict[str, Any]:
         """The configured runtime_env plus what the shared-filesystem default needs."""
@@ -194,9 +200,11 @@ class RayBackend(Backend):
         for spec in specs:
             if nodes is None:
                 break
-            if not any(n.get("GPU", 0) >= spec.gpus and n.get("CPU", 0) >= spec.cpus for n in nodes):
+            fitting = sum(1 for n in nodes if n.get("GPU", 0) >= spec.gpus and n.get("CPU", 0) >= spec.cpus)
+            if fitting < max(1, spec.nodes):
                 have = ", ".join(f"{int(n.get('GPU', 0))} GPUs/{int(n.get('CPU', 0))} CPUs" for n in nodes) or "none"
-                problems.append(f"row {spec.impl}: needs one node with {spec.gpus} GPUs and {spec.cpus} CPUs; "
+                many = "one node" if spec.nodes <= 1 else f"{spec.nodes} nodes, each"
+                problems.append(f"row {spec.impl}: needs {many} with {spec.gpus} GPUs and {spec.cpus} CPUs; "
                                 f"the Ray cluster at {self.address} has nodes with {have}")
         if problems and self.embedded:  # one node, nothing will join
             raise RayBackendError("; ".join(problems) + ". Pick a smaller hardware config (hardware=local) or "
@@ -226,8 +234,9 @@ class RayBackend(Backend):
                 entrypoint=self.entrypoint(spec),
                 submission_id=submission_id,
                 runtime_env=runtime_env,
-                entrypoint_num_gpus=spec.gpus,
-                entrypoint_num_cpus=spec.cpus,
+                # over several nodes the driver reserves nothing: its placement group holds each node's share
+                entrypoint_num_gpus=spec.gpus if spec.nodes <= 1 else 0,
+                entrypoint_num_cpus=spec.cpus if spec.nodes <= 1 else 0,
                 metadata={"launcher_impl": spec.impl, "launcher_hardware": spec.hardware,
                           "launcher_run_dir": str(Path(spec.run_dir).resolve()),
                           "launcher_time_limit_min": str(spec.time_limit_min)},

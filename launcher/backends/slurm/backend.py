@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from ...rundir import JobState, Result, State
+from ...span import read_done
 from ...spec import JobSpec
 from ..base import Backend, BackendConfig, BackendError
 from .accounting import (ACTIVE_PENDING, ACTIVE_RUNNING, Snapshot, base_state, job_record, killed_by_signal,
@@ -73,6 +74,10 @@ def check_slurm() -> None:
                                f"{p.stderr.strip()}; check SLURM_CONF or that slurmctld is up")
 
 
+#: placement_problems per distinct request, for this process (one launch): 200 rows of one shape ask Slurm once
+_PLACEMENT_SEEN: dict[str, list[str]] = {}
+
+
 class SlurmBackend(Backend):
     name = "slurm"
     Config = SlurmConfig
@@ -92,13 +97,11 @@ class SlurmBackend(Backend):
     def parameters(self, spec: JobSpec) -> dict[str, Any]:
         """submitit SlurmExecutor parameters for one row: one node, one task, its GPUs, CPUs, memory, time."""
         cfg: SlurmConfig = self.config.merged(spec.backend_config)  # type: ignore[assignment]
-        if spec.nodes != 1:
-            raise ValueError(f"row {spec.impl}: nodes={spec.nodes}, but the Slurm backend runs one-node rows "
-                             "(each seed row is one 8-GPU node); set hardware.nodes=1")
         setup = [f"export PYTHONPATH={shlex.quote(str(PROJECT_ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}"]
         setup += list(cfg.setup or [])
         params: dict[str, Any] = {
-            "nodes": 1,
+            # one allocation of hardware.nodes nodes, one task on each (launcher/span.py: the first node leads)
+            "nodes": max(1, int(spec.nodes)),
             "ntasks_per_node": 1,  # the row's own launcher spawns its ranks
             "cpus_per_task": max(1, int(spec.cpus)),
             "time": int(spec.time_limit_min),
@@ -146,6 +149,12 @@ class SlurmBackend(Backend):
         if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
             return []  # the submission says what is missing (check_slurm)
         params = self.parameters(spec)
+        key = json.dumps(params, sort_keys=True, default=str)
+        if key not in _PLACEMENT_SEEN:  # a sweep's rows mostly ask the same: sinfo + sbatch --test-only once each
+            _PLACEMENT_SEEN[key] = self._placement_problems(params)
+        return list(_PLACEMENT_SEEN[key])
+
+    def _placement_problems(self, params: dict[str, Any]) -> list[str]:
         found = partition_nodes(params.get("partition"))
         if found is None:
             return []
@@ -159,7 +168,9 @@ class SlurmBackend(Backend):
     def describe(self, spec: JobSpec) -> list[str]:
         params = {k: v for k, v in self.parameters(spec).items() if k != "setup"}
         return [f"slurm (submitit): {' '.join(f'{k}={v}' for k, v in params.items())}",
-                "slurm job runs:  python -m launcher.node RUN_DIR (one task on one node)"]
+                "slurm job runs:  python -m launcher.node RUN_DIR (one task on one node)" if spec.nodes <= 1 else
+                f"slurm job runs:  python -m launcher.node RUN_DIR as one task on each of {spec.nodes} nodes (srun); "
+                "the first leads: master address and a free port, result.json"]
 
     def _node_call(self, spec: JobSpec) -> NodeCall:
         cfg: SlurmConfig = self.config.merged(spec.backend_config)  # type: ignore[assignment]
@@ -220,6 +231,8 @@ class SlurmBackend(Backend):
             return pending_state(job_id, rec, self._snap)
         # the node only saw a signal (or its command die of one); the scheduler knows why it came
         signalled = own.state == "cancelled" or (own.state == "failed" and killed_by_signal(run_dir))
+        if signalled and run_dir is not None and own.state == "failed":
+            signalled = not read_done(run_dir).get("lost")  # node 0 stopped it: the row lost a node (span.py)
         if base in ACTIVE_RUNNING:
             if signalled:  # the job itself is still settling why (NodeCall: a time limit, a preemption)
                 return JobState(State.RUNNING, "ending after a signal; the node reported: "
@@ -227,7 +240,7 @@ class SlurmBackend(Backend):
             return own  # sacct lags the controller by seconds: a result written meanwhile is the fresher word
         if signalled:  # who cancelled, a time limit, a preemption
             sched = map_final(rec, job_id, run_dir)
-            if sched.state in ("cancelled", "timeout"):
+            if sched.state in ("cancelled", "timeout") or base == "NODE_FAIL":  # a node died under the row
                 return JobState(sched.state, f"{sched.reason}; the node reported: {own.reason}")
         return own
 

@@ -96,8 +96,13 @@ def fit_problem(params: dict[str, Any], partition: str, nodes: tuple[Node, ...])
         re.fullmatch(r"[\w.-]+(?:[&,][\w.-]+)*", params["constraint"]) else set()
     checks = {"CPUs": lambda n: n.cpus >= cpus, "memory": lambda n: mem is None or n.mem_mb >= mem,
               "GPUs": lambda n: n.gpu_count(gpu_type) >= gpus, "features": lambda n: wanted_features <= n.features}
-    if any(all(ok(n) for ok in checks.values()) for n in nodes):
+    fitting = sum(1 for n in nodes if all(ok(n) for ok in checks.values()))
+    wanted_nodes = int(params.get("nodes") or 1)
+    if fitting >= wanted_nodes:
         return None
+    if fitting:  # a row over several nodes (hardware.nodes): too few nodes that fit
+        return (f"the row asks for {wanted_nodes} nodes and Slurm partition {partition!r} has {fitting} that can run "
+                f"its part ({len(nodes)} in all): set hardware.nodes={fitting} or less, or use another partition")
     asked = {"CPUs": f"{cpus} CPUs", "memory": f"{mem // 1024 if mem else 0} GB of memory",
              "GPUs": f"{gpus} GPUs" + (f" of gres type {gpu_type} (gpu:{gpu_type}:{gpus})" if gpu_type else ""),
              "features": f"features {'&'.join(sorted(wanted_features))}"}

@@ -116,7 +116,13 @@ class NodeCall:
         while self._proc.poll() is None:
             time.sleep(0.5)
         code = self._proc.returncode
+        if os.environ.get("SLURM_NODEID", "0") != "0":  # a row over several nodes: node 0 writes the result
+            if code != 0:
+                raise RuntimeError(f"node {os.environ.get('SLURMD_NODENAME')} of the row exited with code {code}; "
+                                   f"see {Path(run_dir) / 'nodes'}")
+            return "peer"
         result = _own_result(run_dir)
+        _end_allocation_after_a_lost_node(run_dir)
         if result is None:
             raise RuntimeError(f"the node entry point exited with code {code} without writing "
                                f"{Path(run_dir) / RESULT_FILE}; its output is in this job's submitit log")
@@ -168,6 +174,16 @@ class NodeCall:
         set_aside(run_dir, RESULT_FILE, f"result.preempted-{self.requeues + 1}.json")  # kept, not lost
         again = NodeCall(self.time_limit_min, self.max_requeue, self.python, self.pythonpath, self.requeues + 1)
         return DelayedSubmission(again, run_dir)
+
+
+def _end_allocation_after_a_lost_node(run_dir: str | Path) -> None:
+    """A row over several nodes that lost one has ended `failed` (node 0 wrote why): end its job now. Slurm
+    would otherwise wait for the dead node's task until the node is declared down, then requeue the whole job
+    (NODE_FAIL), and the row would be pending again instead of failed."""
+    from ...span import read_done
+
+    if read_done(run_dir).get("lost") and os.environ.get("SLURM_JOB_ID"):
+        subprocess.run(["scancel", os.environ["SLURM_JOB_ID"]], capture_output=True, timeout=60)
 
 
 def _own_result(run_dir: str | Path) -> Result | None:
