@@ -12,7 +12,8 @@ module's version: from the metadata of the installed distribution that owns the 
 without importing it, since this runs in series before the command and torch alone takes seconds to
 import; imported when no distribution owns it, a conda package without a RECORD say); `apex` (its
 version, and `apex.amp` must import); `caffe2` (the PyTorch build that carries it, with GPU support and Detectron's ops library); `mxnet_ops` (operator names that must exist in
-the MXNet build: SimpleDet's); `openmpi` (`mpirun --version`); `cuda`, `cudnn` (what the framework was
+the MXNet build: SimpleDet's); `horovod_built` (what horovod was compiled with, e.g. "mpi nccl cuda": each
+`hvd.<x>_built()` must be true, not just the package installed); `openmpi` (`mpirun --version`); `cuda`, `cudnn` (what the framework was
 built with, else the libraries that load).
 
 Matching: a plain version matches by its leading components (`3.7` matches 3.7.12, `1.15.0` does not match
@@ -167,6 +168,25 @@ for k in keys:
             f = "missing: " + " ".join(gone) if gone else wanted[k]
         except Exception as e:
             p = "import mxnet failed: %s" % e
+    elif k == "horovod_built":
+        # what horovod was compiled with (hvd.<x>_built()), not what its metadata says: a horovod built without
+        # CUDA or NCCL installs and passes a version check, then fails at hvd.init() or falls back to MPI
+        try:
+            import horovod.tensorflow as hvd
+            gone = []
+            for c in [c for c in re.split(r"[\s,]+", wanted[k].strip()) if c]:
+                fn = getattr(hvd, c + "_built", None)
+                if fn is not None:
+                    ok = bool(fn())
+                elif c == "cuda" and getattr(hvd, "nccl_built", None) is not None:
+                    ok = bool(hvd.nccl_built())  # horovod < 0.20 has no cuda_built(); its NCCL path is CUDA's
+                else:
+                    ok = False
+                if not ok:
+                    gone.append(c)
+            f = "not built: " + " ".join(gone) if gone else wanted[k]
+        except Exception as e:
+            p = "import horovod.tensorflow failed: %s: %s" % (type(e).__name__, str(e)[:150])
     elif k == "openmpi":
         try:
             t = subprocess.run(["mpirun", "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -254,7 +274,7 @@ def matches(key: str, wanted: str, found: str | None) -> tuple[bool, str]:
     wanted = str(wanted).strip()
     if found is None:
         return False, ""
-    if key == "mxnet_ops":
+    if key in ("mxnet_ops", "horovod_built"):
         return found == wanted, ""
     if _OPS.match(wanted.split(",")[0]):
         return _spec_ok(wanted, found), ""
