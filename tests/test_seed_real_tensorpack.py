@@ -3,11 +3,14 @@
 with the row's compat patches, in an isolated launcher-managed venv, the replicated trainer with one tower on the
 CPU, trained on a synthetic COCO-format set at smoke scale and timed from tensorpack's own log.log.
 
-Slow (~70 s to make the venv from the package index or pip's cache, ~45 s graph build, ~1-2 min of training on
-2 cores): marked `slow`.
+Slow: 2 min 43 s through the launcher alone on 2 cores (70 s of it making the venv: a 207 MB TensorFlow wheel),
+9 min 48 s while other jobs shared the cores. Past CI's budget, so it runs only when asked:
+
+    LAUNCHER_REAL_TF=1 python -m pytest tests/test_seed_real_tensorpack.py
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +25,8 @@ TP_COMMIT = "caafda80b17898b3532c86108155bf7ec0c4d245"
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("LAUNCHER_REAL_TF"), reason="3-10 min (a TensorFlow venv, a CPU training): "
+                    "outside CI's time budget; run with LAUNCHER_REAL_TF=1")
 def test_tensorpack_caafda8_runs_for_real_on_tf2(tmp_path):
     bundle = mirror("tensorpack.bundle")
     if bundle is None:
