@@ -34,7 +34,7 @@ def test_simpledet_9187a10_runs_for_real_on_mxnet_191(tmp_path):
     if bundle is None:
         pytest.skip("no simpledet.bundle in ../shared/mirrors (or $LAUNCHER_MIRRORS): the seed's code is not here")
     syn = subprocess.run([sys.executable, "-m", "launcher.data", "synth", "--out", str(tmp_path / "syn")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert syn.returncode == 0, syn.stderr
     extra = [f"++impl.options.{k}={os.environ[v]}" for k, v in (("mxnet_repo", "LAUNCHER_MXNET_REPO"),
                                                                   ("mxnext_repo", "LAUNCHER_MXNEXT_REPO")) if os.environ.get(v)]

@@ -55,7 +55,7 @@ def test_a_whole_node_job_gets_the_nodes_cpus(cluster, tmp_path):  # noqa: F811
     assert submitted, "submitit's submission script not found"
     text = submitted[0].read_text()
     assert "#SBATCH --exclusive" in text and "--cpus-per-task" not in text.split("# setup")[0]
-    m = re.search(r"^cpus (\S+) (\S+) (\d+)$", (Path(spec.run_dir) / "train.log").read_text(), re.M)
+    m = re.search(r"^cpus (\S+) (\S+) (\d+)$", (Path(spec.run_dir) / "train.log").read_text(), re.MULTILINE)
     assert m, (Path(spec.run_dir) / "train.log").read_text()[-2000:]
     per_task, on_node, affinity = m.groups()
     assert per_task == on_node and int(on_node) >= 1 and int(affinity) >= 1
