@@ -78,9 +78,10 @@ def test_parameters_one_task_per_node_with_the_rows_resources(tmp_path):
                       "setup": ["module load cuda"], "mem": "hardware", "gres_type": "typed"})
     p = b.parameters(spec)
     assert p["nodes"] == 1 and p["ntasks_per_node"] == 1  # the row's own launcher spawns its ranks
-    assert p["gres"] == "gpu:v100:8" and p["cpus_per_task"] == 80 and p["mem"] == "480GB" and p["time"] == 90
+    assert p["gres"] == "gpu:v100:8" and "cpus_per_task" not in p and p["mem"] == "480GB" and p["time"] == 90
     untyped = SlurmBackend({"gres_type": "untyped", "mem": "400G", "exclusive": False}).parameters(spec)
     assert untyped["gres"] == "gpu:8" and untyped["mem"] == "400G" and "exclusive" not in untyped
+    assert untyped["cpus_per_task"] == 80  # a shared node needs the count; a whole one does not
     assert (p["partition"], p["account"], p["qos"], p["constraint"]) == ("gpu", "bench", "high", "volta32gb")
     assert p["exclusive"] is True and p["array_parallelism"] == 2
     assert p["additional_parameters"] == {"reservation": "r1"}

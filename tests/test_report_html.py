@@ -7,7 +7,7 @@ goes and a PDF comes out. Screenshots are kept as artifacts in outputs/test-arti
 report-phone.png). The page's numbers are held to `--format json`'s.
 
 The runs are written with the project's own writers (tests/gather_helpers.py); their figures are made up
-for the test, their telemetry reduced by launcher.telemetry from synthetic samples.
+for the test, their telemetry reduced by launcher.node.telemetry from synthetic samples.
 """
 
 from __future__ import annotations

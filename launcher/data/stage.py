@@ -34,8 +34,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..locks import locked
+from ..node.build import marker_path
 from ..node.environment import command_environ, wrap_command
 from ..node.script import data_setup_lines
+from ..node.venv import ensure_venv, is_managed
 from ..rundir import atomic_write_json, now_iso
 from . import linkfarm
 
@@ -225,6 +227,17 @@ def _step_state(ds: dict, step: dict) -> dict:
             "coco_root": ds["coco_root"]}
 
 
+def _ensure_managed_venv(spec, log: Log) -> None:
+    """A launcher-managed venv (stack=today) is otherwise made by the node's build: make it now, under the build's
+    lock, so the row's own data script can run in it (the node then reuses it)."""
+    if not is_managed(spec):
+        return
+    marker = marker_path(spec)
+    with locked(marker.with_name(marker.name + ".lock")):
+        if ensure_venv(spec, log) and marker.is_file():
+            marker.unlink()  # a new venv holds nothing of the old build: the node builds again
+
+
 def derive(spec, log: Log = print, force: bool = False) -> list[str]:
     """Run the row's `derive` steps whose outputs are missing or stale, in its work tree and environment."""
     ds, done = spec.dataset or {}, []
@@ -236,6 +249,7 @@ def derive(spec, log: Log = print, force: bool = False) -> list[str]:
         if not spec.checkout_dir:
             raise StageError(f"{step['creates']} is made by {spec.impl}'s own script in its work tree: prepare the "
                              f"row first (python -m launcher impl={spec.impl} prepare_only=true)")
+        _ensure_managed_venv(spec, log)
         script = " && ".join(data_setup_lines(spec) + [f"cd {shlex.quote(str(spec.exec_dir))}", wrap_command(spec, step["run"])])
         log(f"[data] making {out}: {step['run']} (in {spec.exec_dir}, {spec.impl}'s environment)")
         p = subprocess.run(["bash", "-c", script], env=command_environ(spec), capture_output=True, text=True)

@@ -12,7 +12,8 @@ module's version: from the metadata of the installed distribution that owns the 
 without importing it, since this runs in series before the command and torch alone takes seconds to
 import; imported when no distribution owns it, a conda package without a RECORD say); `apex` (its
 version, and `apex.amp` must import); `caffe2` (the PyTorch build that carries it, with GPU support and Detectron's ops library); `mxnet_ops` (operator names that must exist in
-the MXNet build: SimpleDet's); `openmpi` (`mpirun --version`); `cuda`, `cudnn` (what the framework was
+the MXNet build: SimpleDet's); `horovod_built` (what horovod was compiled with, e.g. "mpi nccl cuda": each
+`hvd.<x>_built()` must be true, not just the package installed); `openmpi` (`mpirun --version`); `cuda`, `cudnn` (what the framework was
 built with, else the libraries that load).
 
 Matching: a plain version matches by its leading components (`3.7` matches 3.7.12, `1.15.0` does not match
@@ -110,7 +111,7 @@ def matches(key: str, wanted: str, found: str | None) -> tuple[bool, str]:
     wanted = str(wanted).strip()
     if found is None:
         return False, ""
-    if key == "mxnet_ops":
+    if key in ("mxnet_ops", "horovod_built"):
         return found == wanted, ""
     if _OPS.match(wanted.split(",")[0]):
         return _spec_ok(wanted, found), ""

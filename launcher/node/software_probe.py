@@ -183,6 +183,26 @@ def probe(keys, wanted):
                 f = "missing: " + " ".join(gone) if gone else wanted[k]
             except Exception as e:
                 p = "import mxnet failed: %s" % e
+        elif k == "horovod_built":
+            # what horovod was compiled with (hvd.<x>_built()), not what its metadata says: a horovod built without
+            # CUDA or NCCL installs and passes a version check, then fails at hvd.init() or falls back to MPI
+            try:
+                import horovod.tensorflow as hvd
+
+                gone = []
+                for c in [c for c in re.split(r"[\s,]+", wanted[k].strip()) if c]:
+                    fn = getattr(hvd, c + "_built", None)
+                    if fn is not None:
+                        ok = bool(fn())
+                    elif c == "cuda" and getattr(hvd, "nccl_built", None) is not None:
+                        ok = bool(hvd.nccl_built())  # horovod < 0.20 has no cuda_built(); its NCCL path is CUDA's
+                    else:
+                        ok = False
+                    if not ok:
+                        gone.append(c)
+                f = "not built: " + " ".join(gone) if gone else wanted[k]
+            except Exception as e:
+                p = "import horovod.tensorflow failed: %s: %s" % (type(e).__name__, str(e)[:150])
         elif k == "openmpi":
             try:
                 t = subprocess.run(["mpirun", "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

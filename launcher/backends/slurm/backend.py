@@ -124,6 +124,11 @@ class SlurmBackend(Backend):
                 params[key] = str(getattr(cfg, key))
         if cfg.exclusive:
             params["exclusive"] = True
+            # The whole node: its CPUs come with --exclusive, however many it has (an 8-GPU node may have fewer
+            # than hardware.cpus), so no --cpus-per-task is asked; the one task's srun step is given them all
+            # (srun reads SLURM_CPUS_PER_TASK; inside the job SLURM_CPUS_ON_NODE is the node's count).
+            del params["cpus_per_task"]
+            setup.insert(1, 'export SLURM_CPUS_PER_TASK="${SLURM_CPUS_ON_NODE:-1}"')  # before backend.setup's lines
         if cfg.array_parallelism:
             params["array_parallelism"] = int(cfg.array_parallelism)
         if cfg.additional_parameters:
