@@ -128,7 +128,20 @@ def _prepare(spec: JobSpec, cfg: DictConfig) -> tuple[JobSpec, list[str]]:
     problems += get_backend(spec.backend, spec.backend_config).placement_problems(spec)  # no node could run it
     if problems and not cfg.prepare_only:
         raise PrepareError("inputs missing before submission:\n  " + "\n  ".join(problems))
+    _build_here(spec)
     return spec, problems + input_warnings(spec)
+
+
+def _build_here(spec: JobSpec) -> None:
+    """A launcher-managed environment and the row's compiled extensions are made here, where the network is,
+    before anything is submitted (launcher/prepare/compiled.py); the node only checks them."""
+    import sys
+
+    from .prepare import build_once
+    from .prepare.compiled import builds_on_submit_host
+
+    if builds_on_submit_host(spec):
+        build_once(spec, sys.stdout)
 
 
 def _record_prepare_failure(spec: JobSpec, error: Exception) -> None:

@@ -92,9 +92,21 @@ def _script(spec: JobSpec) -> str:
 
 
 def _build(spec: JobSpec, echo: TextIO | None) -> None:
-    if spec.build or (spec.environment or {}).get("managed"):  # a managed venv is made by build_once
+    from .prepare.compiled import builds_on_submit_host, built_problems
+    if builds_on_submit_host(spec):  # made by the submit host (launcher/prepare/compiled.py): never here
+        if (why := built_problems(spec)) is not None:
+            raise NotBuilt(why)
+        if echo is not None:
+            print(f"[launcher] build: done on the submit host for recipe {(spec.recipe_hash or '')[:16]}", file=echo,
+                  flush=True)
+        return
+    if spec.build:
         from .prepare import build_once
         build_once(spec, echo)
+
+
+class NotBuilt(Exception):
+    """The submit host has not made (or has made a stale) build of the row's recipe."""
 
 
 def _data_kind(spec: JobSpec) -> str | None:
@@ -217,6 +229,8 @@ class NodeRun:
             return refused
         try:
             _build(spec, self.echo)
+        except NotBuilt as e:
+            return self.finish("failed", error=f"not built: {e}")
         except Exception as e:
             return self.finish("failed", error=f"build failed: {e}")
         if managed and (refused := self._check_software()):

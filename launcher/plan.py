@@ -199,6 +199,7 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
         gpu_model=str(hw["gpu"]),
         gpu_type=hw.get("gpu_type") or None,
         compute_capability=None if hw.get("compute_capability") in (None, "") else str(hw["compute_capability"]),
+        cuda_toolkit=str(c.get("cuda_toolkit") or "auto"),
         gpus=int(hw["gpus"]),
         cpus=int(hw["cpus"]),
         mem_gb=int(hw["mem_gb"]),
