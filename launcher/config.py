@@ -162,6 +162,9 @@ class HardwareConfig:
     nodes: int = 1
     time_limit_min: int = 60
     compute_capability: Optional[str] = None  # e.g. "7.0" (V100); a CUDA 10 stack stops at 7.5
+    # processes per node the row's own launcher starts (mp.spawn, torch.distributed.launch, torchrun): one per GPU,
+    # 1 without GPUs; 2 on a CPU runs the multi-rank path (gloo, DDP) that 8 GPUs take, less NCCL
+    ranks_per_node: int = "${lx.per_gpu:1,${hardware.gpus}}"  # type: ignore[assignment]
     gpu_type: Optional[str] = None  # the GPU's gres type name on Slurm (gpu:<type>:N), e.g. v100
 
 

@@ -80,7 +80,8 @@ def _check_window_for_format(cfg: DictConfig) -> None:
 #: hardware keys and the least each may be (what a value below it would mean)
 _HARDWARE_MIN = {"gpus": (0, "GPUs per node; 0 runs on CPU where the row allows it"),
                  "cpus": (1, "CPU cores per node"), "mem_gb": (0, "memory per node; 0 leaves it to the scheduler"),
-                 "nodes": (1, "nodes per row"), "time_limit_min": (1, "minutes a row may run")}
+                 "nodes": (1, "nodes per row"), "time_limit_min": (1, "minutes a row may run"),
+                 "ranks_per_node": (1, "processes per node the row's own launcher starts")}
 
 
 def _check_hardware(hw: DictConfig) -> None:

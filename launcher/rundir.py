@@ -274,6 +274,7 @@ class Result:
     data: str | None = None
     scale: str | None = None
     stack: str | None = None  # seed | today (conf/stack/): which software the row's code ran on
+    ranks: int | None = None  # the processes (world size) the row's own launcher started: hardware.ranks_per_node
     mean_step_time: float | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     schema: int = RESULT_SCHEMA
@@ -298,7 +299,7 @@ class Result:
             reference_hardware=spec.reference_hardware, tolerance=spec.tolerance, gpus=spec.gpus,
             run_dir=str(spec.run_dir), repo=spec.repo, commit=spec.commit_full or spec.commit,
             recipe_hash=spec.recipe_hash, command=spec.command, scale=spec.scale, stack=spec.stack,
-            host=socket.gethostname(), finished_at=now_iso())
+            ranks=_ranks(spec), host=socket.gethostname(), finished_at=now_iso())
         base.update(fields)
         return cls(status=status, **base)
 
@@ -309,6 +310,15 @@ class Result:
     def from_dict(cls, data: dict[str, Any]) -> "Result":
         """The result `data` describes; keys it does not know (a newer schema's) are left out."""
         return cls(**{k: v for k, v in data.items() if k in _RESULT_FIELDS})
+
+
+def _ranks(spec: "JobSpec") -> int | None:
+    """The world size a row's command starts on its node(s), as its plan says (impl.processes.ranks)."""
+    ranks = (getattr(spec, "processes", None) or {}).get("ranks")
+    try:
+        return int(ranks) * max(1, int(getattr(spec, "nodes", 1) or 1)) if ranks is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _positive_number(value: Any) -> bool:
