@@ -64,6 +64,11 @@ class EnvironmentConfig:
     managed: bool = False
     host_packages: bool = True  # a managed venv sees the launcher's Python packages (torch) behind its own
     requirements: List[str] = field(default_factory=list)  # pip specifiers installed into a managed venv
+    # a pip constraints file under jobs/<row>/ that every pip of a managed venv (its making and the build's steps)
+    # obeys: exact versions, so a recipe built from an empty cache gets the same packages any day
+    constraints: Optional[str] = None
+    # the build compiles CUDA extensions: toolchain checked before it, device code for every target arch proven after
+    cuda_extensions: bool = False
     check: bool = True  # on the node, before the command: compare `software` with what the environment has
     # shell lines that make the environment, run on a host with internet (python -m launcher.env create impl=...)
     create: List[str] = field(default_factory=list)
@@ -165,6 +170,9 @@ class HardwareConfig:
     nodes: int = 1
     time_limit_min: int = 60
     compute_capability: Optional[str] = None  # e.g. "7.0" (V100); a CUDA 10 stack stops at 7.5
+    # processes per node the row's own launcher starts (mp.spawn, torch.distributed.launch, torchrun): one per GPU,
+    # 1 without GPUs; 2 on a CPU runs the multi-rank path (gloo, DDP) that 8 GPUs take, less NCCL
+    ranks_per_node: int = "${lx.per_gpu:1,${hardware.gpus}}"  # type: ignore[assignment]
     gpu_type: Optional[str] = None  # the GPU's gres type name on Slurm (gpu:<type>:N), e.g. v100
 
 
@@ -200,6 +208,7 @@ class LauncherConfig:
     cache_dir: str = MISSING
     weights_dir: str = MISSING  # pretrained files (python -m launcher.weights fetch), weights.lock.json beside them
     envs_dir: str = MISSING  # the seed rows' own environments (python -m launcher.env create)
+    cuda_toolkit: str = "auto"  # builds of CUDA extensions: auto ($CUDA_HOME, nvcc on PATH, else index) | index | a path
 
 
 def register() -> None:

@@ -83,7 +83,8 @@ def _check_window_for_format(cfg: DictConfig) -> None:
 #: hardware keys and the least each may be (what a value below it would mean)
 _HARDWARE_MIN = {"gpus": (0, "GPUs per node; 0 runs on CPU where the row allows it"),
                  "cpus": (1, "CPU cores per node"), "mem_gb": (0, "memory per node; 0 leaves it to the scheduler"),
-                 "nodes": (1, "nodes per row"), "time_limit_min": (1, "minutes a row may run")}
+                 "nodes": (1, "nodes per row"), "time_limit_min": (1, "minutes a row may run"),
+                 "ranks_per_node": (1, "processes per node the row's own launcher starts")}
 
 
 def _check_hardware(hw: DictConfig) -> None:
@@ -207,6 +208,7 @@ def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = No
         gpu_model=str(hw["gpu"]),
         gpu_type=hw.get("gpu_type") or None,
         compute_capability=None if hw.get("compute_capability") in (None, "") else str(hw["compute_capability"]),
+        cuda_toolkit=str(c.get("cuda_toolkit") or "auto"),
         gpus=int(hw["gpus"]),
         cpus=int(hw["cpus"]),
         mem_gb=int(hw["mem_gb"]),

@@ -365,7 +365,7 @@ class Result:
     provenance: dict[str, Any] = field(default_factory=dict)
     telemetry: dict[str, Any] = field(default_factory=dict)  # GPU / host figures over the window (telemetry.py)
     nodes: int | None = None  # nodes the row ran on (hardware.nodes); null in older results
-    ranks: int | None = None  # its processes in all: ranks per node x nodes
+    ranks: int | None = None  # the world size the row's own launcher started: ranks per node x nodes
     hosts: list[str | None] | None = None  # every node's host, node rank order (launcher/span.py)
     schema: int = RESULT_SCHEMA
 
@@ -390,8 +390,7 @@ class Result:
             reference_hardware=spec.reference_hardware, tolerance=spec.tolerance, gpus=spec.gpus,
             run_dir=str(spec.run_dir), repo=spec.repo, commit=spec.commit_full or spec.commit,
             recipe_hash=spec.recipe_hash, command=spec.command, scale=spec.scale, stack=spec.stack,
-            host=socket.gethostname(), finished_at=now_iso(), nodes=int(spec.nodes),
-            ranks=int((spec.processes or {}).get("ranks") or 1) * max(1, int(spec.nodes)))
+            host=socket.gethostname(), finished_at=now_iso(), nodes=int(spec.nodes), ranks=_ranks(spec))
         base.update(fields)
         return cls(status=status, **base)
 
@@ -402,6 +401,15 @@ class Result:
     def from_dict(cls, data: dict[str, Any]) -> "Result":
         """The result `data` describes; keys it does not know (a newer schema's) are left out."""
         return cls(**{k: v for k, v in data.items() if k in _RESULT_FIELDS})
+
+
+def _ranks(spec: "JobSpec") -> int | None:
+    """The world size a row's command starts on its node(s), as its plan says (impl.processes.ranks)."""
+    ranks = (getattr(spec, "processes", None) or {}).get("ranks")
+    try:
+        return int(ranks) * max(1, int(getattr(spec, "nodes", 1) or 1)) if ranks is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _positive_number(value: Any) -> bool:

@@ -56,6 +56,7 @@ class JobSpec:
     gpu_model: str = ""
     gpu_type: str | None = None  # the Slurm gres type name (gpu:<type>:N)
     compute_capability: str | None = None  # "7.0": what the row's CUDA must be able to target
+    cuda_toolkit: str = "auto"  # which CUDA toolkit compiles its extensions (launcher/node/toolchain.py)
     gpus: int = 0
     cpus: int = 1
     mem_gb: int = 0

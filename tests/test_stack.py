@@ -30,10 +30,10 @@ def test_stack_today_selects_the_rows_own_entry(compose, tmp_path):
     assert (seed.stack, today.stack) == ("seed", "today")
     assert seed.compat_patches == [] and seed.environment["kind"] == "conda"
     assert seed.build[-1] == "python -m pip install --no-build-isolation --no-deps -e ."  # the seed's own environment
-    assert [p["name"] for p in today.compat_patches] == ["tensor-type-is-cuda", "tensor-type-to-scalar-type",
-                                                         "thc-atomics-to-aten"]
+    assert [p["name"] for p in today.compat_patches][:3] == ["tensor-type-is-cuda", "tensor-type-to-scalar-type",
+                                                             "thc-atomics-to-aten"]  # then CPU ranks (gloo)
     assert today.patches == seed.patches  # the seed's own patches stay, separate
-    assert today.environment["managed"] and today.environment["requirements"] == ["pillow<10", "pycocotools"]
+    assert today.environment["managed"] and today.environment["requirements"][-2:] == ["pillow==9.5.0", "pycocotools==2.0.11"]
     assert today.build == ["python -m pip install --no-build-isolation -e ."]
     assert today.command == seed.command and today.scale == "full" and today.window == [100, 500]
     # on a machine without GPUs the seed stack cannot run the row; today's runs it at smoke scale
@@ -49,7 +49,7 @@ def test_compat_patches_and_the_stack_are_in_the_recipe_hash(compose, tmp_path):
     today = dataclasses.replace(plan(compose("impl=detectron2", "hardware=v100x8", "stack=today"), tmp_path),
                                 commit_full=D2)
     assert "compat_patches" not in recipe_document(seed) and "stack" not in recipe_document(seed)
-    assert recipe_document(today)["stack"] == "today" and len(recipe_document(today)["compat_patches"]) == 3
+    assert recipe_document(today)["stack"] == "today" and len(recipe_document(today)["compat_patches"]) == len(today.compat_patches) >= 3
     assert recipe_hash(seed) != recipe_hash(today)
     other = dataclasses.replace(today, compat_patches=today.compat_patches[:1])
     assert recipe_hash(other) != recipe_hash(today)
@@ -90,18 +90,18 @@ def test_rows_without_the_stack_are_blocked_and_repo_less_rows_are_not(compose, 
     assert tv.stack == "today" and not tv.blocker and not tv.compat_patches
 
 
-@pytest.mark.parametrize("row", ["maskrcnn_benchmark", "matterport", "detectron"])  # tensorpack, SimpleDet run (issue 19)
+@pytest.mark.parametrize("row", ["matterport", "detectron"])  # tensorpack, SimpleDet (issue 19), maskrcnn_benchmark (issue 18) run
 def test_known_blockers_are_declared(compose, tmp_path, row):
     spec = plan(compose(f"impl={row}", "stack=today"), tmp_path)
     assert len(spec.blocker) > 80 and ("Not tried" in spec.blocker or "What would fix it" in spec.blocker)
 
 
 def test_a_blocked_row_is_a_failed_row_saying_why(tmp_path):
-    p = run_launcher("impl=maskrcnn_benchmark", "stack=today", f"cache_dir={tmp_path / 'cache'}", cwd=tmp_path, timeout=120)
-    assert p.returncode == 1 and "torch._six" in p.stderr
+    p = run_launcher("impl=matterport", "stack=today", f"cache_dir={tmp_path / 'cache'}", cwd=tmp_path, timeout=120)
+    assert p.returncode == 1 and "TensorFlow 1.x" in p.stderr
     (res,) = list((tmp_path / "outputs").rglob("result.json"))
     r = read_result(res)
-    assert r.status == "failed" and r.stack == "today" and "apex" in r.error
+    assert r.status == "failed" and r.stack == "today" and "Keras 2.2.5" in r.error
     assert not (tmp_path / "cache").exists()
 
 

@@ -22,7 +22,8 @@ from ..rundir import atomic_write_json, now_iso
 from ..safeio import open_append
 from ..spec import JobSpec
 from .environment import command_environ, wrap_command
-from .venv import BuildError, ensure_venv, is_managed
+from .compiled import after_build, before_build, build_log_path, is_compiled
+from .venv import BuildError, constraints_file, ensure_venv, is_managed
 
 Log = Union[Callable[[str], None], TextIO, str, Path, None]
 TAIL = 40
@@ -43,6 +44,22 @@ def _sink(log: Log) -> tuple[Callable[[str], None], Callable[[], None]]:
     return (lambda s: (log.write(s + "\n"), log.flush())), (lambda: None)
 
 
+def _tee(write: Callable[[str], None], close: Callable[[], None], path: Path):
+    """WRITE and also append to PATH (the build's own log, kept with the build)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a", encoding="utf-8")
+
+    def both(s: str) -> None:
+        write(s)
+        fh.write(s + "\n")
+        fh.flush()
+
+    def close_both() -> None:
+        fh.close()
+        close()
+    return both, close_both
+
+
 def marker_path(spec: JobSpec) -> Path:
     """Where the build marker of SPEC's recipe lives: in the tree's .git dir (outside the code, gone
     with the tree), or in the work dir for repo-less rows."""
@@ -53,10 +70,16 @@ def marker_path(spec: JobSpec) -> Path:
 
 
 def build_once(spec: JobSpec, log: Log = None) -> bool:
-    """Run SPEC's build steps unless its recipe is already built. Returns True when it built."""
+    """Run SPEC's build steps unless its recipe is already built. Returns True when it built.
+
+    A build that compiles CUDA extensions for a GPU hardware group (launcher/node/compiled.py) gets its
+    toolchain found and checked first, and its device code proven after; its output is also kept in a log
+    file beside the marker."""
     if not spec.build and not is_managed(spec):
         return False
     write, close = _sink(log)
+    if is_compiled(spec):
+        write, close = _tee(write, close, build_log_path(spec))
     marker = marker_path(spec)
     try:
         with locked(marker.with_name(marker.name + ".lock")):
@@ -67,7 +90,10 @@ def build_once(spec: JobSpec, log: Log = None) -> bool:
                 return False
             workdir = spec.exec_dir
             env = command_environ(spec)  # the same process environment the command gets (node.py)
+            if is_managed(spec) and (cons := constraints_file(spec)) is not None:
+                env["PIP_CONSTRAINT"] = str(cons)  # every pip of the build obeys the row's pins too
             t0 = time.time()
+            compiled = before_build(spec, env, write) if is_compiled(spec) else {}  # toolchain checks, CUDA_HOME
             for i, step in enumerate(spec.build, 1):
                 write(f"[launcher] build step {i}/{len(spec.build)} in {workdir}: {step}")
                 tail: collections.deque[str] = collections.deque(maxlen=TAIL)
@@ -82,9 +108,11 @@ def build_once(spec: JobSpec, log: Log = None) -> bool:
                 if rc != 0:
                     raise BuildError(f"build step {i}/{len(spec.build)} `{step}` failed (exit {rc}) in {workdir}; "
                                      f"last {len(tail)} lines of its output:\n" + "\n".join(tail))
+            if is_compiled(spec):
+                compiled.update(after_build(spec, write))  # device code for every target architecture, or raise
             atomic_write_json(marker, {"recipe_hash": spec.recipe_hash, "steps": list(spec.build),
                                        "built_at": now_iso(), "host": socket.gethostname(),
-                                       "seconds": round(time.time() - t0, 1)})
+                                       "seconds": round(time.time() - t0, 1), **compiled})
             write(f"[launcher] build: done in {time.time() - t0:.1f} s; marker {marker}")
             return True
     finally:

@@ -33,6 +33,7 @@ from ..span import SpanError, leader_setup, main_peer_or_leader, mark_done, watc
 from ..spec import JobSpec
 from . import software, telemetry
 from .build import build_once
+from .compiled import builds_on_submit_host, built_problems
 from .environment import command_environ
 from .execute import Execution, ExecResult
 from .ownlog import OldLogFile, RunStart, log_file, measure, set_aside_own_logs
@@ -86,8 +87,19 @@ def _script(spec: JobSpec) -> str:
 
 
 def _build(spec: JobSpec, echo: TextIO | None) -> None:
-    if spec.build or (spec.environment or {}).get("managed"):  # a managed venv is made by build_once
+    if builds_on_submit_host(spec):  # made by the submit host (launcher/node/compiled.py): never here
+        if (why := built_problems(spec)) is not None:
+            raise NotBuilt(why)
+        if echo is not None:
+            print(f"[launcher] build: done on the submit host for recipe {(spec.recipe_hash or '')[:16]}", file=echo,
+                  flush=True)
+        return
+    if spec.build:
         build_once(spec, echo)
+
+
+class NotBuilt(Exception):
+    """The submit host has not made (or has made a stale) build of the row's recipe."""
 
 
 def _data_kind(spec: JobSpec) -> str | None:
@@ -239,6 +251,8 @@ class NodeRun:
             return refused
         try:
             _build(spec, self.echo)
+        except NotBuilt as e:
+            return self.finish("failed", error=f"not built: {e}")
         except Exception as e:
             return self.finish("failed", error=f"build failed: {e}")
         if managed and (refused := self._check_software()):

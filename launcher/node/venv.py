@@ -23,6 +23,7 @@ The next run of the same recipe finds the marker (and the build's) and reuses bo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import site
@@ -33,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .. import JOBS_DIR
 from ..rundir import atomic_write_json, now_iso
 from ..spec import JobSpec
 
@@ -68,10 +70,25 @@ def host_site_dirs() -> list[str]:
     return out
 
 
+def constraints_file(spec: JobSpec) -> Path | None:
+    """The row's pip constraints file (impl.environment.constraints, under jobs/<row>/), or None."""
+    name = (spec.environment or {}).get("constraints")
+    if not name:
+        return None
+    path = Path(name) if Path(name).is_absolute() else Path(JOBS_DIR) / spec.impl / name  # jobs/<row>/
+    if not path.is_file():
+        raise BuildError(f"impl.environment.constraints of {spec.impl} names {path}, which does not exist")
+    return path
+
+
 def _wanted(spec: JobSpec) -> dict:
     env = spec.environment or {}
-    return {"requirements": list(env.get("requirements") or []), "host_packages": bool(env.get("host_packages", True)),
-            "base_python": sys.executable, "host_site": host_site_dirs() if env.get("host_packages", True) else []}
+    out = {"requirements": list(env.get("requirements") or []), "host_packages": bool(env.get("host_packages", True)),
+           "base_python": sys.executable, "host_site": host_site_dirs() if env.get("host_packages", True) else []}
+    cons = constraints_file(spec)
+    if cons is not None:  # only when used: venvs made before constraints existed stay valid
+        out["constraints_sha256"] = hashlib.sha256(cons.read_bytes()).hexdigest()
+    return out
 
 
 def venv_state(spec: JobSpec) -> str:
@@ -86,8 +103,8 @@ def venv_state(spec: JobSpec) -> str:
     if not (path / "bin" / "python").exists():
         return "broken (no bin/python)"
     wanted = _wanted(spec)
-    for key in ("requirements", "host_packages", "base_python"):
-        if marker.get(key) != wanted[key]:
+    for key in ("requirements", "host_packages", "base_python", "constraints_sha256"):
+        if marker.get(key) != wanted.get(key):
             return f"stale ({key} was {marker.get(key)!r}, now {wanted[key]!r})"
     return "ok"
 
@@ -136,7 +153,9 @@ def ensure_venv(spec: JobSpec, write: Callable[[str], None]) -> bool:
     else:
         _run([sys.executable, "-m", "venv", str(path)], write, "venv creation")
     if wanted["requirements"]:
-        _run([py, "-m", "pip", "install", *wanted["requirements"]], write, "pip install of impl.environment.requirements")
+        cons = constraints_file(spec)
+        _run([py, "-m", "pip", "install", *(["-c", str(cons)] if cons else []), *wanted["requirements"]], write,
+             "pip install of impl.environment.requirements")
     atomic_write_json(path / MARKER, {**wanted, "python": py, "created_at": now_iso(),
                                       "seconds": round(time.time() - t0, 1)})
     write(f"[launcher] venv: made {path} in {time.time() - t0:.1f} s")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import JOBS_DIR
+from ..node.compiled import cuda_archs
 from ..spec import JobSpec
 
 VERSION = 1  # bump when what the hash covers changes
@@ -88,11 +89,17 @@ def recipe_document(spec: JobSpec, jobs_dir: str | Path | None = None) -> dict[s
     if not env.get("managed"):  # keys a managed venv adds: left out otherwise, so older recipes keep their hashes
         for key in ("managed", "host_packages", "requirements"):
             env.pop(key, None)
+    if not env.get("cuda_extensions"):  # added with compiled builds: absent, older recipes keep their hashes
+        env.pop("cuda_extensions", None)
     env.pop("check", None)  # whether the node compares the software is the launcher's behaviour, not the recipe's
     if not env.get("create"):
         env.pop("create", None)
     if env.get("recipe"):
         env["recipe_sha256"] = _file_digest(rdir / env["recipe"])
+    if env.get("constraints"):
+        env["constraints_sha256"] = _file_digest(rdir / env["constraints"])
+    else:
+        env.pop("constraints", None)
     if spec.repo:
         code: Any = {"commit": spec.commit_full} if spec.commit_full else {"unresolved": f"{spec.repo}@{spec.commit}"}
     else:
@@ -115,6 +122,8 @@ def recipe_document(spec: JobSpec, jobs_dir: str | Path | None = None) -> dict[s
         doc["compat_patches"] = patch_entries(spec.compat_patches)
     if spec.stack and spec.stack != "seed":
         doc["stack"] = spec.stack
+    if env.get("cuda_extensions") and env.get("managed"):  # what its extensions are compiled for is its build
+        doc["cuda_archs"] = cuda_archs(spec)
     ds = spec.dataset or {}
     if ds.get("layout"):
         doc["dataset"] = {k: ds.get(k) for k in ("layout", "link", "reads", "derive")}

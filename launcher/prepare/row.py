@@ -3,10 +3,13 @@ data layout, then every check before submission."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ..backends import get_backend
 from ..data.stage import StageError, stage
+from ..node.build import build_once
+from ..node.compiled import builds_on_submit_host
 from ..rundir import RESULT_FILE, Result, now_iso, set_aside, write_result
 from ..spec import JobSpec
 from .checkout import prepare
@@ -27,6 +30,8 @@ def prepare_row(spec: JobSpec, cache_dir: str | Path, *, prepare_only: bool = Fa
     problems += get_backend(spec.backend, spec.backend_config).placement_problems(spec)  # no node could run it
     if problems and not prepare_only:
         raise PrepareError("inputs missing before submission:\n  " + "\n  ".join(problems))
+    if builds_on_submit_host(spec):  # a managed environment and its compiled extensions: made here, where the
+        build_once(spec, sys.stdout)  # network is, before anything is submitted; the node only checks them
     return spec, problems + input_warnings(spec)
 
 
