@@ -45,6 +45,9 @@ def skip_reason(mode: str, run_dir: Path, impl: str) -> str | None:
     set aside, kept)."""
     from .lease import LeaseHeld, acquire, describe, live_holder
 
+    if run_dir.is_symlink():  # a row's dir replaced by a link since: the rerun would write wherever it points
+        return (f"rerun={mode}: {impl}: {run_dir} is a symbolic link to {run_dir.readlink()}, which the launcher did "
+                "not make; it never writes through one. Not resubmitted: put the row's directory back")
     holder = live_holder(run_dir)
     if holder is not None:  # planned or running by another launcher (a sweep still going): one attempt at a time
         return (f"rerun={mode}: {impl} in {run_dir} is owned by a live attempt ({describe(holder)}); "

@@ -70,10 +70,10 @@ def test_a_planted_link_as_the_store_is_refused(tmp_path):
 
 def test_an_ok_row_exits_0_when_its_history_cannot_be_written(tmp_path, monkeypatch):
     (tmp_path / "outputs").mkdir()
-    con = hold(tmp_path / "outputs" / "history.sqlite")  # busy for the whole launch (waited for 10 s, then given up)
+    con = hold(tmp_path / "outputs" / "history.sqlite")  # busy for the whole launch (waited for 2 s, then given up)
     try:
         p = run_launcher(*STANDIN, "impl.options.iters=40", "impl.options.base=0.02", "window.start=10",
-                         "window.end=30", cwd=tmp_path, timeout=300)
+                         "window.end=30", cwd=tmp_path, timeout=300, env={"LAUNCHER_HISTORY_WAIT_S": "2"})
     finally:
         con.execute("ROLLBACK")
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]

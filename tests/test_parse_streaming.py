@@ -36,8 +36,10 @@ def test_the_streamed_parse_finds_what_the_whole_text_parse_finds(name):
 
 
 def _parse_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    code = ("import resource, sys; from launcher.parse.__main__ import main; rc = main(sys.argv[1:]); "
-            "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)")
+    # VmHWM: this process's own peak (ru_maxrss may carry the forking parent's, a big pytest)
+    code = ("import re, sys; from launcher.parse.__main__ import main; rc = main(sys.argv[1:]); "
+            "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
+            "print('MAXRSS_KB', hwm, file=sys.stderr); sys.exit(rc)")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=timeout)
 

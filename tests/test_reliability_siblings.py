@@ -157,3 +157,17 @@ def test_synth_into_an_unwritable_place_is_a_clear_error(tmp_path, read_only):  
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
     assert "cannot write" in p.stderr and "--out" in p.stderr
+
+
+# class 2 (other writers): a rerun never writes through a row's dir replaced by a link
+def test_a_rerun_never_writes_through_a_row_dir_replaced_by_a_link(tmp_path):
+    from launcher.rerun import skip_reason
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "result.json").write_text("precious\n")
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "0_detectron2").symlink_to(elsewhere)
+    why = skip_reason("failed", tmp_path / "sweep" / "0_detectron2", "detectron2")
+    assert why and "symbolic link" in why
+    assert (elsewhere / "result.json").read_text() == "precious\n" and len(list(elsewhere.iterdir())) == 1

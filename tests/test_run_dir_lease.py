@@ -34,7 +34,7 @@ def plant_lease(run_dir: Path, **fields) -> None:
 
 
 def test_a_second_node_in_a_live_run_dir_writes_nothing(tmp_path):
-    node_spec(tmp_path / "run", iters=60, step=0.1)
+    node_spec(tmp_path / "run", iters=30, step=0.1)
     first = node_cli(tmp_path / "run", popen=True)
     deadline = time.monotonic() + 60
     while not (tmp_path / "run" / "train.log").exists() and time.monotonic() < deadline:

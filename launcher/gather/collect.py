@@ -98,6 +98,9 @@ def _foreign(run_dir: str, data: dict) -> str | None:
     """Why a readable result.json is not this run dir's own (trust.result_mismatch), or None."""
     from ..trust import figure_outlasts_run, result_mismatch
 
+    written_for = data.get("run_dir")
+    if not written_for or os.path.normpath(str(written_for)) == os.path.normpath(os.path.abspath(run_dir)):
+        return figure_outlasts_run(data)  # written here (the common case): no need to read the spec
     try:
         spec = _load_json(os.path.join(run_dir, SPEC_FILE))
     except (OSError, ValueError):

@@ -56,7 +56,8 @@ class HistoryFull(HistoryError):
 
 
 #: how long a writer waits for another one (a gather, a launcher recording its table) before saying busy
-BUSY_WAIT_S = 10.0
+#: (LAUNCHER_HISTORY_WAIT_S overrides it: a store on a slow shared file system may want longer)
+BUSY_WAIT_S = float(os.environ.get("LAUNCHER_HISTORY_WAIT_S") or 10.0)
 
 
 def connect(db: str | os.PathLike) -> sqlite3.Connection:
