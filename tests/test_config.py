@@ -91,8 +91,8 @@ def test_gpu_count_and_data_root_are_interpolated(compose, tmp_path):
     spec = plan(compose("impl=tensorpack", "hardware=a100x8", "hardware.gpus=4", "cache_dir=/shared/cache"), tmp_path)
     assert spec.command.startswith("mpirun --mca ras ^slurm -H localhost:4 -np 4 ")
     assert "DATA.BASEDIR=/shared/cache/data/coco2017/coco " in spec.command
-    assert spec.images_per_iter == 4
-    assert {k: spec.processes[k] for k in ("spawner", "ranks", "gpus")} == {"spawner": "mpirun", "ranks": 4, "gpus": None}
+    assert spec.images_per_iter == 4 and spec.processes == {"spawner": "mpirun", "ranks": 4, "gpus": None,
+                                                             "span": "mpirun", "span_blocker": ""}
 
 
 @pytest.mark.parametrize("override,key", [("window.start=abc", "window.start"), ("window.end=1.5x", "window.end"),
