@@ -6,7 +6,7 @@ CUDA toolkit), then proven to hold device code for every architecture.
 * detectron2 v0.1.2 for H100 (sm_90): `slow`, in CI.
 * all three rows (detectron2, mmdetection, maskrcnn-benchmark) for A100 + H100 (sm_80 and sm_90): `heavy`, not in
   CI (tens of minutes of nvcc on 2 cores); run them with
-  `python -m pytest -m heavy tests/test_gpu_builds.py` (README, "What has run where").
+  `python -m pytest -m heavy tests/test_node_gpu_builds.py` (README, "What has run where").
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def test_detectron2_v012_compiles_its_cuda_ops_for_h100_without_a_gpu(tmp_path):
 
 def _heavy(request) -> None:
     if "heavy" not in (request.config.getoption("-m") or ""):
-        pytest.skip("heavy (tens of minutes of nvcc): run with python -m pytest -m heavy tests/test_gpu_builds.py")
+        pytest.skip("heavy (tens of minutes of nvcc): run with python -m pytest -m heavy tests/test_node_gpu_builds.py")
 
 
 @pytest.mark.heavy

@@ -7,8 +7,9 @@ import dataclasses
 from pathlib import Path
 
 from launcher.plan import plan
-from launcher.prepare import build_once, recipe_document, recipe_hash
-from launcher.prepare.venv import venv_state
+from launcher.node.build import build_once
+from launcher.prepare import recipe_document, recipe_hash
+from launcher.node.venv import venv_state
 from tests.test_stack import managed_spec
 
 D2 = "60205f80f300a7000373ea2dd6ff73574bf16978"
