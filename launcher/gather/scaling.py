@@ -4,7 +4,7 @@
     python -m launcher.gather outputs/sweeps/<sweep> --view scaling [--plot scaling.png]
 
 One line per row, recipe and size: the ok runs of the same implementation, hardware group, recipe hash, scale and
-stack, at one (nodes, ranks) size, their throughput averaged (`n` runs; launcher/gather/stats.py's mean).
+stack and commit, at one (nodes, ranks) size, their throughput averaged (`n` runs; launcher/gather/stats.py's mean).
 
 * `img/s`: the row's figure (every rank's images: the figure counts the global batch).
 * `img/s per rank`: img/s / ranks, ranks = ranks per node x nodes as result.json records them.
@@ -27,8 +27,9 @@ from typing import Any
 
 import pandas as pd
 
-#: what makes runs comparable along a scaling curve (the size itself varies)
-CURVE_KEY = ("impl", "hardware", "recipe_hash", "scale", "stack")
+#: what makes runs comparable along a scaling curve (the size itself varies). Not the recipe hash: it covers the
+#: command, whose node arguments (torchrun --nnodes ...) differ with the size; the code is the commit.
+CURVE_KEY = ("impl", "hardware", "commit", "scale", "stack")
 COLUMNS = ("impl", "hardware", "scale", "nodes", "ranks", "runs", "throughput", "per_rank", "speedup", "efficiency",
            "flag", "base", "hosts")
 HEADERS = ("Implementation", "Hardware", "Scale", "Nodes", "Ranks", "Runs", "img/s", "img/s per rank", "Speedup",
