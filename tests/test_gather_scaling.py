@@ -34,8 +34,8 @@ def fixture_run(base: Path, name: str, throughput: float, *, nodes: int, ranks: 
 def sweep(tmp_path):
     # made-up figures: 8 ranks on one node, 16 on two, 32 on four, and one 1-rank run above linear's baseline
     fixture_run(tmp_path, "0_torchvision", 100.0, nodes=1, ranks=8)
-    fixture_run(tmp_path, "1_torchvision", 190.0, nodes=2, ranks=16)
-    fixture_run(tmp_path, "2_torchvision", 210.0, nodes=2, ranks=16)  # a repeat of the 2-node size
+    fixture_run(tmp_path, "1_torchvision", 190.0, nodes=2, ranks=16, recipe="r2")  # its command differs: --nnodes
+    fixture_run(tmp_path, "2_torchvision", 210.0, nodes=2, ranks=16, recipe="r2")  # a repeat of the 2-node size
     fixture_run(tmp_path, "3_torchvision", 330.0, nodes=4, ranks=32)
     fixture_run(tmp_path, "4_detectron2", 60.0, nodes=1, ranks=8, impl="detectron2", recipe="abc")
     fixture_run(tmp_path, "5_detectron2", 130.0, nodes=2, ranks=16, impl="detectron2", recipe="abc")

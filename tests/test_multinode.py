@@ -173,6 +173,7 @@ def test_a_scaling_sweep_over_nodes_gathers_into_a_scaling_table(tmp_path):
     assert (sweep / "scaling.png").is_file() and (sweep / "scaling.csv").is_file()
     rows = (sweep / "scaling.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[1].split(",")[3:5] == ["1", "1"] and rows[2].split(",")[3:5] == ["2", "2"]
+    assert rows[2].split(",")[11] == "1 rank on 1 node", rows  # one curve: the 2-node run against the 1-node one
     g = subprocess.run([sys.executable, "-m", "launcher.gather", str(sweep), "--view", "scaling", "--no-record"],
                        capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert g.returncode == 0 and "img/s per rank" in g.stdout, g.stderr

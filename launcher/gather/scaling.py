@@ -4,7 +4,7 @@
     python -m launcher.gather outputs/sweeps/<sweep> --view scaling [--plot scaling.png]
 
 One line per row, recipe and size: the ok runs of the same implementation, hardware group, recipe hash, scale and
-stack, at one (nodes, ranks) size, their throughput averaged (`n` runs; launcher/gather/stats.py's mean).
+stack and commit, at one (nodes, ranks) size, their throughput averaged (`n` runs; launcher/gather/stats.py's mean).
 
 * `img/s`: the row's figure (every rank's images: the figure counts the global batch).
 * `img/s per rank`: img/s / ranks, ranks = ranks per node x nodes as result.json records them.
@@ -27,10 +27,11 @@ from typing import Any
 
 import pandas as pd
 
-#: what makes runs comparable along a scaling curve (the size itself varies)
-CURVE_KEY = ("impl", "hardware", "recipe_hash", "scale", "stack")
+#: what makes runs comparable along a scaling curve (the size itself varies). Not the recipe hash: it covers the
+#: command, whose node arguments (torchrun --nnodes ...) differ with the size; the code is the commit.
+CURVE_KEY = ("impl", "hardware", "commit", "scale", "stack")
 COLUMNS = ("impl", "hardware", "scale", "nodes", "ranks", "runs", "throughput", "per_rank", "speedup", "efficiency",
-           "flag", "base", "hosts", "recipe_hash", "stack", "label")
+           "flag", "base", "hosts", "commit", "stack", "label")
 HEADERS = ("Implementation", "Hardware", "Scale", "Nodes", "Ranks", "Runs", "img/s", "img/s per rank", "Speedup",
            "Efficiency", "Note", "Against", "Hosts")
 ABOVE_LINEAR = 1.0 + 1e-9
@@ -84,22 +85,22 @@ def scaling_table(runs: pd.DataFrame) -> pd.DataFrame:
                         "flag": "above linear: the smallest run may have been held back" if eff > ABOVE_LINEAR else "",
                         "base": f"{base_ranks} rank{'s' if base_ranks != 1 else ''} on {base_nodes} node"
                                 f"{'s' if base_nodes != 1 else ''}",
-                        "hosts": ", ".join(hosts), "recipe_hash": curve[2], "stack": curve[4],
+                        "hosts": ", ".join(hosts), "commit": curve[2], "stack": curve[4],
                         "label": next((r.get("label") for r in g if r.get("label")), None)})
     return pd.DataFrame(out, columns=COLUMNS)
 
 
 def series(records) -> list[dict]:
-    """The curves with two sizes or more, for the HTML report: {impl, label, hardware, scale, recipe_hash, stack,
+    """The curves with two sizes or more, for the HTML report: {impl, label, hardware, scale, commit, stack,
     points: [{nodes, ranks, runs, throughput, per_rank, speedup, efficiency, flag}]} (scaling_table's figures)."""
     table = scaling_table(pd.DataFrame(list(records)))
     out = []
-    for _, g in table.groupby(["impl", "hardware", "recipe_hash", "scale", "stack"], dropna=False, sort=False):
+    for _, g in table.groupby(["impl", "hardware", "commit", "scale", "stack"], dropna=False, sort=False):
         if len(g) < 2:
             continue
         first = g.iloc[0]
         out.append({"impl": first["impl"], "label": first["label"], "hardware": first["hardware"], "scale": first["scale"],
-                    "recipe_hash": first["recipe_hash"], "stack": first["stack"],
+                    "commit": first["commit"], "stack": first["stack"],
                     "points": g[["nodes", "ranks", "runs", "throughput", "per_rank", "speedup", "efficiency",
                                  "flag"]].to_dict("records")})
     return out
