@@ -19,7 +19,7 @@ def test_every_pip_of_the_build_obeys_the_rows_constraints(tmp_path, monkeypatch
     jobs = tmp_path / "jobs"
     (jobs / "toy").mkdir(parents=True)
     (jobs / "toy" / "pins.txt").write_text("setuptools==69.5.1\n")
-    monkeypatch.setattr("launcher.prepare.recipe.JOBS_DIR", jobs)
+    monkeypatch.setattr("launcher.node.venv.JOBS_DIR", jobs)
     s = managed_spec(tmp_path, build=["python -c 'import os; print(\"constraint\", os.environ[\"PIP_CONSTRAINT\"])'"])
     s.environment["constraints"] = "pins.txt"
     lines: list[str] = []

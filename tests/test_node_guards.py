@@ -42,7 +42,8 @@ def test_a_steady_clock_still_gives_its_figure(tmp_path):
 def test_a_truncated_spec_makes_a_failed_result_not_a_traceback(tmp_path):
     spec = node_spec(tmp_path / "run")
     text = (tmp_path / "run" / "spec.json").read_text()
-    (tmp_path / "run" / "spec.json").write_text(text[: len(text) // 2])
+    cut = max(len(text) // 2, text.index("\n", text.index('"impl"')) + 1)  # truncated after the row's name
+    (tmp_path / "run" / "spec.json").write_text(text[:cut])
     p = node_cli(tmp_path / "run")
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
     assert "cannot be read as a job spec" in p.stderr

@@ -126,7 +126,8 @@ def test_the_lines_that_make_an_environment_keep_their_paths_as_data(compose, ro
         assert first[:4] == ["conda", "env", "create", "-p"] and first[4] == env["path"], (root, first)
         assert first[6].endswith(f"/jobs/{row}/environment.yml")
         for line in env["create"][1:]:
-            assert env["path"] in words(line, tmp_path), (root, line)
+            if line.startswith("conda "):  # the lines that take the env's path (others check the host: tensorpack's)
+                assert env["path"] in words(line, tmp_path), (root, line)
         assert not pwned.exists(), (root, env["create"])
 
 

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.images_per_iter:
         opts["images_per_iter"] = args.images_per_iter
     if args.fast:  # the node refuses a window longer than the command's run unless told the clock is simulated
-        from launcher.nodeguard import SIMULATED_CLOCK_MARKER
+        from launcher.node.guard import SIMULATED_CLOCK_MARKER
 
         print(SIMULATED_CLOCK_MARKER, file=sys.stderr, flush=True)
     sink = FileSink(args.cwd, appends=FORMATS[args.format].appends, place=_placer(args.format, args.log_path, args.cwd))
