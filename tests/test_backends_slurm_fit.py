@@ -87,7 +87,8 @@ def _no_submission(cwd: Path) -> None:
 @pytest.mark.parametrize("ask,named", [
     (["hardware.gpus=9"], "it asks for 9 GPUs; the largest node is vm (96 CPUs, 1024 GB, gpu:8)"),
     (["backend.mem=2000G"], "it asks for 2000 GB of memory; the largest node is vm (96 CPUs, 1024 GB, gpu:8)"),
-    (["hardware.cpus=97"], "it asks for 97 CPUs; the largest node is vm"),
+    # a whole node (--exclusive, the default) asks no CPU count: only a shared request can ask too many
+    (["backend.exclusive=false", "hardware.cpus=97"], "it asks for 97 CPUs; the largest node is vm"),
 ])
 def test_a_request_no_node_can_satisfy_is_refused_before_submission(cluster, tmp_path, ask, named):
     p = run_launcher(*STANDIN, *ask, cwd=tmp_path, timeout=180)
