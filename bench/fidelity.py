@@ -75,8 +75,9 @@ TORCHVISION_IMAGES = 16
 def models(base: float, seed: int) -> dict[str, TimeModel]:
     return {
         "clean": TimeModel(base=base, seed=seed),
-        "warm+stall": TimeModel(base=base, warmup_iters=80, warmup_factor=5.0, noise=0.15, stall_every=37,
-                                stall=3.0, seed=seed),
+        "warm+stall": TimeModel(
+            base=base, warmup_iters=80, warmup_factor=5.0, noise=0.15, stall_every=37, stall=3.0, seed=seed
+        ),
         "noisy": TimeModel(base=base, noise=0.30, stall_every=13, stall=2 * base, seed=seed),
     }
 
@@ -148,22 +149,38 @@ def run_format(fmt: str, seeds: int, iters: int, window: tuple[int, int]) -> lis
                 sim = simulate(fmt, iters, model, **opts)
                 m = measure(fmt, sim.log_text(), window, sim.images_per_iter)
                 variant = ",".join(f"{k}={v}" for k, v in opts.items()) or "-"
-                out.append(Run(fmt, name, seed, variant, window, m.window, m.throughput, sim.true_throughput(window),
-                               sim.true_throughput(m.window), m.error_bound))
+                out.append(
+                    Run(
+                        fmt,
+                        name,
+                        seed,
+                        variant,
+                        window,
+                        m.window,
+                        m.throughput,
+                        sim.true_throughput(window),
+                        sim.true_throughput(m.window),
+                        m.error_bound,
+                    )
+                )
     return out
 
 
-HEAD = (f"{'format':<19} {'runs':>4} {'step s':>7} {'windows':<10} {'max err':>9} {'edge':>9} {'rounding':>9} "
-        f"{'max bound':>9} {'min bound':>9} {'bound/rnd':>9} {'target':>7}  verdict")
+HEAD = (
+    f"{'format':<19} {'runs':>4} {'step s':>7} {'windows':<10} {'max err':>9} {'edge':>9} {'rounding':>9} "
+    f"{'max bound':>9} {'min bound':>9} {'bound/rnd':>9} {'target':>7}  verdict"
+)
 
 
 def report(fmt: str, runs: list[Run], verbose: bool) -> tuple[bool, str]:
     """Print the format's row (and its notes); return the verdict and its one-line summary."""
     if verbose:
         for r in runs:
-            print(f"   {r.model:<10} seed={r.seed} {r.variant:<16} window={r.window} reported={r.reported:.6f} "
-                  f"true(requested)={r.truth:.6f} err={r.err:.2e} edge={r.edge:.2e} rounding={r.rounding:.2e} "
-                  f"bound={r.bound:.2e}")
+            print(
+                f"   {r.model:<10} seed={r.seed} {r.variant:<16} window={r.window} reported={r.reported:.6f} "
+                f"true(requested)={r.truth:.6f} err={r.err:.2e} edge={r.edge:.2e} rounding={r.rounding:.2e} "
+                f"bound={r.bound:.2e}"
+            )
     target = TARGET.get(fmt, DEFAULT_TARGET)
     max_err, max_edge, max_rnd = (max(getattr(r, k) for r in runs) for k in ("err", "edge", "rounding"))
     under = [r for r in runs if r.bound < r.rounding]
@@ -172,29 +189,41 @@ def report(fmt: str, runs: list[Run], verbose: bool) -> tuple[bool, str]:
     ok = max_rnd <= target and not under and not edge_where_none
     step = TORCHVISION_STEP if fmt == "torchvision" else seed_step_time(fmt)
     windows = ",".join(sorted({f"{a}..{b}" for a, b in (r.window for r in runs)}))
-    print(f"{fmt:<19} {len(runs):>4} {step:>7.3f} {windows:<10} {max_err:>9.2e} {max_edge:>9.2e} {max_rnd:>9.2e} "
-          f"{max(r.bound for r in runs):>9.2e} {min(r.bound for r in runs):>9.2e} "
-          f"{min(rounded, default=float('inf')):>9.2f} {target:>7.1%}  {'PASS' if ok else 'FAIL'}")
+    print(
+        f"{fmt:<19} {len(runs):>4} {step:>7.3f} {windows:<10} {max_err:>9.2e} {max_edge:>9.2e} {max_rnd:>9.2e} "
+        f"{max(r.bound for r in runs):>9.2e} {min(r.bound for r in runs):>9.2e} "
+        f"{min(rounded, default=float('inf')):>9.2f} {target:>7.1%}  {'PASS' if ok else 'FAIL'}"
+    )
     for r in under[:3]:
-        print(f"   bound smaller than the rounding error: {r.model} seed={r.seed} {r.variant} "
-              f"rounding={r.rounding:.3e} bound={r.bound:.3e}")
+        print(
+            f"   bound smaller than the rounding error: {r.model} seed={r.seed} {r.variant} "
+            f"rounding={r.rounding:.3e} bound={r.bound:.3e}"
+        )
     if max_edge > target:
         worst = max(runs, key=lambda r: r.edge)
-        print(f"   note: {fmt} measures {windows} for the requested {worst.requested[0]}..{worst.requested[1]} (the "
-              f"nearest record boundaries at or after each edge); the two windows' true throughputs differ by up to "
-              f"{max_edge:.2e} ({worst.model} seed={worst.seed}), which the result's window and method make visible")
+        print(
+            f"   note: {fmt} measures {windows} for the requested {worst.requested[0]}..{worst.requested[1]} (the "
+            f"nearest record boundaries at or after each edge); the two windows' true throughputs differ by up to "
+            f"{max_edge:.2e} ({worst.model} seed={worst.seed}), which the result's window and method make visible"
+        )
     if max(r.bound for r in runs) > target:
         loose = max(runs, key=lambda r: r.bound)
-        print(f"   note: a reported bound ({loose.bound:.2e}, {loose.model} seed={loose.seed} {loose.variant}) is "
-              f"looser than the {target:.1%} the digits allow: safe (never below the error) but pessimistic")
-    return ok, (f"{'PASS' if ok else 'FAIL'}: fidelity {fmt}: rounding part {max_rnd:.2e} (target <= {target:.1%}), "
-                f"bound below it in {len(under)} runs (target 0); against the requested window {max_err:.2e}, of "
-                f"which the edge part (measured window {windows}) {max_edge:.2e}")
+        print(
+            f"   note: a reported bound ({loose.bound:.2e}, {loose.model} seed={loose.seed} {loose.variant}) is "
+            f"looser than the {target:.1%} the digits allow: safe (never below the error) but pessimistic"
+        )
+    return ok, (
+        f"{'PASS' if ok else 'FAIL'}: fidelity {fmt}: rounding part {max_rnd:.2e} (target <= {target:.1%}), "
+        f"bound below it in {len(under)} runs (target 0); against the requested window {max_err:.2e}, of "
+        f"which the edge part (measured window {windows}) {max_edge:.2e}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 epilog="Figures are computed, not timed: the result does not depend on the machine.")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Figures are computed, not timed: the result does not depend on the machine.",
+    )
     ap.add_argument("--seeds", type=int, default=8, help="seeds per time model and variant (default 8)")
     ap.add_argument("--iters", type=int, default=520, help="iterations per generated run (default 520)")
     ap.add_argument("--window", nargs=2, type=int, default=[100, 500], metavar=("START", "END"))
@@ -207,15 +236,19 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"no stand-in writer for {unknown}; choose from torchvision, {', '.join(sorted(FORMATS))}")
     window = tuple(args.window)
     t0 = time.perf_counter()
-    print(f"fidelity: {args.seeds} seeds x 3 time models x variants per format, {args.iters} iterations, "
-          f"window {window[0]}..{window[1]}; truth = generated img/s over the REQUESTED window")
+    print(
+        f"fidelity: {args.seeds} seeds x 3 time models x variants per format, {args.iters} iterations, "
+        f"window {window[0]}..{window[1]}; truth = generated img/s over the REQUESTED window"
+    )
     print(HEAD)
     print("-" * len(HEAD))
     verdicts = [report(fmt, run_format(fmt, args.seeds, args.iters, window), args.verbose) for fmt in fmts]
-    print(f"({time.perf_counter() - t0:.1f} s; 'windows': the windows the parser measured; 'max err' = |reported - "
-          "true(requested)| / true(requested), of which 'edge' = |true(measured) - true(requested)| / true(requested) "
-          "and 'rounding' = |reported - true(measured)| / true(measured); 'bound/rnd': the smallest reported bound / "
-          "rounding error over the runs: >= 1 means the bound always held)")
+    print(
+        f"({time.perf_counter() - t0:.1f} s; 'windows': the windows the parser measured; 'max err' = |reported - "
+        "true(requested)| / true(requested), of which 'edge' = |true(measured) - true(requested)| / true(requested) "
+        "and 'rounding' = |reported - true(measured)| / true(measured); 'bound/rnd': the smallest reported bound / "
+        "rounding error over the runs: >= 1 means the bound always held)"
+    )
     for _, line in verdicts:
         print(line)
     return 0 if all(ok for ok, _ in verdicts) else 1

@@ -26,27 +26,53 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from launcher.gather import gather, render, summary  # noqa: E402
 from launcher.gather import history  # noqa: E402
 
-IMPLS = ("detectron2", "mmdetection", "maskrcnn_benchmark", "tensorpack", "simpledet", "detectron", "matterport",
-         "torchvision")
+IMPLS = (
+    "detectron2",
+    "mmdetection",
+    "maskrcnn_benchmark",
+    "tensorpack",
+    "simpledet",
+    "detectron",
+    "matterport",
+    "torchvision",
+)
 REFS = (62, 53, 53, 50, 39, 19, 14, None)
 
 
 def generate(root: str, n: int, per_sweep: int = 100) -> None:
     rnd = random.Random(0)
-    prov = {"accelerator_model_name": "Tesla V100-SXM2-32GB", "cuda_driver_version": "535.54.03",
-            "accelerators_per_node": 8, "host_processor_model_name": "Intel Xeon", "python_version": "3.7.7"}
+    prov = {
+        "accelerator_model_name": "Tesla V100-SXM2-32GB",
+        "cuda_driver_version": "535.54.03",
+        "accelerators_per_node": 8,
+        "host_processor_model_name": "Intel Xeon",
+        "python_version": "3.7.7",
+    }
     for i in range(n):
         sweep = os.path.join(root, f"sweep_{i // per_sweep:04d}")
         k = i % len(IMPLS)
         run = os.path.join(sweep, f"{i % per_sweep}_{IMPLS[k]}")
         os.makedirs(run)
         kind = rnd.random()
-        spec = {"impl": IMPLS[k], "hardware": "v100x8", "backend": "slurm", "gpus": 8, "reference": REFS[k],
-                "reference_hardware": "v100x8" if REFS[k] else None, "recipe_hash": f"r{k}", "scale": "full"}
+        spec = {
+            "impl": IMPLS[k],
+            "hardware": "v100x8",
+            "backend": "slurm",
+            "gpus": 8,
+            "reference": REFS[k],
+            "reference_hardware": "v100x8" if REFS[k] else None,
+            "recipe_hash": f"r{k}",
+            "scale": "full",
+        }
         with open(os.path.join(run, "spec.json"), "w") as f:
             json.dump(spec, f)
-        entry = {"impl": IMPLS[k], "backend": "slurm", "job_id": str(i), "run_dir": run,
-                 "submitted_at": "2024-05-01T00:00:00+00:00"}
+        entry = {
+            "impl": IMPLS[k],
+            "backend": "slurm",
+            "job_id": str(i),
+            "run_dir": run,
+            "submitted_at": "2024-05-01T00:00:00+00:00",
+        }
         with open(os.path.join(run, "manifest.jsonl"), "w") as f:
             f.write(json.dumps(entry) + "\n")
         if kind < 0.03:  # pending: spec and manifest only
@@ -56,13 +82,21 @@ def generate(root: str, n: int, per_sweep: int = 100) -> None:
                 json.dump({"state": "running", "host": "node1"}, f)
             continue
         ok = kind >= 0.10
-        res = dict(spec, status="ok" if ok else "failed",
-                   throughput=(REFS[k] or 5) * rnd.uniform(0.97, 1.03) if ok else None,
-                   error=None if ok else "RuntimeError: CUDA out of memory", error_bound=0.001, tolerance=0.05,
-                   started_at=f"2024-05-01T00:00:{i % 60:02d}+00:00",
-                   finished_at=f"2024-{1 + i % 12:02d}-01T01:{(i // 60) % 60:02d}:{i % 60:02d}+00:00",
-                   job_id=str(i), run_dir=run, commit="0123456789abcdef" * 2 + "01234567", provenance=prov,
-                   schema=1)
+        res = dict(
+            spec,
+            status="ok" if ok else "failed",
+            throughput=(REFS[k] or 5) * rnd.uniform(0.97, 1.03) if ok else None,
+            error=None if ok else "RuntimeError: CUDA out of memory",
+            error_bound=0.001,
+            tolerance=0.05,
+            started_at=f"2024-05-01T00:00:{i % 60:02d}+00:00",
+            finished_at=f"2024-{1 + i % 12:02d}-01T01:{(i // 60) % 60:02d}:{i % 60:02d}+00:00",
+            job_id=str(i),
+            run_dir=run,
+            commit="0123456789abcdef" * 2 + "01234567",
+            provenance=prov,
+            schema=1,
+        )
         with open(os.path.join(run, "result.json"), "w") as f:
             json.dump(res, f, indent=2)
 
@@ -71,8 +105,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=10_000)
     ap.add_argument("--target", type=float, default=5.0, help="seconds for gather + history (default 5)")
-    ap.add_argument("--log-mib", type=int, default=64, help="size of the (sparse) train.log given to every run "
-                    "for the memory check (default 64 MiB)")
+    ap.add_argument(
+        "--log-mib",
+        type=int,
+        default=64,
+        help="size of the (sparse) train.log given to every run for the memory check (default 64 MiB)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="gather_scale_") as tmp:
         root = os.path.join(tmp, "outputs")
@@ -105,7 +143,7 @@ def main() -> int:
         for dirpath, _, files in os.walk(root):
             if "spec.json" in files:
                 with open(os.path.join(dirpath, "train.log"), "wb") as f:
-                    f.truncate(args.log_mib * 2 ** 20)
+                    f.truncate(args.log_mib * 2**20)
         t0 = time.perf_counter()
         tracemalloc.start()
         with_logs, _ = gather([root], db=db, job_state=False)
@@ -119,15 +157,20 @@ def main() -> int:
     print(f"summary + render (rst):  {t_table:.2f} s, {len(table)} table rows, {len(text)} characters")
     print(f"gather again (idempotent history, {stored} stored): {t_again:.2f} s")
     print(f"history load + trend:    {t_hist:.2f} s, {len(trend)} rows")
-    print(f"peak Python memory of gather + render (tracemalloc): {peak / 2 ** 20:.0f} MiB; "
-          f"process peak RSS {rss:.0f} MiB")
-    print(f"with a {args.log_mib} MiB train.log in every run ({args.runs * args.log_mib / 1024:.0f} GiB of logs): "
-          f"peak Python memory {peak_logs / 2 ** 20:.0f} MiB, {t_logs:.2f} s (traced)")
+    print(
+        f"peak Python memory of gather + render (tracemalloc): {peak / 2**20:.0f} MiB; process peak RSS {rss:.0f} MiB"
+    )
+    print(
+        f"with a {args.log_mib} MiB train.log in every run ({args.runs * args.log_mib / 1024:.0f} GiB of logs): "
+        f"peak Python memory {peak_logs / 2**20:.0f} MiB, {t_logs:.2f} s (traced)"
+    )
     ok = len(runs) == args.runs and total < args.target and stored == int(runs["source"].eq("result").sum())
     print(f"{'PASS' if ok else 'FAIL'}: {total:.2f} s (target {args.target:.1f} s) for {args.runs} run dirs")
-    mem_ok = peak_logs <= 1.1 * peak + 5 * 2 ** 20
-    print(f"{'PASS' if mem_ok else 'FAIL'}: gather memory independent of log size: {peak_logs / 2 ** 20:.0f} MiB with "
-          f"{args.log_mib} MiB logs vs {peak / 2 ** 20:.0f} MiB without (target: within 10% + 5 MiB)")
+    mem_ok = peak_logs <= 1.1 * peak + 5 * 2**20
+    print(
+        f"{'PASS' if mem_ok else 'FAIL'}: gather memory independent of log size: {peak_logs / 2**20:.0f} MiB with "
+        f"{args.log_mib} MiB logs vs {peak / 2**20:.0f} MiB without (target: within 10% + 5 MiB)"
+    )
     return 0 if ok and mem_ok else 1
 
 

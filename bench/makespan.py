@@ -84,8 +84,10 @@ def slurm_env() -> tuple[dict[str, str] | None, str]:
         return None, "the Slurm controller does not answer (sinfo timed out)"
     if p.returncode != 0 or not any(s in p.stdout for s in ("idle", "mixed", "allocated")):
         why = (p.stderr or p.stdout).strip().splitlines()
-        return None, (f"Slurm is not running ({why[-1][:160] if why else 'no node'}); start it with "
-                      ".ci/services/slurm.sh start or set SLURM_CONF")
+        return None, (
+            f"Slurm is not running ({why[-1][:160] if why else 'no node'}); start it with "
+            ".ci/services/slurm.sh start or set SLURM_CONF"
+        )
     return extra, ""
 
 
@@ -104,8 +106,10 @@ def ray_answers(address: str) -> str:
             json.load(r)
         return ""
     except Exception as e:  # noqa: BLE001  (any failure means: not there)
-        return (f"no Ray Jobs API answers at {address} ({type(e).__name__}); start one with "
-                ".ci/services/ray.sh start or set LAUNCHER_RAY_ADDRESS")
+        return (
+            f"no Ray Jobs API answers at {address} ({type(e).__name__}); start one with "
+            ".ci/services/ray.sh start or set LAUNCHER_RAY_ADDRESS"
+        )
 
 
 def ray_busy(address: str) -> int:
@@ -121,10 +125,20 @@ def ray_busy(address: str) -> int:
 
 
 def launcher_args(args, script: Path, backend: str, extra: list[str]) -> list[str]:
-    row = ["impl=torchvision", "hardware=local", "hardware.gpus=1", "hardware.cpus=1", "hardware.mem_gb=1",
-           "hardware.time_limit_min=10", "scale=full", "impl.framework=stand-in", "window.start=1",
-           f"window.end={args.iters}", f"impl.command={sys.executable} {script} {args.iters} {args.dt}",
-           f"backend={backend}"]
+    row = [
+        "impl=torchvision",
+        "hardware=local",
+        "hardware.gpus=1",
+        "hardware.cpus=1",
+        "hardware.mem_gb=1",
+        "hardware.time_limit_min=10",
+        "scale=full",
+        "impl.framework=stand-in",
+        "window.start=1",
+        f"window.end={args.iters}",
+        f"impl.command={sys.executable} {script} {args.iters} {args.dt}",
+        f"backend={backend}",
+    ]
     if backend == "ray":
         row.append(f"backend.address={ray_address()}")
     if "-m" in extra:  # Hydra's flag goes before the overrides (argparse ends the positionals at a flag)
@@ -133,7 +147,9 @@ def launcher_args(args, script: Path, backend: str, extra: list[str]) -> list[st
     return row + extra
 
 
-def timed_launcher(argv: list[str], cwd: Path, benv: dict[str, str], timeout: float) -> tuple[float, subprocess.CompletedProcess]:
+def timed_launcher(
+    argv: list[str], cwd: Path, benv: dict[str, str], timeout: float
+) -> tuple[float, subprocess.CompletedProcess]:
     cmd = [sys.executable, "-m", "launcher", *argv]
     t0 = time.perf_counter()
     timed_launcher.started = time.time()  # wall clock of the start, for the rows' stamps
@@ -162,15 +178,20 @@ def timeline(directory: Path, t0: float) -> str:
     """When, from the command's start, the rows' first and last iterations were stamped."""
     first, last = [], []
     for log in directory.rglob("train.log"):
-        stamps = [float(line.split(" t=")[1].split()[0]) for line in log.read_text(errors="replace").splitlines()
-                  if line.startswith("tvbench iter=")]
+        stamps = [
+            float(line.split(" t=")[1].split()[0])
+            for line in log.read_text(errors="replace").splitlines()
+            if line.startswith("tvbench iter=")
+        ]
         if stamps:
             first.append(stamps[0] - t0)
             last.append(stamps[-1] - t0)
     if not first:
         return "no stamps"
-    return (f"iteration 1 stamped at {min(first):.2f}..{max(first):.2f} s, last iteration at "
-            f"{min(last):.2f}..{max(last):.2f} s after the command started")
+    return (
+        f"iteration 1 stamped at {min(first):.2f}..{max(first):.2f} s, last iteration at "
+        f"{min(last):.2f}..{max(last):.2f} s after the command started"
+    )
 
 
 def wait_results(directory: Path, n: int, timeout: float) -> None:
@@ -183,8 +204,11 @@ def wait_results(directory: Path, n: int, timeout: float) -> None:
 
 def check_ok(what: str, proc: subprocess.CompletedProcess, directory: Path, n: int) -> list[str]:
     res = results(directory)
-    bad = [f"{r.get('impl')}@{r.get('run_dir', '?').rsplit('/', 1)[-1]}: {r.get('status')} {r.get('error') or ''}"[:200]
-           for r in res if r.get("status") != "ok"]
+    bad = [
+        f"{r.get('impl')}@{r.get('run_dir', '?').rsplit('/', 1)[-1]}: {r.get('status')} {r.get('error') or ''}"[:200]
+        for r in res
+        if r.get("status") != "ok"
+    ]
     if len(res) != n:
         bad.append(f"{len(res)} results for {n} rows")
     if proc.returncode != 0:
@@ -206,45 +230,72 @@ def bench_backend(args, backend: str, benv: dict[str, str], tmp: Path, script: P
     base.mkdir()
 
     single_dir = base / "single"
-    t1, p = timed_launcher(launcher_args(args, script, backend, ["seed=0", f"hydra.run.dir={single_dir}"]),
-                           base, benv, args.timeout)
+    t1, p = timed_launcher(
+        launcher_args(args, script, backend, ["seed=0", f"hydra.run.dir={single_dir}"]), base, benv, args.timeout
+    )
     bad = check_ok("single", p, single_dir, 1)
-    print(f"  single row        : {t1:6.2f} s from the command to the table (the row itself sleeps {row_len:.1f} s); "
-          + timeline(single_dir, timed_launcher.started))
+    print(
+        f"  single row        : {t1:6.2f} s from the command to the table (the row itself sleeps {row_len:.1f} s); "
+        + timeline(single_dir, timed_launcher.started)
+    )
 
     sweep_dir = base / "sweep"
-    tn, p = timed_launcher(launcher_args(args, script, backend, ["-m", seeds, f"hydra.sweep.dir={sweep_dir}"]),
-                           base, benv, args.timeout + row_len * (n if backend == "local" else 1))
+    tn, p = timed_launcher(
+        launcher_args(args, script, backend, ["-m", seeds, f"hydra.sweep.dir={sweep_dir}"]),
+        base,
+        benv,
+        args.timeout + row_len * (n if backend == "local" else 1),
+    )
     bad += check_ok("sweep", p, sweep_dir, n)
     stamps = first_stamps(sweep_dir)
     skew = max(stamps) - min(stamps) if stamps else float("nan")
     ratio = tn / t1
-    print(f"  sweep of {n} rows   : {tn:6.2f} s; / single = {ratio:.3f}; rows' first iterations "
-          f"{skew:.2f} s apart")
+    print(f"  sweep of {n} rows   : {tn:6.2f} s; / single = {ratio:.3f}; rows' first iterations {skew:.2f} s apart")
     print(f"                      {timeline(sweep_dir, timed_launcher.started)}")
     if backend == "local":
-        verdicts.append((f"makespan local (sequential reference): {n} rows / 1 row = {ratio:.2f} (about {n} expected)",
-                         not bad and ratio > 0.8 * n, ""))
+        verdicts.append(
+            (
+                f"makespan local (sequential reference): {n} rows / 1 row = {ratio:.2f} (about {n} expected)",
+                not bad and ratio > 0.8 * n,
+                "",
+            )
+        )
         return verdicts
     excess = tn - t1
     need = excess / (args.target - 1) if excess > 0 else 0.0
-    print(f"                      the sweep costs {excess:.2f} s more than one row: the ratio meets {args.target:.2f} "
-          f"for rows whose single run takes >= {need:.0f} s")
-    verdicts.append((f"makespan {backend}: sweep of {n} / single row = {ratio:.3f} with {row_len:.0f}-s rows "
-                     f"(+{excess:.1f} s; <= {args.target:.2f} from ~{need:.0f}-s runs; target <= {args.target:.2f})",
-                     not bad and ratio <= args.target, ""))
+    print(
+        f"                      the sweep costs {excess:.2f} s more than one row: the ratio meets {args.target:.2f} "
+        f"for rows whose single run takes >= {need:.0f} s"
+    )
+    verdicts.append(
+        (
+            f"makespan {backend}: sweep of {n} / single row = {ratio:.3f} with {row_len:.0f}-s rows "
+            f"(+{excess:.1f} s; <= {args.target:.2f} from ~{need:.0f}-s runs; target <= {args.target:.2f})",
+            not bad and ratio <= args.target,
+            "",
+        )
+    )
 
     one_dir = base / "nowait-one"
-    tw1, p1 = timed_launcher(launcher_args(args, script, backend, ["seed=0", "wait=false", f"hydra.run.dir={one_dir}"]),
-                             base, benv, args.timeout)
+    tw1, p1 = timed_launcher(
+        launcher_args(args, script, backend, ["seed=0", "wait=false", f"hydra.run.dir={one_dir}"]),
+        base,
+        benv,
+        args.timeout,
+    )
     nowait_dir = base / "nowait"
-    tw, p = timed_launcher(launcher_args(args, script, backend, ["-m", seeds, "wait=false",
-                                                                  f"hydra.sweep.dir={nowait_dir}"]),
-                           base, benv, args.timeout)
+    tw, p = timed_launcher(
+        launcher_args(args, script, backend, ["-m", seeds, "wait=false", f"hydra.sweep.dir={nowait_dir}"]),
+        base,
+        benv,
+        args.timeout,
+    )
     nowait_bad = [f"exit {q.returncode}: {(q.stderr or q.stdout).strip()[-400:]}" for q in (p1, p) if q.returncode]
     t_sub = (tw - tw1) / (n - 1) if n > 1 else tw
-    print(f"  wait=false        : shell back after {tw:.2f} s for {n} rows, {tw1:.2f} s for 1 row: "
-          f"{t_sub:.3f} s per additional row")
+    print(
+        f"  wait=false        : shell back after {tw:.2f} s for {n} rows, {tw1:.2f} s for 1 row: "
+        f"{t_sub:.3f} s per additional row"
+    )
     if nowait_bad:
         print(f"  wait=false not ok: {nowait_bad}")
     else:
@@ -253,10 +304,21 @@ def bench_backend(args, backend: str, benv: dict[str, str], tmp: Path, script: P
         nowait_bad = [r.get("status") for d in (one_dir, nowait_dir) for r in results(d) if r.get("status") != "ok"]
         if nowait_bad:
             print(f"  wait=false rows not ok: {nowait_bad}")
-    verdicts.append((f"submit {backend}: {t_sub:.3f} s per row ((wait=false {n} rows - 1 row) / {n - 1}; "
-                     f"target < {args.submit_target:g} s)", not nowait_bad and t_sub < args.submit_target, ""))
-    verdicts.append((f"shell back {backend}: wait=false returns in {tw:.2f} s for {n} rows "
-                     f"(target < {args.shell_target:g} s)", not nowait_bad and tw < args.shell_target, ""))
+    verdicts.append(
+        (
+            f"submit {backend}: {t_sub:.3f} s per row ((wait=false {n} rows - 1 row) / {n - 1}; "
+            f"target < {args.submit_target:g} s)",
+            not nowait_bad and t_sub < args.submit_target,
+            "",
+        )
+    )
+    verdicts.append(
+        (
+            f"shell back {backend}: wait=false returns in {tw:.2f} s for {n} rows (target < {args.shell_target:g} s)",
+            not nowait_bad and tw < args.shell_target,
+            "",
+        )
+    )
     return verdicts
 
 
@@ -272,8 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=300, help="seconds per command before giving up (default 300)")
     args = ap.parse_args(argv)
     t_all = time.perf_counter()
-    print(f"makespan: {args.rows} stand-in rows of {args.iters} x {args.dt} s = {args.iters * args.dt:.1f} s each, "
-          f"1 GPU each; wall time of `python -m launcher ...` from start to exit")
+    print(
+        f"makespan: {args.rows} stand-in rows of {args.iters} x {args.dt} s = {args.iters * args.dt:.1f} s each, "
+        f"1 GPU each; wall time of `python -m launcher ...` from start to exit"
+    )
     verdicts: list[tuple[str, bool | None, str]] = []
     with tempfile.TemporaryDirectory(prefix="bench_makespan_") as tmp:
         tmp = Path(tmp)
@@ -287,8 +351,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"slurm: SKIP: {why}")
                     continue
                 busy = slurm_busy(benv)
-                print(f"slurm ({benv.get('SLURM_CONF', 'default slurm.conf')}; {busy} jobs already queued"
-                      f"{': figures include their contention' if busy else ''}):")
+                print(
+                    f"slurm ({benv.get('SLURM_CONF', 'default slurm.conf')}; {busy} jobs already queued"
+                    f"{': figures include their contention' if busy else ''}):"
+                )
             elif backend == "ray":
                 why = ray_answers(ray_address())
                 if why:
@@ -297,8 +363,10 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 benv = {}
                 busy = ray_busy(ray_address())
-                print(f"ray ({ray_address()}; {busy} jobs already pending or running"
-                      f"{': figures include their contention' if busy else ''}):")
+                print(
+                    f"ray ({ray_address()}; {busy} jobs already pending or running"
+                    f"{': figures include their contention' if busy else ''}):"
+                )
             else:
                 benv = {}
                 print("local (Hydra's basic launcher, rows one after the other):")

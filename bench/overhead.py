@@ -47,9 +47,14 @@ STAMP = "tvbench iter="
 
 
 def overrides(args) -> list[str]:
-    return [f"window.start={args.start}", f"window.end={args.iters}",
-            f"impl.options.images_per_gpu={args.images_per_gpu}", f"impl.options.min_size={args.min_size}",
-            f"impl.options.max_size={args.max_size}", f"seed={args.seed}"]
+    return [
+        f"window.start={args.start}",
+        f"window.end={args.iters}",
+        f"impl.options.images_per_gpu={args.images_per_gpu}",
+        f"impl.options.min_size={args.min_size}",
+        f"impl.options.max_size={args.max_size}",
+        f"seed={args.seed}",
+    ]
 
 
 def planned(args, run_dir: Path):
@@ -72,8 +77,9 @@ def run_direct(command: str, workdir: Path, timeout: float) -> tuple[float, str]
     log = workdir / "train.log"
     with open(log, "w") as out:
         t0 = time.time()
-        p = subprocess.run(command, shell=True, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=env(),
-                           timeout=timeout)
+        p = subprocess.run(
+            command, shell=True, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=env(), timeout=timeout
+        )
     text = log.read_text(errors="replace")
     if p.returncode != 0:
         raise SystemExit(f"direct run failed (exit {p.returncode}); log {log}:\n{text[-2000:]}")
@@ -85,7 +91,9 @@ def run_launcher(args, run_dir: Path, timeout: float) -> tuple[float, str, dict]
     t0 = time.time()
     p = subprocess.run(cmd, cwd=run_dir.parent, env=env(), capture_output=True, text=True, timeout=timeout)
     if p.returncode != 0:
-        raise SystemExit(f"launcher run failed (exit {p.returncode}): {' '.join(cmd)}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+        raise SystemExit(
+            f"launcher run failed (exit {p.returncode}): {' '.join(cmd)}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}"
+        )
     result = json.loads((run_dir / "result.json").read_text())
     return t0, (run_dir / "train.log").read_text(errors="replace"), result
 
@@ -93,8 +101,11 @@ def run_launcher(args, run_dir: Path, timeout: float) -> tuple[float, str, dict]
 def milestones(run_dir: Path, t0: float) -> dict[str, float]:
     """Seconds from the launcher's process start to each file the pipeline writes once, in order."""
     out = {}
-    for name, what in (("spec.json", "plan+prepare"), ("provenance.json", "node provenance"),
-                       ("job.sh", "build, script")):
+    for name, what in (
+        ("spec.json", "plan+prepare"),
+        ("provenance.json", "node provenance"),
+        ("job.sh", "build, script"),
+    ):
         p = run_dir / name
         if p.exists():
             out[what] = p.stat().st_mtime - t0
@@ -121,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pairs", type=int, default=3, help="direct/launcher pairs, order alternating (default 3)")
     ap.add_argument("--iters", type=int, default=4, help="iterations per run = window end (default 4)")
-    ap.add_argument("--start", type=int, default=1, help="window start: iterations start+1..iters are timed (default 1)")
+    ap.add_argument(
+        "--start", type=int, default=1, help="window start: iterations start+1..iters are timed (default 1)"
+    )
     ap.add_argument("--images-per-gpu", type=int, default=1)
     ap.add_argument("--min-size", type=int, default=192)
     ap.add_argument("--max-size", type=int, default=320)
@@ -136,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_overhead_") as tmp:
         tmp = Path(tmp)
         spec = planned(args, tmp / "plan")
-        print(f"overhead: torchvision row, {args.pairs} pairs (ABBA order), window {window[0]}..{window[1]} "
-              f"({window[1] - window[0]} timed iterations x {spec.images_per_iter} images), scale={spec.scale}")
+        print(
+            f"overhead: torchvision row, {args.pairs} pairs (ABBA order), window {window[0]}..{window[1]} "
+            f"({window[1] - window[0]} timed iterations x {spec.images_per_iter} images), scale={spec.scale}"
+        )
         print(f"direct command (from the plan): {spec.command}")
         rows = []
         marks: dict[int, dict[str, float]] = {}
@@ -156,11 +171,16 @@ def main(argv: list[str] | None = None) -> int:
                 m = parser.measure(text, window, spec.images_per_iter)
                 if extra is not None:
                     if extra.get("status") != "ok" or abs(extra["throughput"] - m.throughput) > 1e-9 * m.throughput:
-                        raise SystemExit(f"launcher result.json ({extra.get('status')}, {extra.get('throughput')}) "
-                                         f"disagrees with its own train.log ({m.throughput})")
+                        raise SystemExit(
+                            f"launcher result.json ({extra.get('status')}, {extra.get('throughput')}) "
+                            f"disagrees with its own train.log ({m.throughput})"
+                        )
                 got[mode] = (m.throughput, first_stamp(text) - t0)
-                print(f"  pair {i + 1} {mode:<8}: {m.throughput:.4f} img/s, start-up {got[mode][1]:.2f} s "
-                      f"(mean step {m.mean_step_time:.3f} s)", flush=True)
+                print(
+                    f"  pair {i + 1} {mode:<8}: {m.throughput:.4f} img/s, start-up {got[mode][1]:.2f} s "
+                    f"(mean step {m.mean_step_time:.3f} s)",
+                    flush=True,
+                )
             rows.append(got)
     ratios = [r["launcher"][0] / r["direct"][0] - 1 for r in rows]
     added = [r["launcher"][1] - r["direct"][1] for r in rows]
@@ -171,33 +191,46 @@ def main(argv: list[str] | None = None) -> int:
     noise = max(cv(direct_t), cv(launcher_t)) if len(rows) > 1 else float("nan")
     print(f"throughput  direct   : mean {statistics.mean(direct_t):.4f} img/s, run-to-run CV {cv(direct_t):.2%}")
     print(f"throughput  launcher : mean {statistics.mean(launcher_t):.4f} img/s, run-to-run CV {cv(launcher_t):.2%}")
-    print(f"launcher / direct - 1: mean {mean_ratio:+.2%}, per pair {', '.join(f'{r:+.2%}' for r in ratios)} "
-          f"(spread {spread(ratios)})")
+    print(
+        f"launcher / direct - 1: mean {mean_ratio:+.2%}, per pair {', '.join(f'{r:+.2%}' for r in ratios)} "
+        f"(spread {spread(ratios)})"
+    )
     for mode in ("direct", "launcher"):
-        print(f"start-up  {mode:<11}: {', '.join('%.2f' % r[mode][1] for r in rows)} s (process start -> iteration 1's stamp)")
+        print(
+            f"start-up  {mode:<11}: {', '.join('%.2f' % r[mode][1] for r in rows)} s (process start -> iteration 1's stamp)"
+        )
     print(f"added start-up       : mean {mean_added:.2f} s, per pair {', '.join(f'{a:.2f}' for a in added)} s")
     if marks:
         keys = list(next(iter(marks.values())))
-        print("launcher start-up breakdown (mean s from process start, file mtimes): "
-              + ", ".join(f"{k} done {statistics.mean(m.get(k, float('nan')) for m in marks.values()):.2f}"
-                          for k in keys)
-              + f", iteration 1 {statistics.mean(r['launcher'][1] for r in rows):.2f}")
+        print(
+            "launcher start-up breakdown (mean s from process start, file mtimes): "
+            + ", ".join(f"{k} done {statistics.mean(m.get(k, float('nan')) for m in marks.values()):.2f}" for k in keys)
+            + f", iteration 1 {statistics.mean(r['launcher'][1] for r in rows):.2f}"
+        )
     within_noise = noise == noise and noise > args.tput_target
     if within_noise:
-        print(f"note: the run-to-run noise of either mode ({noise:.2%} CV) exceeds the {args.tput_target:.0%} "
-              "target: this machine cannot resolve a 1% difference with these runs; use more --pairs and --iters "
-              "on a quiet machine for a decisive figure")
+        print(
+            f"note: the run-to-run noise of either mode ({noise:.2%} CV) exceeds the {args.tput_target:.0%} "
+            "target: this machine cannot resolve a 1% difference with these runs; use more --pairs and --iters "
+            "on a quiet machine for a decisive figure"
+        )
     print(f"({time.perf_counter() - t_all:.0f} s in all)")
     # decisive only when every pair agrees: a mean inside the target with pairs on both sides of it is noise
-    v_t = verdict([abs(r) < args.tput_target for r in ratios],
-                  [r >= args.tput_target for r in ratios] if mean_ratio > 0 else [r <= -args.tput_target for r in ratios])
+    v_t = verdict(
+        [abs(r) < args.tput_target for r in ratios],
+        [r >= args.tput_target for r in ratios] if mean_ratio > 0 else [r <= -args.tput_target for r in ratios],
+    )
     v_s = verdict([a < args.startup_target for a in added], [a >= args.startup_target for a in added])
     noise_s = f", run-to-run CV {noise:.1%}" if noise == noise else ""
-    print(f"{v_t}: overhead throughput: launcher/direct {mean_ratio:+.2%} mean "
-          f"(pairs {spread(ratios)}{noise_s}; target |diff| < {args.tput_target:.0%})")
-    print(f"{v_s}: overhead start-up: +{mean_added:.2f} s mean before iteration 1 "
-          f"(pairs {min(added):+.2f}..{max(added):+.2f} s; target < {args.startup_target:g} s)")
-    return 1 if 'FAIL' in (v_t, v_s) else 0
+    print(
+        f"{v_t}: overhead throughput: launcher/direct {mean_ratio:+.2%} mean "
+        f"(pairs {spread(ratios)}{noise_s}; target |diff| < {args.tput_target:.0%})"
+    )
+    print(
+        f"{v_s}: overhead start-up: +{mean_added:.2f} s mean before iteration 1 "
+        f"(pairs {min(added):+.2f}..{max(added):+.2f} s; target < {args.startup_target:g} s)"
+    )
+    return 1 if "FAIL" in (v_t, v_s) else 0
 
 
 if __name__ == "__main__":

@@ -51,11 +51,25 @@ from launcher import CONF_DIR, JOBS_DIR  # noqa: E402
 from launcher.plan import plan  # noqa: E402
 from launcher.prepare import prepare  # noqa: E402
 
-ROWS = ("detectron2", "mmdetection", "maskrcnn_benchmark", "tensorpack", "simpledet", "detectron", "matterport",
-        "torchvision")
-GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-           "GIT_CONFIG_NOSYSTEM": "1", "HOME": tempfile.gettempdir()}
+ROWS = (
+    "detectron2",
+    "mmdetection",
+    "maskrcnn_benchmark",
+    "tensorpack",
+    "simpledet",
+    "detectron",
+    "matterport",
+    "torchvision",
+)
+GIT_ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "HOME": tempfile.gettempdir(),
+}
 
 
 def sh(*args: str, cwd: Path) -> str:
@@ -77,8 +91,10 @@ def diff_preimages(diff_text: str) -> dict[str, str]:
         elif current is not None and line[:1] in (" ", "-"):
             files[current][lineno] = line[1:]
             lineno += 1
-    return {name: "\n".join(lines.get(i, f"# synthetic filler line {i}") for i in range(1, max(lines) + 6)) + "\n"
-            for name, lines in files.items()}
+    return {
+        name: "\n".join(lines.get(i, f"# synthetic filler line {i}") for i in range(1, max(lines) + 6)) + "\n"
+        for name, lines in files.items()
+    }
 
 
 def filler(rng: random.Random, i: int) -> str:
@@ -160,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", type=float, default=1.0, help="warm prepare target, seconds (default 1)")
     args = ap.parse_args(argv)
     t_all = time.perf_counter()
-    print(f"prepare: {args.repeats} cold+warm pairs per row; synthetic local repositories, {args.files} filler "
-          f"files over {args.commits} commits (+ the row's patchable files); hardware=v100x8")
+    print(
+        f"prepare: {args.repeats} cold+warm pairs per row; synthetic local repositories, {args.files} filler "
+        f"files over {args.commits} commits (+ the row's patchable files); hardware=v100x8"
+    )
     head = f"{'row':<19} {'patches':<10} {'cold med':>9} {'cold max':>9} {'warm med':>9} {'warm max':>9}  verdict"
     print(head)
     print("-" * len(head))
@@ -170,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         for row in args.rows:
             pinned = pinned_name(row)
-            repo, commit = (make_repo(tmp / "upstream", row, pinned, args.files, args.commits) if pinned
-                            else (None, None))
+            repo, commit = (
+                make_repo(tmp / "upstream", row, pinned, args.files, args.commits) if pinned else (None, None)
+            )
             spec = plan_row(row, repo, commit, tmp / "runs" / row)
             kinds = [p.get("kind", "diff") for p in spec.patches]
             patches = ", ".join(f"{kinds.count(k)} {k}" for k in sorted(set(kinds))) or "none"
@@ -190,11 +209,15 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"{row}: the warm prepare did not reuse the cold one's tree")
                 shutil.rmtree(cache, ignore_errors=True)
             ok = max(warm) < args.target
-            print(f"{row:<19} {patches:<10} {statistics.median(cold):>8.3f}s {max(cold):>8.3f}s "
-                  f"{statistics.median(warm):>8.3f}s {max(warm):>8.3f}s  {'PASS' if ok else 'FAIL'}")
+            print(
+                f"{row:<19} {patches:<10} {statistics.median(cold):>8.3f}s {max(cold):>8.3f}s "
+                f"{statistics.median(warm):>8.3f}s {max(warm):>8.3f}s  {'PASS' if ok else 'FAIL'}"
+            )
             verdicts.append((row, ok, max(warm)))
-    print(f"({time.perf_counter() - t_all:.1f} s in all, repository creation included; cold = clone --mirror + "
-          "checkout + patches into an empty cache, warm = the same call again)")
+    print(
+        f"({time.perf_counter() - t_all:.1f} s in all, repository creation included; cold = clone --mirror + "
+        "checkout + patches into an empty cache, warm = the same call again)"
+    )
     for row, ok, w in verdicts:
         print(f"{'PASS' if ok else 'FAIL'}: prepare {row}: warm max {w:.3f} s (target < {args.target:g} s)")
     return 0 if all(ok for _, ok, _ in verdicts) else 1

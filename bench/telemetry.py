@@ -49,9 +49,19 @@ def run_row(args, work: Path, sampling: bool) -> dict:
     env["LAUNCHER_TELEMETRY_PERIOD_MS"] = str(args.period_ms)
     env["CUDA_VISIBLE_DEVICES"] = ""  # the row runs on the CPU: the stand-in's GPUs are for the sampler only
     run_dir = work / f"{len(list(work.iterdir())):02d}_{'on' if sampling else 'off'}"
-    cmd = [sys.executable, "-m", "launcher", "impl=torchvision", "scale=smoke", f"window.start={args.start}",
-           f"window.end={args.iters}", "impl.options.min_size=192", "impl.options.max_size=320",
-           "impl.options.images_per_gpu=1", f"hydra.run.dir={run_dir}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "launcher",
+        "impl=torchvision",
+        "scale=smoke",
+        f"window.start={args.start}",
+        f"window.end={args.iters}",
+        "impl.options.min_size=192",
+        "impl.options.max_size=320",
+        "impl.options.images_per_gpu=1",
+        f"hydra.run.dir={run_dir}",
+    ]
     p = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=1800)
     res = json.loads((run_dir / "result.json").read_text()) if (run_dir / "result.json").is_file() else {}
     if res.get("status") != "ok":
@@ -76,17 +86,24 @@ def side_by_side(args) -> str:
             off, on = got[False]["throughput"], got[True]["throughput"]
             t = got[True]["telemetry"]
             rows.append((off, on, on / off - 1, t.get("host", {}).get("samples"), t.get("gpu_sampled")))
-            print(f"pair {i + 1}: without {off:.4f} img/s, with {on:.4f} img/s ({100 * (on / off - 1):+.2f}%); "
-                  f"{t.get('gpus', [{}])[0].get('samples', 0) if t.get('gpus') else 0} GPU samples (stand-in) and "
-                  f"{t.get('host', {}).get('samples')} host samples in the window", flush=True)
+            print(
+                f"pair {i + 1}: without {off:.4f} img/s, with {on:.4f} img/s ({100 * (on / off - 1):+.2f}%); "
+                f"{t.get('gpus', [{}])[0].get('samples', 0) if t.get('gpus') else 0} GPU samples (stand-in) and "
+                f"{t.get('host', {}).get('samples')} host samples in the window",
+                flush=True,
+            )
     offs, ons, diffs = [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
     spread = statistics.stdev(offs) / statistics.mean(offs) if len(offs) > 1 else float("nan")
     print(f"\nwithout telemetry: {statistics.mean(offs):.4f} img/s (run-to-run spread {100 * spread:.1f}%)")
     print(f"with telemetry every {args.period_ms} ms: {statistics.mean(ons):.4f} img/s")
-    print(f"difference per pair: {', '.join(f'{100 * d:+.2f}%' for d in diffs)}; mean {100 * statistics.mean(diffs):+.2f}%")
+    print(
+        f"difference per pair: {', '.join(f'{100 * d:+.2f}%' for d in diffs)}; mean {100 * statistics.mean(diffs):+.2f}%"
+    )
     v = verdict(diffs)
-    print(f"{v}: throughput with telemetry no more than 1% below without (mean {100 * statistics.mean(diffs):+.2f}%, "
-          f"{len(diffs)} pairs; run-to-run spread {100 * spread:.1f}%; stand-in nvidia-smi, CPU)")
+    print(
+        f"{v}: throughput with telemetry no more than 1% below without (mean {100 * statistics.mean(diffs):+.2f}%, "
+        f"{len(diffs)} pairs; run-to-run spread {100 * spread:.1f}%; stand-in nvidia-smi, CPU)"
+    )
     return v
 
 
@@ -98,8 +115,15 @@ def _children_cpu() -> float:
 def standin_startup() -> float:
     """CPU seconds of one stand-in call that takes a single sample: its Python start-up, paid once per run."""
     before = _children_cpu()
-    subprocess.run([str(STANDIN_BIN / "nvidia-smi"), f"--query-gpu={','.join(telemetry.GPU_QUERY)}",
-                    "--format=csv,noheader,nounits"], capture_output=True, check=True)
+    subprocess.run(
+        [
+            str(STANDIN_BIN / "nvidia-smi"),
+            f"--query-gpu={','.join(telemetry.GPU_QUERY)}",
+            "--format=csv,noheader,nounits",
+        ],
+        capture_output=True,
+        check=True,
+    )
     return _children_cpu() - before
 
 
@@ -126,10 +150,12 @@ def sampler_cost(args, period_ms: int, startup: float) -> tuple[float, float]:
     child = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     steady = max(0.0, child - startup)  # its per-sample work, without the Python start-up paid once
     host = cpu_thread[0] if cpu_thread else float("nan")
-    print(f"sampler every {period_ms} ms for {wall:.1f} s: {samples} GPU sample lines; nvidia-smi (stand-in) "
-          f"{1000 * child:.0f} ms CPU in all, {1000 * steady / wall:.2f} ms per s after its start-up "
-          f"({100 * steady / wall:.2f}% of a core); host thread {1000 * host / wall:.2f} ms CPU per s "
-          f"({100 * host / wall:.2f}%)")
+    print(
+        f"sampler every {period_ms} ms for {wall:.1f} s: {samples} GPU sample lines; nvidia-smi (stand-in) "
+        f"{1000 * child:.0f} ms CPU in all, {1000 * steady / wall:.2f} ms per s after its start-up "
+        f"({100 * steady / wall:.2f}% of a core); host thread {1000 * host / wall:.2f} ms CPU per s "
+        f"({100 * host / wall:.2f}%)"
+    )
     return steady / wall, host / wall
 
 
@@ -149,8 +175,10 @@ def main() -> int:
     results = {p: sampler_cost(args, p, startup) for p in sorted({args.period_ms, 100})}
     child, host = results[args.period_ms]
     v1 = "PASS" if child + host < 0.01 else "FAIL"
-    print(f"{v1}: sampling every {args.period_ms} ms uses under 1% of one core ({100 * (child + host):.2f}%: "
-          f"stand-in nvidia-smi {100 * child:.2f}% after its start-up, host thread {100 * host:.2f}%)")
+    print(
+        f"{v1}: sampling every {args.period_ms} ms uses under 1% of one core ({100 * (child + host):.2f}%: "
+        f"stand-in nvidia-smi {100 * child:.2f}% after its start-up, host thread {100 * host:.2f}%)"
+    )
     v2 = "SKIP"
     if args.skip_row:
         print("SKIP: the row with and without telemetry (--skip-row)")

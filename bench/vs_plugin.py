@@ -71,8 +71,11 @@ def stamps(directory: Path) -> list[list[float]]:
     out = []
     for log in directory.rglob("*"):
         if log.is_file() and (log.name == "train.log" or log.name.endswith("_log.out")):
-            ts = [float(ln.split(" t=")[1].split()[0]) for ln in log.read_text(errors="replace").splitlines()
-                  if ln.startswith("tvbench iter=")]
+            ts = [
+                float(ln.split(" t=")[1].split()[0])
+                for ln in log.read_text(errors="replace").splitlines()
+                if ln.startswith("tvbench iter=")
+            ]
             if ts:
                 out.append(ts)
     return out
@@ -123,18 +126,49 @@ def run(cmd: list[str], cwd: Path, benv: dict, timeout: float) -> tuple[float, f
 
 
 def plugin_cmd(app: Path, script: Path, seeds: str, iters: int, dt: float, sweep: Path) -> list[str]:
-    return [sys.executable, str(app), "-m", seeds, f"iters={iters}", f"dt={dt}", f"script={script}",
-            "hydra/launcher=submitit_slurm", "hydra.launcher.tasks_per_node=1", "hydra.launcher.cpus_per_task=1",
-            "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10", "+hydra.launcher.gres=gpu:1",
-            "hydra.launcher.partition=ci", f"hydra.sweep.dir={sweep}"]
+    return [
+        sys.executable,
+        str(app),
+        "-m",
+        seeds,
+        f"iters={iters}",
+        f"dt={dt}",
+        f"script={script}",
+        "hydra/launcher=submitit_slurm",
+        "hydra.launcher.tasks_per_node=1",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.mem_gb=1",
+        "hydra.launcher.timeout_min=10",
+        "+hydra.launcher.gres=gpu:1",
+        "hydra.launcher.partition=ci",
+        f"hydra.sweep.dir={sweep}",
+    ]
 
 
 def launcher_cmd(script: Path, seeds: str, iters: int, dt: float, sweep: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "launcher", "-m", seeds, "impl=torchvision", "hardware=local", "hardware.gpus=1",
-            "hardware.cpus=1", "hardware.mem_gb=1", "hardware.time_limit_min=10", "scale=full",
-            "impl.framework=stand-in", "window.start=1", f"window.end={iters}",
-            f"impl.command={sys.executable} {script} {iters} {dt}", "backend=slurm", "backend.exclusive=false",
-            "backend.mem=hardware", f"hydra.sweep.dir={sweep}", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "launcher",
+        "-m",
+        seeds,
+        "impl=torchvision",
+        "hardware=local",
+        "hardware.gpus=1",
+        "hardware.cpus=1",
+        "hardware.mem_gb=1",
+        "hardware.time_limit_min=10",
+        "scale=full",
+        "impl.framework=stand-in",
+        "window.start=1",
+        f"window.end={iters}",
+        f"impl.command={sys.executable} {script} {iters} {dt}",
+        "backend=slurm",
+        "backend.exclusive=false",
+        "backend.mem=hardware",
+        f"hydra.sweep.dir={sweep}",
+        *extra,
+    ]
 
 
 def arrays_of(benv: dict, sweep: Path) -> int:
@@ -164,8 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         print("SKIP: hydra-submitit-launcher is not installed: pip install -e '.[bench]'")
         return 0
     row_s = args.iters * args.dt
-    print(f"vs_plugin: stand-in rows of {args.iters} records {args.dt} s apart ({row_s:.0f} s), 1 GPU each, on "
-          f"{benv.get('SLURM_CONF', 'the default Slurm')}; wall time start -> exit")
+    print(
+        f"vs_plugin: stand-in rows of {args.iters} records {args.dt} s apart ({row_s:.0f} s), 1 GPU each, on "
+        f"{benv.get('SLURM_CONF', 'the default Slurm')}; wall time start -> exit"
+    )
     figures: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_vs_plugin_", dir=os.environ.get("BENCH_TMP")) as tmp:
         tmp = Path(tmp)
@@ -177,16 +213,23 @@ def main(argv: list[str] | None = None) -> int:
                 seeds = "seed=" + ",".join(str(i) for i in range(n))
                 for side in ("plugin", "launcher"):
                     sweep = tmp / f"{side}-{n}-{k}"
-                    cmd = plugin_cmd(app, script, seeds, args.iters, args.dt, sweep) if side == "plugin" else \
-                        launcher_cmd(script, seeds, args.iters, args.dt, sweep)
+                    cmd = (
+                        plugin_cmd(app, script, seeds, args.iters, args.dt, sweep)
+                        if side == "plugin"
+                        else launcher_cmd(script, seeds, args.iters, args.dt, sweep)
+                    )
                     t0, t1, p = run(cmd, tmp, benv, args.timeout)
                     ok = p.returncode == 0
                     figures.setdefault(f"{side} {n} row(s), blocking", []).append(t1 - t0)
-                    print(f"  {side:<8} {n:>3} row(s), blocking: {t1 - t0:6.2f} s{'' if ok else '  NOT OK: ' + (p.stderr or p.stdout)[-300:]}")
+                    print(
+                        f"  {side:<8} {n:>3} row(s), blocking: {t1 - t0:6.2f} s{'' if ok else '  NOT OK: ' + (p.stderr or p.stdout)[-300:]}"
+                    )
                     show("profile", profile(sweep, t0, t1))
             sweep = tmp / f"nowait-{k}"
             seeds = "seed=" + ",".join(str(i) for i in range(args.rows))
-            t0, t1, p = run(launcher_cmd(script, seeds, args.iters, args.dt, sweep, "wait=false"), tmp, benv, args.timeout)
+            t0, t1, p = run(
+                launcher_cmd(script, seeds, args.iters, args.dt, sweep, "wait=false"), tmp, benv, args.timeout
+            )
             figures.setdefault(f"launcher {args.rows} rows, wait=false (shell back)", []).append(t1 - t0)
             print(f"  launcher {args.rows:>3} rows, wait=false: shell back after {t1 - t0:.2f} s")
             deadline = time.time() + args.timeout
@@ -198,10 +241,13 @@ def main(argv: list[str] | None = None) -> int:
             t0, t1, p = run(launcher_cmd(script, seeds, 2, 0.1, sweep, "wait=false"), tmp, benv, args.timeout)
             arrays = arrays_of(benv, sweep)
             figures.setdefault(f"launcher {args.big} rows, wait=false (shell back)", []).append(t1 - t0)
-            print(f"  launcher {args.big} rows, wait=false: shell back after {t1 - t0:.2f} s, as {arrays} job array(s)"
-                  f"{'' if p.returncode == 0 else '  NOT OK: ' + (p.stderr or p.stdout)[-300:]}")
-            subprocess.run([sys.executable, "-m", "launcher.cancel", str(sweep)], env=env(benv), capture_output=True,
-                           timeout=300)
+            print(
+                f"  launcher {args.big} rows, wait=false: shell back after {t1 - t0:.2f} s, as {arrays} job array(s)"
+                f"{'' if p.returncode == 0 else '  NOT OK: ' + (p.stderr or p.stdout)[-300:]}"
+            )
+            subprocess.run(
+                [sys.executable, "-m", "launcher.cancel", str(sweep)], env=env(benv), capture_output=True, timeout=300
+            )
     print("summary (median of runs):")
     for k, v in figures.items():
         print(f"  {k:<48} {statistics.median(v):7.2f} s  ({', '.join(f'{x:.2f}' for x in v)})")

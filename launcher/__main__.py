@@ -44,8 +44,11 @@ def main() -> None:
         sweep.finish()
     except KeyboardInterrupt as e:  # a signal outside a row (planning, following, the table): no traceback
         name = str(e.args[0]) if e.args and str(e.args[0]).startswith("SIG") else "SIGINT"
-        print(f"\nlauncher: interrupted ({name}); rows already written keep their results "
-              "(python -m launcher.gather shows them)", file=sys.stderr)
+        print(
+            f"\nlauncher: interrupted ({name}); rows already written keep their results "
+            "(python -m launcher.gather shows them)",
+            file=sys.stderr,
+        )
         sys.exit(128 + signal.Signals[name].value)
     sys.exit(sweep.exit_code)
 

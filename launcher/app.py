@@ -66,8 +66,10 @@ def task(cfg: DictConfig, sweep: Sweep) -> int:
             record_failure(spec, e)
         return sweep.fail(f"{spec.impl}: prepare failed: {e}", 1)
     if cfg.prepare_only:
-        print(f"prepared {spec.impl}: work tree {spec.exec_dir if spec.repo else '(none: no repository)'}\n"
-              f"  commit {spec.commit_full or '-'}  recipe {spec.recipe_hash}")
+        print(
+            f"prepared {spec.impl}: work tree {spec.exec_dir if spec.repo else '(none: no repository)'}\n"
+            f"  commit {spec.commit_full or '-'}  recipe {spec.recipe_hash}"
+        )
         for p in problems + later:
             print(f"warning: the node will need: {p}")
         return 0
@@ -75,8 +77,10 @@ def task(cfg: DictConfig, sweep: Sweep) -> int:
         print(f"warning: {w}")
     spec.save()
     if spec.scale == "smoke":
-        print(f"launcher: no GPU here: {spec.impl} runs at CPU smoke scale (window {spec.window[0]}-{spec.window[1]}, "
-              "small images). The figure shows the pipeline works; it is not comparable with the published rows.")
+        print(
+            f"launcher: no GPU here: {spec.impl} runs at CPU smoke scale (window {spec.window[0]}-{spec.window[1]}, "
+            "small images). The figure shows the pipeline works; it is not comparable with the published rows."
+        )
     if multirun:
         sweep.add(spec, sweep_dir, bool(cfg.wait))
         return 0

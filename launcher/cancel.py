@@ -16,8 +16,18 @@ from pathlib import Path
 from .backends import Backend, backend_config_of, get_backend
 from .lease import live_holder
 from .localcancel import CANCEL_FILE, cancel_local, cancel_requested
-from .rundir import (LIVE_STATES, MANIFEST_FILE, RESULT_FILE, SPEC_FILE, UNKNOWN, JobState, State, atomic_write_json,
-                     now_iso, read_manifest)
+from .rundir import (
+    LIVE_STATES,
+    MANIFEST_FILE,
+    RESULT_FILE,
+    SPEC_FILE,
+    UNKNOWN,
+    JobState,
+    State,
+    atomic_write_json,
+    now_iso,
+    read_manifest,
+)
 
 #: states worth a cancel: still queued or running, or not known to have ended
 ACTIVE = LIVE_STATES + (UNKNOWN,)
@@ -44,8 +54,15 @@ def planned_local_rows(directory: Path, entries: list[dict]) -> list[dict]:
         except (OSError, ValueError):
             continue
         if isinstance(spec, dict) and spec.get("backend") == "local" and live_holder(d) is not None:
-            out.append({"impl": spec.get("impl", "?"), "backend": "local", "job_id": "(not started)",
-                        "run_dir": str(d), "planned": True})
+            out.append(
+                {
+                    "impl": spec.get("impl", "?"),
+                    "backend": "local",
+                    "job_id": "(not started)",
+                    "run_dir": str(d),
+                    "planned": True,
+                }
+            )
     return out
 
 
@@ -54,8 +71,11 @@ def cancel_dir(directory: Path, out=sys.stdout) -> int:
     entries = latest_entries(directory)
     entries = planned_local_rows(directory, entries) + entries  # first: none of them may start meanwhile
     if not entries:
-        print(f"{directory}: no {MANIFEST_FILE}, so nothing was submitted from here (a local run in the "
-              "foreground is cancelled with Ctrl-C)", file=out)
+        print(
+            f"{directory}: no {MANIFEST_FILE}, so nothing was submitted from here (a local run in the "
+            "foreground is cancelled with Ctrl-C)",
+            file=out,
+        )
         return 1
     # one backend per backend name and config, asked once for all its rows
     groups: dict[tuple[str, str], list[int]] = {}
@@ -93,14 +113,20 @@ def cancel_dir(directory: Path, out=sys.stdout) -> int:
             continue
         if backend_name == "local":  # no scheduler: the launcher running it is asked, and cancel waits to see it
             done, said = cancel_local(e.get("run_dir"), state.state)
-            print(f"{'cancelled' if done and said.startswith('cancelled') else 'skipped  ' if done else 'failed   '} "
-                  f"{where}: {said}", file=out)
+            print(
+                f"{'cancelled' if done and said.startswith('cancelled') else 'skipped  ' if done else 'failed   '} "
+                f"{where}: {said}",
+                file=out,
+            )
             failures += 0 if done else 1
             continue
         requested = cancel_requested(e.get("run_dir")) if e.get("run_dir") else None
         if requested:  # a second cancel: the first one's claim is not repeated
-            print(f"skipped   {where}: already asked to cancel at {requested.get('at')} (still {state.state}); "
-                  "not asked again", file=out)
+            print(
+                f"skipped   {where}: already asked to cancel at {requested.get('at')} (still {state.state}); "
+                "not asked again",
+                file=out,
+            )
             continue
         try:
             backend.cancel(job_id)
@@ -117,8 +143,10 @@ def cancel_dir(directory: Path, out=sys.stdout) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m launcher.cancel",
-                                description="Cancel every still-running job of the given sweep or run directories.")
+    p = argparse.ArgumentParser(
+        prog="python -m launcher.cancel",
+        description="Cancel every still-running job of the given sweep or run directories.",
+    )
     p.add_argument("dirs", nargs="+", type=Path, metavar="SWEEP_OR_RUN_DIR")
     args = p.parse_args(argv)
     failures = 0

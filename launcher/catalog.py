@@ -18,8 +18,7 @@ from . import CONF_DIR
 from .defaults import REFERENCE_HARDWARE, TOLERANCE
 
 #: The seed table's row order, then our runnable row; any other row follows, alphabetically.
-SEED_ORDER = ("detectron2", "mmdetection", "maskrcnn_benchmark", "tensorpack", "simpledet", "detectron",
-              "matterport")
+SEED_ORDER = ("detectron2", "mmdetection", "maskrcnn_benchmark", "tensorpack", "simpledet", "detectron", "matterport")
 ORDER = SEED_ORDER + ("torchvision",)
 
 

@@ -45,8 +45,10 @@ def _refuse(message: str) -> NoReturn:
 
 
 def _unwritable(path: str, error: OSError, key: str = "hydra.run.dir (hydra.sweep.dir with -m)") -> NoReturn:
-    _refuse(f"cannot write the run directory {path} (in {os.getcwd()}): {error.strerror or error}. Run from a "
-            f"directory you can write to, or point {key} at one")
+    _refuse(
+        f"cannot write the run directory {path} (in {os.getcwd()}): {error.strerror or error}. Run from a "
+        f"directory you can write to, or point {key} at one"
+    )
 
 
 def unique_dir(base: str) -> str:
@@ -75,9 +77,11 @@ def holds_a_run(directory: str | os.PathLike) -> bool:
 
 
 def taken_message(run_dir: str | os.PathLike) -> str:
-    return (f"{run_dir} already holds a run (its spec.json / result.json); the launcher never writes over one. "
-            "Leave hydra.run.dir / hydra.sweep.dir to their defaults (a new directory per launch), choose a new "
-            "one, or add rerun=failed (or rerun=missing) to run the row there again, the old attempt kept beside it")
+    return (
+        f"{run_dir} already holds a run (its spec.json / result.json); the launcher never writes over one. "
+        "Leave hydra.run.dir / hydra.sweep.dir to their defaults (a new directory per launch), choose a new "
+        "one, or add rerun=failed (or rerun=missing) to run the row there again, the old attempt kept beside it"
+    )
 
 
 def claim_run_dir(spec: Any) -> None:
@@ -88,7 +92,9 @@ def claim_run_dir(spec: Any) -> None:
     if (run_dir / RESULT_FILE).exists():
         raise RunDirTaken(taken_message(run_dir))
     try:
-        atomic_create_text(run_dir / SPEC_FILE, json.dumps(spec.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
+        atomic_create_text(
+            run_dir / SPEC_FILE, json.dumps(spec.to_dict(), indent=2, sort_keys=True, default=str) + "\n"
+        )
     except FileExistsError:
         raise RunDirTaken(taken_message(run_dir)) from None
 

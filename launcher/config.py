@@ -208,7 +208,9 @@ class LauncherConfig:
     cache_dir: str = MISSING
     weights_dir: str = MISSING  # pretrained files (python -m launcher.weights fetch), weights.lock.json beside them
     envs_dir: str = MISSING  # the seed rows' own environments (python -m launcher.env create)
-    cuda_toolkit: str = "auto"  # builds of CUDA extensions: auto ($CUDA_HOME, nvcc on PATH, else index) | index | a path
+    cuda_toolkit: str = (
+        "auto"  # builds of CUDA extensions: auto ($CUDA_HOME, nvcc on PATH, else index) | index | a path
+    )
 
 
 def register() -> None:
@@ -241,8 +243,9 @@ def detect_gpu_model() -> str:
     if detect_gpus() == 0 or shutil.which("nvidia-smi") is None:
         return "none"
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=20
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     names = [n.strip() for n in out.splitlines() if n.strip()]
@@ -289,8 +292,12 @@ def detect_compute_capability() -> Optional[str]:
     if detect_gpus() == 0 or shutil.which("nvidia-smi") is None:
         return None
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     first = out.stdout.strip().splitlines()[0].strip() if out.returncode == 0 and out.stdout.strip() else ""
@@ -331,17 +338,21 @@ def register_resolvers() -> None:
         "lx.dirname": lambda p: os.path.dirname(str(p).rstrip("/")) or "/",
         "lx.run_dir": _run_dir,
         "lx.gpu_cc": detect_compute_capability,
-        "lx.cache": lambda: os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "launcher"),
+        "lx.cache": lambda: os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "launcher"
+        ),
         "lx.unique_dir": unique_dir,  # hydra.run.dir / hydra.sweep.dir: a directory no other launch shares
     }
     resolvers = {name: plain_args(fn) for name, fn in data_resolvers.items()}
-    resolvers.update({
-        "lx.torchrun": lambda gpus, nodes=1: _torchrun(unmark(gpus), unmark(nodes)),  # shell: a process launcher
-        "lx.span": lambda how, nodes: _span(unmark(how), unmark(nodes)),  # shell: multi-node launcher arguments
-        "lx.flag": _flag,  # shell: a flag, its value quoted
-        "lx.shell": shell_text,  # shell: a config value its author says is shell text
-        DATA_RESOLVER: data,  # what plan wraps around every other resolver call in a shell template
-    })
+    resolvers.update(
+        {
+            "lx.torchrun": lambda gpus, nodes=1: _torchrun(unmark(gpus), unmark(nodes)),  # shell: a process launcher
+            "lx.span": lambda how, nodes: _span(unmark(how), unmark(nodes)),  # shell: multi-node launcher arguments
+            "lx.flag": _flag,  # shell: a flag, its value quoted
+            "lx.shell": shell_text,  # shell: a config value its author says is shell text
+            DATA_RESOLVER: data,  # what plan wraps around every other resolver call in a shell template
+        }
+    )
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -22,18 +22,36 @@ import re
 from typing import Any, Iterable
 
 _URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<userinfo>[^/@\s?#]+)@")
-_TOKEN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "gldt-", "glptt-", "xoxb-",
-                   "ATBB", "hf_")
+_TOKEN_PREFIXES = (
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "glpat-",
+    "gldt-",
+    "glptt-",
+    "xoxb-",
+    "ATBB",
+    "hf_",
+)
 _TOKEN_LENGTH = 20
 
-WHY = "the launcher refuses such URLs so the secret is not printed or written into spec.json, result.json and " \
-      "Hydra's .hydra/ files"
-HOW_GIT = ("give the URL without them and let git supply them: a credential helper (`git config --global "
-           "credential.helper store`, `cache`, or your platform's manager), GIT_ASKPASS, ~/.netrc, or an SSH URL "
-           "with a key (git@host:org/repo.git); " + WHY)
-HOW_OTHER = ("give the URL without them and the secret to the tool that needs it through its own environment "
-             "or files (a Ray head's token: RAY_AUTH_MODE=token with RAY_AUTH_TOKEN or ~/.ray/auth_token, "
-             "docs/cluster.md); " + WHY)
+WHY = (
+    "the launcher refuses such URLs so the secret is not printed or written into spec.json, result.json and "
+    "Hydra's .hydra/ files"
+)
+HOW_GIT = (
+    "give the URL without them and let git supply them: a credential helper (`git config --global "
+    "credential.helper store`, `cache`, or your platform's manager), GIT_ASKPASS, ~/.netrc, or an SSH URL "
+    "with a key (git@host:org/repo.git); " + WHY
+)
+HOW_OTHER = (
+    "give the URL without them and the secret to the tool that needs it through its own environment "
+    "or files (a Ray head's token: RAY_AUTH_MODE=token with RAY_AUTH_TOKEN or ~/.ray/auth_token, "
+    "docs/cluster.md); " + WHY
+)
 
 
 def _how(key: str) -> str:
@@ -54,8 +72,9 @@ def mask(text: str) -> str:
     """`text` with the userinfo of every URL that carries a secret, and every token-like value, replaced by `***`."""
     from .secretvalues import mask_values
 
-    return mask_values(_URL_USERINFO.sub(lambda m: f"{m['scheme']}://***@" if _is_secret(m["scheme"], m["userinfo"])
-                                         else m[0], text))
+    return mask_values(
+        _URL_USERINFO.sub(lambda m: f"{m['scheme']}://***@" if _is_secret(m["scheme"], m["userinfo"]) else m[0], text)
+    )
 
 
 def carries_secret(text: str) -> bool:
@@ -78,8 +97,11 @@ def credential_problems(config: dict) -> list[str]:
     looks like a credential (secretvalues.py); masked."""
     from .secretvalues import value_problem
 
-    out = [f"{key}={mask(value)} carries credentials in the URL: {_how(key)}"
-           for key, value in _strings(config) if carries_secret(value)]
+    out = [
+        f"{key}={mask(value)} carries credentials in the URL: {_how(key)}"
+        for key, value in _strings(config)
+        if carries_secret(value)
+    ]
     out += [p for key, value in _strings(config) if not carries_secret(value) and (p := value_problem(key, value))]
     return out
 

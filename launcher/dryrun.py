@@ -23,9 +23,12 @@ def render_plan(spec: JobSpec, script: str | None) -> str:
         f"repository:      {spec.repo or '(none: runs from the launcher package)'}",
         f"commit:          {spec.commit or '-'}" + (f"  ({spec.commit_note})" if spec.commit_note else ""),
         "patches:         " + (", ".join(f"{p['name']} ({p['kind']})" for p in spec.patches) or "none"),
-        f"stack:           {spec.stack}" + ("; compat patches: " + ", ".join(f"{p['name']} ({p['kind']})"
-                                                                         for p in spec.compat_patches)
-                                            if spec.compat_patches else "")
+        f"stack:           {spec.stack}"
+        + (
+            "; compat patches: " + ", ".join(f"{p['name']} ({p['kind']})" for p in spec.compat_patches)
+            if spec.compat_patches
+            else ""
+        )
         + (f"; BLOCKED: {spec.blocker}" if spec.blocker else ""),
         "env vars:        " + (" ".join(f"{k}={v}" for k, v in spec.env.items()) or "none"),
         f"working dir:     {spec.workdir}" + ("" if spec.repo else " (the run directory)"),
@@ -58,12 +61,20 @@ def environment_lines(spec: JobSpec) -> list[str]:
     except EnvironmentSpecError as e:
         return [f"environment:     {e}"]
     missing = environment_problems(spec)
-    lines = [f"environment:     {where}" + (" [MISSING: python -m launcher.env create impl=" + spec.impl + "]"
-                                            if missing else "")]
+    lines = [
+        f"environment:     {where}"
+        + (" [MISSING: python -m launcher.env create impl=" + spec.impl + "]" if missing else "")
+    ]
     if env.get("software"):
-        lines.append("  software       " + ", ".join(f"{k} {v}" for k, v in env["software"].items())
-                     + ("  (compared on the node before the command)" if env.get("check", True) is not False
-                        else "  (not checked: impl.environment.check=false)"))
+        lines.append(
+            "  software       "
+            + ", ".join(f"{k} {v}" for k, v in env["software"].items())
+            + (
+                "  (compared on the node before the command)"
+                if env.get("check", True) is not False
+                else "  (not checked: impl.environment.check=false)"
+            )
+        )
     for i, step in enumerate(env.get("create") or []):
         lines.append(f"  {'made by' if i == 0 else '':<15}{step}")
     return lines

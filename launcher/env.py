@@ -49,8 +49,11 @@ def create(cfg, spec: JobSpec, *, dry: bool, force: bool) -> int:
             continue
         rc = subprocess.run(["bash", "-c", f"set -eo pipefail; {line}"], env=env).returncode
         if rc != 0:
-            print(f"{spec.impl}: step {i} failed (exit {rc}); fix it and run again (--force if the environment "
-                  f"exists half-made)", file=sys.stderr)
+            print(
+                f"{spec.impl}: step {i} failed (exit {rc}); fix it and run again (--force if the environment "
+                f"exists half-made)",
+                file=sys.stderr,
+            )
             return 1
     return 0
 

@@ -21,8 +21,15 @@ from .spec import JobSpec
 
 SPAWNERS = ("single", "mp.spawn", "torch.distributed.launch", "torchrun", "mpirun")
 #: (CUDA version from which on) -> the highest compute capability it can target
-_MAX_CC = (((9, 0), (7, 2)), ((10, 0), (7, 5)), ((11, 0), (8, 0)), ((11, 1), (8, 6)), ((11, 4), (8, 7)),
-           ((11, 8), (9, 0)), ((12, 8), (12, 0)))
+_MAX_CC = (
+    ((9, 0), (7, 2)),
+    ((10, 0), (7, 5)),
+    ((11, 0), (8, 0)),
+    ((11, 1), (8, 6)),
+    ((11, 4), (8, 7)),
+    ((11, 8), (9, 0)),
+    ((12, 8), (12, 0)),
+)
 
 
 def _version(text: str | None) -> tuple[int, ...] | None:
@@ -56,18 +63,22 @@ def arch_problems(spec: JobSpec) -> list[str]:
     if cc is None or top is None or cc <= top:
         return []
     stack = ", ".join(f"{k} {v}" for k, v in software.items() if k != "python")
-    return [f"hardware={spec.hardware} has compute capability {spec.compute_capability} ({spec.gpu_model}, "
-            f"sm_{cc[0]}{cc[1]}); impl={spec.impl} on stack=seed is the 2020 stack ({stack}) whose compilers and "
-            f"libraries stop at sm_{top[0]}{top[1]}: CUDA >= {cuda_needed(cc)} is needed for sm_{cc[0]}{cc[1]}. "
-            f"Use stack=today (the row's pinned code on today's software), or hardware=v100x8"]
+    return [
+        f"hardware={spec.hardware} has compute capability {spec.compute_capability} ({spec.gpu_model}, "
+        f"sm_{cc[0]}{cc[1]}); impl={spec.impl} on stack=seed is the 2020 stack ({stack}) whose compilers and "
+        f"libraries stop at sm_{top[0]}{top[1]}: CUDA >= {cuda_needed(cc)} is needed for sm_{cc[0]}{cc[1]}. "
+        f"Use stack=today (the row's pinned code on today's software), or hardware=v100x8"
+    ]
 
 
 def _launched(spec: JobSpec) -> int | None:
     """How many ranks the command itself says it starts (None when it does not say)."""
-    patterns = {"mpirun": r"(?:^|\s)(?:-np|-n|--np)\s+(\d+)",
-                "torch.distributed.launch": r"--nproc_per_node[= ](\d+)|dist_train\.sh\s+\S+\s+(\d+)",
-                "torchrun": r"--nproc_per_node[= ](\d+)",
-                "mp.spawn": r"--num-gpus[= ](\d+)"}
+    patterns = {
+        "mpirun": r"(?:^|\s)(?:-np|-n|--np)\s+(\d+)",
+        "torch.distributed.launch": r"--nproc_per_node[= ](\d+)|dist_train\.sh\s+\S+\s+(\d+)",
+        "torchrun": r"--nproc_per_node[= ](\d+)",
+        "mp.spawn": r"--num-gpus[= ](\d+)",
+    }
     pat = patterns.get(str((spec.processes or {}).get("spawner")))
     m = re.search(pat, spec.command) if pat else None
     return int(next(g for g in m.groups() if g)) if m else None
@@ -91,18 +102,24 @@ def process_problems(spec: JobSpec) -> list[str]:
     if spawner != "single" and launched is not None and launched != ranks:
         out.append(f"{spec.impl}'s command starts {launched} ranks with {spawner}, impl.processes.ranks says {ranks}")
     if spec.gpus and spawner != "single" and ranks > spec.gpus:
-        out.append(f"{spec.impl} starts {ranks} ranks (one per GPU) and hardware {spec.hardware} gives {spec.gpus} GPUs")
+        out.append(
+            f"{spec.impl} starts {ranks} ranks (one per GPU) and hardware {spec.hardware} gives {spec.gpus} GPUs"
+        )
     if p.get("gpus") and spec.gpus and int(p["gpus"]) > spec.gpus:
-        out.append(f"{spec.impl}'s code drives {p['gpus']} GPUs (fixed in its config) and hardware {spec.hardware} "
-                   f"gives {spec.gpus}")
+        out.append(
+            f"{spec.impl}'s code drives {p['gpus']} GPUs (fixed in its config) and hardware {spec.hardware} "
+            f"gives {spec.gpus}"
+        )
     if ranks > max(1, spec.cpus) and spec.gpus:
         out.append(f"{spec.impl} starts {ranks} processes and hardware {spec.hardware} gives {spec.cpus} CPUs")
     if spawner == "mpirun" and not over_hosts:
         slots = re.search(r"(?:-H|--host)\s+localhost:(\d+)", spec.command)
         no_slurm_ras = re.search(r"--mca\s+ras\s+\^slurm", spec.command)
         if "--oversubscribe" not in spec.command and not (slots and no_slurm_ras and int(slots.group(1)) >= ranks):
-            out.append(f"{spec.impl}: `mpirun -np {ranks}` inside the one-task allocation every backend gives has 1 "
-                       f"slot under Slurm (OpenMPI counts tasks): add `--mca ras ^slurm -H localhost:{ranks}` to it")
+            out.append(
+                f"{spec.impl}: `mpirun -np {ranks}` inside the one-task allocation every backend gives has 1 "
+                f"slot under Slurm (OpenMPI counts tasks): add `--mca ras ^slurm -H localhost:{ranks}` to it"
+            )
     return out
 
 
@@ -110,7 +127,12 @@ def describe(spec: JobSpec) -> list[str]:
     """Dry-run line: what the row asks for and how it uses it."""
     p = spec.processes or {}
     spawner, ranks = str(p.get("spawner") or "single"), int(p.get("ranks") or 1)
-    how = ("one process drives every GPU" + (f" ({p['gpus']} fixed in its config)" if p.get("gpus") else "")
-           if spawner == "single" else f"the row starts {ranks} rank{'s' if ranks != 1 else ''} itself ({spawner})")
+    how = (
+        "one process drives every GPU" + (f" ({p['gpus']} fixed in its config)" if p.get("gpus") else "")
+        if spawner == "single"
+        else f"the row starts {ranks} rank{'s' if ranks != 1 else ''} itself ({spawner})"
+    )
     cc = f", compute capability {spec.compute_capability}" if spec.compute_capability else ""
-    return [f"allocation:      {spec.nodes} node x 1 task: {spec.gpus} GPU ({spec.gpu_model}{cc}), {spec.cpus} CPUs; {how}"]
+    return [
+        f"allocation:      {spec.nodes} node x 1 task: {spec.gpus} GPU ({spec.gpu_model}{cc}), {spec.cpus} CPUs; {how}"
+    ]

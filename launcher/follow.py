@@ -63,8 +63,14 @@ def describe(row: Row) -> str:
     return "  ".join(parts)
 
 
-def follow(specs: Sequence[JobSpec], job_ids: Sequence[str | None], backends: Mapping[str, Backend],
-           poll_s: float = 2.0, out: TextIO = sys.stdout, timeout_s: float | None = None) -> list[Row]:
+def follow(
+    specs: Sequence[JobSpec],
+    job_ids: Sequence[str | None],
+    backends: Mapping[str, Backend],
+    poll_s: float = 2.0,
+    out: TextIO = sys.stdout,
+    timeout_s: float | None = None,
+) -> list[Row]:
     """Poll until every row is in a final state (or `timeout_s` passes); print a line per change.
     `backends`: the sweep's backend instances by name; each is asked once per poll for all its rows."""
     rows = [Row(s, j) for s, j in zip(specs, job_ids)]
@@ -94,8 +100,9 @@ def follow(specs: Sequence[JobSpec], job_ids: Sequence[str | None], backends: Ma
 def _prewarm_gather() -> None:
     """Import the gatherer (pandas: 1-2 s) in the background while the rows run, so the table comes as soon as
     the last row ends instead of after that import (bench/vs_plugin.py: the tail of a blocking launch)."""
-    threading.Thread(target=lambda: importlib.import_module("launcher.gather"), name="prewarm-gather",
-                     daemon=True).start()
+    threading.Thread(
+        target=lambda: importlib.import_module("launcher.gather"), name="prewarm-gather", daemon=True
+    ).start()
 
 
 #: how often the follower looks for a row's result.json between two scheduler polls
@@ -106,6 +113,7 @@ def _sleep_until_a_result(rows: list[Row], poll_s: float) -> None:
     """Sleep `poll_s`, but wake as soon as a running row writes its result.json: the scheduler is asked every
     poll_s (5 s on Slurm), the run dirs four times a second, so a sweep's end is seen within a quarter second
     instead of half a poll on average (bench/makespan.py, the 'follow' profile)."""
+
     def stamps() -> list[float | None]:
         out = []
         for r in rows:
@@ -127,5 +135,7 @@ def _sleep_until_a_result(rows: list[Row], poll_s: float) -> None:
 
 
 def reattach_hint(directory: str | Path) -> str:
-    return (f"The jobs keep running. Re-attach: python -m launcher.gather {directory}\n"
-            f"Cancel them:  python -m launcher.cancel {directory}")
+    return (
+        f"The jobs keep running. Re-attach: python -m launcher.gather {directory}\n"
+        f"Cancel them:  python -m launcher.cancel {directory}"
+    )

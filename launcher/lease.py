@@ -44,14 +44,18 @@ class LeaseHeld(RuntimeError):
 
     def __init__(self, run_dir: Path, holder: dict) -> None:
         self.run_dir, self.holder = run_dir, holder
-        super().__init__(f"{run_dir} is owned by a live attempt ({describe(holder)}); the launcher never runs two "
-                         "attempts of a row in one run dir at once. Wait for it to end (or cancel it: python -m "
-                         "launcher.cancel), then run the row again")
+        super().__init__(
+            f"{run_dir} is owned by a live attempt ({describe(holder)}); the launcher never runs two "
+            "attempts of a row in one run dir at once. Wait for it to end (or cancel it: python -m "
+            "launcher.cancel), then run the row again"
+        )
 
 
 def describe(holder: dict) -> str:
-    return (f"{holder.get('what') or 'launcher'} pid {holder.get('pid')} on {holder.get('host')}, "
-            f"since {holder.get('since')}, heartbeat {max(0.0, time.time() - float(holder.get('heartbeat') or 0)):.0f} s ago")
+    return (
+        f"{holder.get('what') or 'launcher'} pid {holder.get('pid')} on {holder.get('host')}, "
+        f"since {holder.get('since')}, heartbeat {max(0.0, time.time() - float(holder.get('heartbeat') or 0)):.0f} s ago"
+    )
 
 
 def boot_id() -> str:
@@ -72,8 +76,7 @@ def pid_start(pid: int) -> str | None:
 
 def _me(what: str) -> dict:
     pid = os.getpid()
-    return {"host": socket.gethostname(), "boot_id": boot_id(), "pid": pid, "pid_start": pid_start(pid),
-            "what": what}
+    return {"host": socket.gethostname(), "boot_id": boot_id(), "pid": pid, "pid_start": pid_start(pid), "what": what}
 
 
 def read(run_dir: str | os.PathLike) -> dict | None:
@@ -171,8 +174,9 @@ def acquire(run_dir: str | os.PathLike, what: str = "launcher") -> Lease:
         owner = secrets.token_hex(8)
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_create_text(path, json.dumps({**_me(what), "owner": owner, "since": now_iso(),
-                                                 "heartbeat": time.time()}) + "\n")
+            atomic_create_text(
+                path, json.dumps({**_me(what), "owner": owner, "since": now_iso(), "heartbeat": time.time()}) + "\n"
+            )
         except FileExistsError:
             continue  # another attempt won the race: judge it on the next turn
         lease = Lease(run_dir, owner, what)

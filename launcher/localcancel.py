@@ -25,8 +25,17 @@ import time
 from pathlib import Path
 
 from . import lease
-from .rundir import (CANCEL_FILE, FINAL_STATES, RESULT_FILE, Result, atomic_create_text, now_iso, read_status,
-                     set_aside, write_result)
+from .rundir import (
+    CANCEL_FILE,
+    FINAL_STATES,
+    RESULT_FILE,
+    Result,
+    atomic_create_text,
+    now_iso,
+    read_status,
+    set_aside,
+    write_result,
+)
 
 #: how long cancel waits for a running row's result (the command gets SIGTERM, SIGKILL 10 s later)
 WAIT_S = 45.0
@@ -55,8 +64,10 @@ def not_started(spec, reason: str) -> None:
 def _request(run_dir: Path) -> bool:
     """Record the cancel request; False when one was made already."""
     try:
-        atomic_create_text(run_dir / CANCEL_FILE, json.dumps({"at": now_iso(), "by_pid": os.getpid(),
-                                                              "host": socket.gethostname()}) + "\n")
+        atomic_create_text(
+            run_dir / CANCEL_FILE,
+            json.dumps({"at": now_iso(), "by_pid": os.getpid(), "host": socket.gethostname()}) + "\n",
+        )
         return True
     except FileExistsError:
         return False
@@ -83,21 +94,30 @@ def cancel_local(run_dir: str | os.PathLike, state: str, wait_s: float = WAIT_S)
             from .spec import JobSpec
 
             try:
-                not_started(JobSpec.load(run_dir), "cancelled before it started (python -m launcher.cancel); "
-                                                   "its launcher had ended")
+                not_started(
+                    JobSpec.load(run_dir),
+                    "cancelled before it started (python -m launcher.cancel); its launcher had ended",
+                )
             except (OSError, ValueError, TypeError) as e:
                 return False, f"cannot write its cancelled result: {e}"
         return True, f"cancelled (was {state}): it will not start"
     host = status.get("host")
     if host and host != socket.gethostname():
-        return False, (f"it runs on {host}, in the launcher there (local backend): cancel it from {host} "
-                       "(python -m launcher.cancel there, or Ctrl-C in that launcher's terminal)")
+        return False, (
+            f"it runs on {host}, in the launcher there (local backend): cancel it from {host} "
+            "(python -m launcher.cancel there, or Ctrl-C in that launcher's terminal)"
+        )
     pid = status.get("pid")
     if not isinstance(pid, int) or holder.get("pid") != pid or not lease.alive(holder):
-        return False, (f"its status.json names process {pid}, which is not the live owner of the run dir "
-                       f"({lease.describe(holder) if holder else 'no lease'}); nothing was signalled")
+        return False, (
+            f"its status.json names process {pid}, which is not the live owner of the run dir "
+            f"({lease.describe(holder) if holder else 'no lease'}); nothing was signalled"
+        )
     if not _request(run_dir):
-        return True, f"already being cancelled (asked at {(cancel_requested(run_dir) or {}).get('at')}); not asked again"
+        return (
+            True,
+            f"already being cancelled (asked at {(cancel_requested(run_dir) or {}).get('at')}); not asked again",
+        )
     try:
         os.kill(pid, signal.SIGUSR2)
     except ProcessLookupError:

@@ -53,8 +53,10 @@ def _validate(cfg: DictConfig) -> None:
     if start < 0:
         raise ConfigError(f"window.start={start} must be >= 0 (completed iterations, 1-based)")
     if end <= start:
-        raise ConfigError(f"window.start={start} must be less than window.end={end}: "
-                          "the window is the iterations after window.start up to and including window.end")
+        raise ConfigError(
+            f"window.start={start} must be less than window.end={end}: "
+            "the window is the iterations after window.start up to and including window.end"
+        )
     if cfg.scale not in SCALES:
         raise ConfigError(f"scale={cfg.scale!r} is not one of {', '.join(SCALES)}")
     if cfg.rerun not in (None, *RERUN_MODES):
@@ -62,8 +64,10 @@ def _validate(cfg: DictConfig) -> None:
     _check_window_for_format(cfg)
     _check_hardware(cfg.hardware)
     if cfg.impl.repo is not None and not str(cfg.impl.repo).strip():
-        raise ConfigError(f"impl.repo={cfg.impl.repo!r} is empty: give the repository's URL or path, or "
-                          "impl.repo=null for a row that runs from the launcher package itself")
+        raise ConfigError(
+            f"impl.repo={cfg.impl.repo!r} is empty: give the repository's URL or path, or "
+            "impl.repo=null for a row that runs from the launcher package itself"
+        )
 
 
 def _check_window_for_format(cfg: DictConfig) -> None:
@@ -75,24 +79,32 @@ def _check_window_for_format(cfg: DictConfig) -> None:
     except UnknownFormat:
         raise ConfigError(f"impl.log.format={fmt!r} has no parser; known formats: {', '.join(formats())}") from None
     if cfg.window.start < first:
-        raise ConfigError(f"window.start={cfg.window.start} can never be measured for {cfg.impl.name}: a {fmt} log "
-                          f"times iterations from window.start={first} on (launcher/parse/{fmt}.py); "
-                          f"set window.start={first} or later")
+        raise ConfigError(
+            f"window.start={cfg.window.start} can never be measured for {cfg.impl.name}: a {fmt} log "
+            f"times iterations from window.start={first} on (launcher/parse/{fmt}.py); "
+            f"set window.start={first} or later"
+        )
 
 
 #: hardware keys and the least each may be (what a value below it would mean)
-_HARDWARE_MIN = {"gpus": (0, "GPUs per node; 0 runs on CPU where the row allows it"),
-                 "cpus": (1, "CPU cores per node"), "mem_gb": (0, "memory per node; 0 leaves it to the scheduler"),
-                 "nodes": (1, "nodes per row"), "time_limit_min": (1, "minutes a row may run"),
-                 "ranks_per_node": (1, "processes per node the row's own launcher starts")}
+_HARDWARE_MIN = {
+    "gpus": (0, "GPUs per node; 0 runs on CPU where the row allows it"),
+    "cpus": (1, "CPU cores per node"),
+    "mem_gb": (0, "memory per node; 0 leaves it to the scheduler"),
+    "nodes": (1, "nodes per row"),
+    "time_limit_min": (1, "minutes a row may run"),
+    "ranks_per_node": (1, "processes per node the row's own launcher starts"),
+}
 
 
 def _check_hardware(hw: DictConfig) -> None:
     for key, (least, what) in _HARDWARE_MIN.items():
         value = hw[key]
         if value < least:
-            raise ConfigError(f"hardware.{key}={value} must be at least {least} ({what}); "
-                              f"fix it in conf/hardware/{hw.name}.yaml or override hardware.{key}")
+            raise ConfigError(
+                f"hardware.{key}={value} must be at least {least} ({what}); "
+                f"fix it in conf/hardware/{hw.name}.yaml or override hardware.{key}"
+            )
 
 
 def choose_scale(cfg: DictConfig) -> str:
@@ -131,15 +143,20 @@ def _resolve(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], dict[str, 
         secrets = credential_problems(c)
         if secrets:
             raise CredentialError("; ".join(secrets))
-        shell = resolve_templates(c, OmegaConf.to_container(cfg, resolve=False), SHELL_TEMPLATES,  # type: ignore[arg-type]
-                                  collapse=("impl.command",))
+        shell = resolve_templates(
+            c,
+            OmegaConf.to_container(cfg, resolve=False),
+            SHELL_TEMPLATES,  # type: ignore[arg-type]
+            collapse=("impl.command",),
+        )
     finally:
         PLANNING["run_dir"] = None
     return c, shell
 
 
-def plan(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = None,
-         overrides: list[str] | None = None) -> JobSpec:
+def plan(
+    cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = None, overrides: list[str] | None = None
+) -> JobSpec:
     """Resolve `cfg` into the JobSpec of one row (nothing is written or touched).
 
     `overrides` are the user's command-line overrides: at smoke scale they still win."""
@@ -232,9 +249,11 @@ def _images_per_iter(impl: dict[str, Any], hw: dict[str, Any]) -> int:
     if ok and value <= 0 and int(hw["gpus"]) < int(impl["min_gpus"]):
         return int(value)  # a per-GPU batch on too few GPUs: runnable_problems names the clearer reason, the GPUs
     if not ok or value <= 0:
-        raise ConfigError(f"impl.images_per_iter of {impl['name']!r} resolves to {value!r} on hardware "
-                          f"{hw['name']!r}: images per iteration must be a positive whole number (the figure is "
-                          "images over seconds); set impl.images_per_iter, or the row's per-GPU batch option")
+        raise ConfigError(
+            f"impl.images_per_iter of {impl['name']!r} resolves to {value!r} on hardware "
+            f"{hw['name']!r}: images per iteration must be a positive whole number (the figure is "
+            "images over seconds); set impl.images_per_iter, or the row's per-GPU batch option"
+        )
     return int(value)
 
 
@@ -245,13 +264,17 @@ def runnable_problems(spec: JobSpec) -> list[str]:
         return problems
     problems += arch_problems(spec) + process_problems(spec) + span_problems(spec)
     if spec.gpus < spec.min_gpus:
-        problems.append(f"{spec.impl} needs at least {spec.min_gpus} GPU and hardware {spec.hardware!r} has "
-                        f"{spec.gpus}: pick hardware=v100x8 (or a100x8, h100x8) for a GPU node, or set hardware.gpus")
+        problems.append(
+            f"{spec.impl} needs at least {spec.min_gpus} GPU and hardware {spec.hardware!r} has "
+            f"{spec.gpus}: pick hardware=v100x8 (or a100x8, h100x8) for a GPU node, or set hardware.gpus"
+        )
     if spec.images_per_iter <= 0:
         problems.append(f"images per iteration of {spec.impl} resolves to {spec.images_per_iter} on {spec.hardware}")
     unset = [n for n in spec.env_pass or [] if n not in os.environ]
     if unset:
-        problems.append(f"impl.env_pass names {', '.join(unset)}, not set in this environment: export "
-                        f"{'it' if len(unset) == 1 else 'them'} before launching (the value is passed at run time, "
-                        "never written)")
+        problems.append(
+            f"impl.env_pass names {', '.join(unset)}, not set in this environment: export "
+            f"{'it' if len(unset) == 1 else 'them'} before launching (the value is passed at run time, "
+            "never written)"
+        )
     return problems

@@ -46,16 +46,19 @@ def skip_reason(mode: str, run_dir: Path, impl: str) -> str | None:
     from .lease import LeaseHeld, acquire, describe, live_holder
 
     if run_dir.is_symlink():  # a row's dir replaced by a link since: the rerun would write wherever it points
-        return (f"rerun={mode}: {impl}: {run_dir} is a symbolic link to {run_dir.readlink()}, which the launcher did "
-                "not make; it never writes through one. Not resubmitted: put the row's directory back")
+        return (
+            f"rerun={mode}: {impl}: {run_dir} is a symbolic link to {run_dir.readlink()}, which the launcher did "
+            "not make; it never writes through one. Not resubmitted: put the row's directory back"
+        )
     holder = live_holder(run_dir)
     if holder is not None:  # planned or running by another launcher (a sweep still going): one attempt at a time
-        return (f"rerun={mode}: {impl} in {run_dir} is owned by a live attempt ({describe(holder)}); "
-                "not resubmitted")
+        return f"rerun={mode}: {impl} in {run_dir} is owned by a live attempt ({describe(holder)}); not resubmitted"
     has_result, prev = previous_state(run_dir)
     if not rerun_wanted(mode, has_result, prev):
-        return (f"rerun={mode}: {impl} in {run_dir} is {prev or 'unknown'}"
-                f"{'' if has_result else ' (no result yet)'}; not resubmitted")
+        return (
+            f"rerun={mode}: {impl} in {run_dir} is {prev or 'unknown'}"
+            f"{'' if has_result else ' (no result yet)'}; not resubmitted"
+        )
     try:
         acquire(run_dir, "launcher (rerun)")  # the row is this launcher's now; another rerun leaves it alone
     except LeaseHeld as e:

@@ -60,10 +60,13 @@ CANCEL_FILE = "cancel-request.json"
 #: scheduler's own variables: the job id as `submit` returned it, the job's nodes, the scheduler's
 #: variables worth keeping in provenance (a JSON object).
 JOB_ID_VAR, JOB_NODES_VAR, JOB_NUM_NODES_VAR, SCHEDULER_ENV_VAR = (
-    "LAUNCHER_JOB_ID", "LAUNCHER_JOB_NODES", "LAUNCHER_JOB_NUM_NODES", "LAUNCHER_SCHEDULER_ENV")
+    "LAUNCHER_JOB_ID",
+    "LAUNCHER_JOB_NODES",
+    "LAUNCHER_JOB_NUM_NODES",
+    "LAUNCHER_SCHEDULER_ENV",
+)
 
 # ---------------------------------------------------------------- the states
-
 
 
 class State(str, Enum):
@@ -106,6 +109,7 @@ class JobState:
 
     def __post_init__(self) -> None:
         self.state = State.of(self.state)
+
 
 RESULT_SCHEMA = 1
 
@@ -279,8 +283,14 @@ def read_status(run_dir: str | os.PathLike) -> dict[str, Any]:
 def append_manifest(spec: "JobSpec", job_id: str | None) -> dict:
     """Record row <-> backend <-> job id <-> run dir in the run dir and, for a sweep, the sweep dir."""
     run_dir = Path(spec.run_dir).resolve()
-    entry = {"impl": spec.impl, "hardware": spec.hardware, "backend": spec.backend, "job_id": job_id,
-             "run_dir": str(run_dir), "submitted_at": now_iso()}
+    entry = {
+        "impl": spec.impl,
+        "hardware": spec.hardware,
+        "backend": spec.backend,
+        "job_id": job_id,
+        "run_dir": str(run_dir),
+        "submitted_at": now_iso(),
+    }
     dirs = [Path(spec.run_dir)]
     if spec.sweep_dir:
         dirs.append(Path(spec.sweep_dir))
@@ -385,12 +395,28 @@ class Result:
         The one way every writer (node, app, a scheduler settling a row) builds a result, so every
         result names its row the same way. `host` defaults to this machine, `finished_at` to now."""
         base: dict[str, Any] = dict(
-            impl=spec.impl, label=spec.label, hardware=spec.hardware, backend=spec.backend,
-            window_requested=list(spec.window), images_per_iter=spec.images_per_iter, reference=spec.reference,
-            reference_hardware=spec.reference_hardware, tolerance=spec.tolerance, gpus=spec.gpus,
-            run_dir=str(spec.run_dir), repo=spec.repo, commit=spec.commit_full or spec.commit,
-            recipe_hash=spec.recipe_hash, command=spec.command, scale=spec.scale, stack=spec.stack,
-            host=socket.gethostname(), finished_at=now_iso(), nodes=int(spec.nodes), ranks=_ranks(spec))
+            impl=spec.impl,
+            label=spec.label,
+            hardware=spec.hardware,
+            backend=spec.backend,
+            window_requested=list(spec.window),
+            images_per_iter=spec.images_per_iter,
+            reference=spec.reference,
+            reference_hardware=spec.reference_hardware,
+            tolerance=spec.tolerance,
+            gpus=spec.gpus,
+            run_dir=str(spec.run_dir),
+            repo=spec.repo,
+            commit=spec.commit_full or spec.commit,
+            recipe_hash=spec.recipe_hash,
+            command=spec.command,
+            scale=spec.scale,
+            stack=spec.stack,
+            host=socket.gethostname(),
+            finished_at=now_iso(),
+            nodes=int(spec.nodes),
+            ranks=_ranks(spec),
+        )
         base.update(fields)
         return cls(status=status, **base)
 

@@ -25,15 +25,17 @@ import stat
 from pathlib import Path
 
 
-
 class PlantedFile(OSError):
     """A path the launcher was about to write is a link (or not a regular file of its user)."""
 
 
 def _planted(path: Path, what: str) -> PlantedFile:
-    return PlantedFile(errno.ELOOP, f"{path} is {what}, which the launcher did not make; it never writes through "
-                                    "one (it could overwrite any file you can write). Remove it and run again",
-                       str(path))
+    return PlantedFile(
+        errno.ELOOP,
+        f"{path} is {what}, which the launcher did not make; it never writes through "
+        "one (it could overwrite any file you can write). Remove it and run again",
+        str(path),
+    )
 
 
 def _open(path: str | os.PathLike, flags: int, mode: int = 0o666) -> int:

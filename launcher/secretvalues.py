@@ -29,12 +29,17 @@ TOKEN_RE = re.compile(
     r"(?<![A-Za-z0-9])("
     r"hf_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{16,}"
     r"|xox[abposr]-[A-Za-z0-9-]{10,}|sk-[A-Za-z0-9_-]{20,}|(?:AKIA|ASIA)[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}"
-    r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}|-----BEGIN [A-Z ]*PRIVATE KEY-----)")
-SECRET_NAME_RE = re.compile(r"(?i)(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|PASS|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|"
-                            r"CREDENTIALS?|AUTH)$")
-HOW = ("pass it by name instead, never stored: impl.env_pass=[NAME] (or '+impl.env_pass=[NAME]') takes NAME from "
-       "the environment you submit from at run time; the launcher refuses credentials in values so they are not "
-       "written into job.sh, spec.json and Hydra's .hydra/ files")
+    r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}|-----BEGIN [A-Z ]*PRIVATE KEY-----)"
+)
+SECRET_NAME_RE = re.compile(
+    r"(?i)(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|PASS|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|"
+    r"CREDENTIALS?|AUTH)$"
+)
+HOW = (
+    "pass it by name instead, never stored: impl.env_pass=[NAME] (or '+impl.env_pass=[NAME]') takes NAME from "
+    "the environment you submit from at run time; the launcher refuses credentials in values so they are not "
+    "written into job.sh, spec.json and Hydra's .hydra/ files"
+)
 
 
 def mask_values(text: str) -> str:

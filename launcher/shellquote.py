@@ -61,8 +61,10 @@ def shell_text(value: Any) -> Any:
 
 def plain_args(fn: Callable) -> Callable:
     """A resolver that computes on plain values whatever reaches it (marked or not)."""
+
     def call(*args: Any) -> Any:
         return fn(*(unmark(a) for a in args))
+
     call.__name__ = getattr(fn, "__name__", "resolver")
     return call
 
@@ -103,12 +105,12 @@ def wrap_resolvers(template: str) -> str:
             backslashes = len(template[:i]) - len(template[:i].rstrip("\\"))
             end = _closing_brace(template, i + 2) if backslashes % 2 == 0 else -1
             if end > 0:
-                body = template[i + 2:end]
+                body = template[i + 2 : end]
                 m = _CALL.match(body)
                 if m is None:  # a node interpolation: its value is a marked leaf of the copy
-                    out.append(template[i:end + 1])
+                    out.append(template[i : end + 1])
                 else:
-                    call = "${" + m[1] + ":" + wrap_resolvers(body[m.end():]) + "}"
+                    call = "${" + m[1] + ":" + wrap_resolvers(body[m.end() :]) + "}"
                     out.append(call if m[1] in SHELL_RESOLVERS | {DATA_RESOLVER} else f"${{{DATA_RESOLVER}:{call}}}")
                 i = end + 1
                 continue
@@ -185,8 +187,10 @@ def _quote_for(state: str, value: str) -> str:
     if state == "bq":  # bash unescapes \\ \` \$ inside `...` before it parses the command
         return re.sub(r"([\\`$])", r"\\\1", shlex.quote(value))
     if state == "param":
-        raise QuoteError(f"the value {value!r} sits inside a shell ${{...}} expansion, where it cannot be quoted; "
-                         "assign it to a variable first (X=${...}; ... ${X:-...})")
+        raise QuoteError(
+            f"the value {value!r} sits inside a shell ${{...}} expansion, where it cannot be quoted; "
+            "assign it to a variable first (X=${...}; ... ${X:-...})"
+        )
     return shlex.quote(value)
 
 
@@ -197,8 +201,9 @@ def render(text: str, collapse: bool = False) -> str:
     """Marked text -> shell text: each marked value quoted for its context (see the module docstring)."""
     if collapse:
         parts = _MARK.split(text)  # literal, hex, literal, hex, ...
-        text = "".join(re.sub(r"\s+", " ", p) if i % 2 == 0 else f"{OPEN}{p}{CLOSE}"
-                       for i, p in enumerate(parts)).strip()
+        text = "".join(
+            re.sub(r"\s+", " ", p) if i % 2 == 0 else f"{OPEN}{p}{CLOSE}" for i, p in enumerate(parts)
+        ).strip()
     out: list[str] = []
     stack: list[list] = [["top", 0]]
     i, n = 0, len(text)
@@ -209,7 +214,7 @@ def render(text: str, collapse: bool = False) -> str:
             i = m.end()
             continue
         step = _scan(text, i, stack)
-        out.append(text[i:i + step])
+        out.append(text[i : i + step])
         i += step
     return "".join(out)
 
@@ -222,7 +227,7 @@ _OPENERS = {"$(": "sub", "${": "param", "$'": "ansi"}
 
 def _scan(text: str, i: int, stack: list[list]) -> int:
     """Advance the shell-context `stack` over the character(s) at `i`; returns how many were consumed."""
-    state, ch, two = stack[-1][0], text[i], text[i:i + 2]
+    state, ch, two = stack[-1][0], text[i], text[i : i + 2]
     if ch == "\\" and state not in ("sq", "comment"):
         if text.startswith(OPEN, i + 1):
             raise QuoteError("a backslash right before an interpolated value would escape its quoting; remove it")

@@ -43,11 +43,11 @@ from .rundir import atomic_write_json, now_iso
 #: how each declared way of spanning nodes is spelt (shell text; the variables are set on each node)
 _ARGS = {
     "torchrun": '--nnodes={n} --node_rank="$LAUNCHER_NODE_RANK" --master_addr="$LAUNCHER_MASTER_ADDR" '
-                '--master_port="$LAUNCHER_MASTER_PORT"',
+    '--master_port="$LAUNCHER_MASTER_PORT"',
     "torch.distributed.launch": '--nnodes={n} --node_rank="$LAUNCHER_NODE_RANK" --master_addr="$LAUNCHER_MASTER_ADDR" '
-                                '--master_port="$LAUNCHER_MASTER_PORT"',
+    '--master_port="$LAUNCHER_MASTER_PORT"',
     "detectron2": '--num-machines {n} --machine-rank "$LAUNCHER_NODE_RANK" '
-                  '--dist-url "tcp://$LAUNCHER_MASTER_ADDR:$LAUNCHER_MASTER_PORT"',
+    '--dist-url "tcp://$LAUNCHER_MASTER_ADDR:$LAUNCHER_MASTER_PORT"',
     # mpirun starts every rank itself from the leader's node, over the allocated hosts (the other nodes hold
     # their allocation and wait); OpenMPI reaches them with its own launcher (ssh, or Slurm's where allowed)
     "mpirun": '-H "$LAUNCHER_MPI_HOSTS"',
@@ -91,9 +91,11 @@ def span_problems(spec: Any) -> list[str]:
     if how not in SPANS:
         return [f"impl.processes.span={how!r} for {spec.impl}; use one of {', '.join(SPANS)}"]
     if "$LAUNCHER_NODE_RANK" not in spec.command and "$LAUNCHER_MPI_HOSTS" not in spec.command:
-        return [f"{spec.impl} declares impl.processes.span={how} but its command does not use the node's place: "
-                f"put ${{lx.span:{how},${{hardware.nodes}}}} where its launcher takes its arguments "
-                "(or set impl.multinode.impl.command)"]
+        return [
+            f"{spec.impl} declares impl.processes.span={how} but its command does not use the node's place: "
+            f"put ${{lx.span:{how},${{hardware.nodes}}}} where its launcher takes its arguments "
+            "(or set impl.multinode.impl.command)"
+        ]
     return []
 
 
@@ -126,10 +128,13 @@ def place_from_env(spec: Any, env: dict[str, str] | None = None) -> Place:
     elif env.get("SLURM_NODEID") is not None:
         rank = int(env["SLURM_NODEID"])
     else:
-        raise SpanError(f"{spec.impl} asks for {nodes} nodes but this node has no rank: run it through a backend "
-                        "that places one task per node (backend=slurm or backend=ray), not backend=local")
+        raise SpanError(
+            f"{spec.impl} asks for {nodes} nodes but this node has no rank: run it through a backend "
+            "that places one task per node (backend=slurm or backend=ray), not backend=local"
+        )
     span_id = env.get("LAUNCHER_SPAN_ID") or (
-        f"slurm-{env['SLURM_JOB_ID']}-{env.get('SLURM_RESTART_COUNT', '0')}" if env.get("SLURM_JOB_ID") else "")
+        f"slurm-{env['SLURM_JOB_ID']}-{env.get('SLURM_RESTART_COUNT', '0')}" if env.get("SLURM_JOB_ID") else ""
+    )
     if not span_id:
         raise SpanError("no LAUNCHER_SPAN_ID or SLURM_JOB_ID: the nodes of this row cannot tell its attempt apart")
     if not 0 <= rank < nodes:
@@ -160,8 +165,14 @@ def publish_rendezvous(run_dir: str | Path, place: Place) -> dict[str, Any]:
         if old and old.get("span_id") != place.span_id:
             d.rename(d.with_name(f"{NODES_DIR}.{time.strftime('%Y%m%dT%H%M%S')}.previous"))
     d.mkdir(parents=True, exist_ok=True)
-    rv = {"span_id": place.span_id, "nodes": place.nodes, "master_addr": node_address(), "master_port": free_port(),
-          "host": socket.gethostname(), "published_at": now_iso()}
+    rv = {
+        "span_id": place.span_id,
+        "nodes": place.nodes,
+        "master_addr": node_address(),
+        "master_port": free_port(),
+        "host": socket.gethostname(),
+        "published_at": now_iso(),
+    }
     atomic_write_json(d / RENDEZVOUS_FILE, rv)
     return rv
 
@@ -175,9 +186,11 @@ def await_rendezvous(run_dir: str | Path, place: Place, timeout_s: float = FIRST
         if rv and rv.get("span_id") == place.span_id:
             return rv
         if time.monotonic() > deadline:
-            raise SpanError(f"node rank {place.rank}: the leader (node rank 0) published no rendezvous for "
-                            f"{place.span_id} in {path} within {timeout_s:.0f} s: is the run dir on a filesystem "
-                            "every node shares?")
+            raise SpanError(
+                f"node rank {place.rank}: the leader (node rank 0) published no rendezvous for "
+                f"{place.span_id} in {path} within {timeout_s:.0f} s: is the run dir on a filesystem "
+                "every node shares?"
+            )
         time.sleep(0.5)
 
 
@@ -211,9 +224,17 @@ class Heartbeat:
 
     def _beat(self) -> None:
         try:
-            atomic_write_json(self.path, {"span_id": self.place.span_id, "rank": self.place.rank,
-                                          "host": socket.gethostname(), "addr": node_address(), "pid": os.getpid(),
-                                          "t": time.time()})
+            atomic_write_json(
+                self.path,
+                {
+                    "span_id": self.place.span_id,
+                    "rank": self.place.rank,
+                    "host": socket.gethostname(),
+                    "addr": node_address(),
+                    "pid": os.getpid(),
+                    "t": time.time(),
+                },
+            )
         except OSError:
             pass
 
@@ -247,8 +268,10 @@ class PeerWatch:
                     return f"node rank {r} never started (no heartbeat within {FIRST_BEAT_S:.0f} s)"
                 continue
             if now - float(b.get("t", 0)) > LOST_AFTER_S:
-                return (f"node rank {r} ({b.get('host')}) was lost: its heartbeat stopped {now - float(b['t']):.0f} s "
-                        f"ago (the node, or its task, died)")
+                return (
+                    f"node rank {r} ({b.get('host')}) was lost: its heartbeat stopped {now - float(b['t']):.0f} s "
+                    f"ago (the node, or its task, died)"
+                )
         return None
 
     def hosts(self) -> list[str | None]:
@@ -260,7 +283,9 @@ class PeerWatch:
         return out
 
 
-def watch_in_background(watch: PeerWatch, on_lost: Callable[[str], None], every_s: float = HEARTBEAT_S) -> threading.Event:
+def watch_in_background(
+    watch: PeerWatch, on_lost: Callable[[str], None], every_s: float = HEARTBEAT_S
+) -> threading.Event:
     """Calls `on_lost(reason)` once when a watched node is lost; set the returned event to stop watching."""
     stop = threading.Event()
 
@@ -277,11 +302,18 @@ def watch_in_background(watch: PeerWatch, on_lost: Callable[[str], None], every_
 
 def span_environ(rv: dict[str, Any], place: Place, hosts: list[str], slots: int) -> dict[str, str]:
     """The variables the row's command reads (see the module's docstring)."""
-    return {"LAUNCHER_NODE_RANK": str(place.rank), "LAUNCHER_NNODES": str(place.nodes),
-            "LAUNCHER_MASTER_ADDR": str(rv["master_addr"]), "LAUNCHER_MASTER_PORT": str(rv["master_port"]),
-            "LAUNCHER_HOSTS": ",".join(hosts), "LAUNCHER_MPI_HOSTS": ",".join(f"{h}:{slots}" for h in hosts),
-            "MASTER_ADDR": str(rv["master_addr"]), "MASTER_PORT": str(rv["master_port"]),
-            "NODE_RANK": str(place.rank), "LAUNCHER_SPAN_ID": place.span_id}
+    return {
+        "LAUNCHER_NODE_RANK": str(place.rank),
+        "LAUNCHER_NNODES": str(place.nodes),
+        "LAUNCHER_MASTER_ADDR": str(rv["master_addr"]),
+        "LAUNCHER_MASTER_PORT": str(rv["master_port"]),
+        "LAUNCHER_HOSTS": ",".join(hosts),
+        "LAUNCHER_MPI_HOSTS": ",".join(f"{h}:{slots}" for h in hosts),
+        "MASTER_ADDR": str(rv["master_addr"]),
+        "MASTER_PORT": str(rv["master_port"]),
+        "NODE_RANK": str(place.rank),
+        "LAUNCHER_SPAN_ID": place.span_id,
+    }
 
 
 def await_hosts(run_dir: str | Path, place: Place, timeout_s: float = FIRST_BEAT_S) -> list[str]:
@@ -317,8 +349,12 @@ def run_peer(run_dir: str | Path, place: Place, echo: Any = None) -> int:
     d = nodes_dir(run_dir)
     started = now_iso()
     heartbeat = None
-    status: dict[str, Any] = {"rank": place.rank, "span_id": place.span_id, "host": socket.gethostname(),
-                              "started_at": started}
+    status: dict[str, Any] = {
+        "rank": place.rank,
+        "span_id": place.span_id,
+        "host": socket.gethostname(),
+        "started_at": started,
+    }
     try:
         rv = await_rendezvous(run_dir, place)
         heartbeat = Heartbeat(run_dir, place).start()
@@ -329,17 +365,28 @@ def run_peer(run_dir: str | Path, place: Place, echo: Any = None) -> int:
         if how in LEADER_ONLY:  # the leader's mpirun starts this node's ranks; hold the node until it ends
             code = _hold_until_leader_ends(run_dir, place)
         else:
-            env = {**command_environ(spec), **span_environ(rv, place, hosts, int((spec.processes or {}).get("ranks") or 1))}
-            execution = Execution(_script(spec), spec.exec_dir, env, d / f"train.rank{place.rank}.log", echo=echo).start()
+            env = {
+                **command_environ(spec),
+                **span_environ(rv, place, hosts, int((spec.processes or {}).get("ranks") or 1)),
+            }
+            execution = Execution(
+                _script(spec), spec.exec_dir, env, d / f"train.rank{place.rank}.log", echo=echo
+            ).start()
             watch = PeerWatch(run_dir, place, [0])
-            stop_watch = watch_in_background(watch, lambda reason: (status.update(lost=reason),
-                                                                     execution.stop(f"leader lost: {reason}")))
-            res = execution.wait(timeout_s=spec.time_limit_min * 60.0,
-                                 poll=lambda: _leader_finished(run_dir, place, grace_s=30))
+            stop_watch = watch_in_background(
+                watch, lambda reason: (status.update(lost=reason), execution.stop(f"leader lost: {reason}"))
+            )
+            res = execution.wait(
+                timeout_s=spec.time_limit_min * 60.0, poll=lambda: _leader_finished(run_dir, place, grace_s=30)
+            )
             stop_watch.set()
             code = res.returncode
-            status.update(returncode=code, elapsed_s=round(res.elapsed_s, 1), stopped_early=res.stopped_early,
-                          tail=res.tail[-1500:])
+            status.update(
+                returncode=code,
+                elapsed_s=round(res.elapsed_s, 1),
+                stopped_early=res.stopped_early,
+                tail=res.tail[-1500:],
+            )
         snapshot.join(30)
     except SpanError as e:
         status.update(error=str(e))
@@ -367,8 +414,9 @@ def mark_done(run_dir: str | Path, place: Place, status: str, lost: str | None =
     """The leader, after result.json: tells the other nodes (and the scheduler's side) the row has ended, how,
     and which node it lost if it lost one."""
     try:
-        atomic_write_json(nodes_dir(run_dir) / DONE_FILE, {"span_id": place.span_id, "status": status,
-                                                           "lost": lost, "t": time.time()})
+        atomic_write_json(
+            nodes_dir(run_dir) / DONE_FILE, {"span_id": place.span_id, "status": status, "lost": lost, "t": time.time()}
+        )
     except OSError:
         pass
 
@@ -425,6 +473,7 @@ def leader_setup(run_dir: str | Path, spec: Any) -> tuple[Place, dict[str, str],
 
 def spawn_node(run_dir: str | Path, env: dict[str, str]) -> subprocess.Popen:
     """`python -m launcher.node RUN_DIR` as a child that gets SIGTERM when its parent dies (the Ray driver)."""
+
     def die_with_parent() -> None:
         try:
             import ctypes
@@ -434,8 +483,7 @@ def spawn_node(run_dir: str | Path, env: dict[str, str]) -> subprocess.Popen:
         except (OSError, AttributeError):
             pass
 
-    return subprocess.Popen([sys.executable, "-m", "launcher.node", str(run_dir)], env=env,
-                            preexec_fn=die_with_parent)
+    return subprocess.Popen([sys.executable, "-m", "launcher.node", str(run_dir)], env=env, preexec_fn=die_with_parent)
 
 
 def apply_multinode(cfg: Any, keep: Any = frozenset()) -> Any:

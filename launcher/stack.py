@@ -59,14 +59,17 @@ def apply_stack(cfg: DictConfig, keep: set[str] = frozenset()) -> DictConfig:
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))  # detached, still interpolating
     OmegaConf.set_struct(out, False)
     if entry is None:
-        out.impl.blocker = (f"stack={name}: {impl.name} declares no such stack (no impl.stacks.{name} in "
-                            f"conf/impl/{impl.name}.yaml): nobody has made its pinned code run there yet")
+        out.impl.blocker = (
+            f"stack={name}: {impl.name} declares no such stack (no impl.stacks.{name} in "
+            f"conf/impl/{impl.name}.yaml): nobody has made its pinned code run there yet"
+        )
         return out
     allowed = _allowed()
     for key, value in entry.items():
         if key not in allowed:
-            raise StackError(f"impl.stacks.{name}.{key} of {impl.name!r} is not an impl key; "
-                             f"use one of {', '.join(sorted(allowed))}")
+            raise StackError(
+                f"impl.stacks.{name}.{key} of {impl.name!r} is not an impl key; use one of {', '.join(sorted(allowed))}"
+            )
         value = OmegaConf.to_container(value, resolve=False) if OmegaConf.is_config(value) else value
         if key in MERGED and isinstance(value, dict):
             for sub, v in value.items():

@@ -73,10 +73,13 @@ class Sweep:
                     return self.fail(f"submitting to {name} failed: {e}", 1)
                 ids.update((s.run_dir, j) for s, j in zip(group, job_ids))
                 if not backend.foreground:
-                    print(f"launcher: submitted {len(group)} row(s) to {name}: " +
-                          ", ".join(f"{s.impl}={j}" for s, j in zip(group, job_ids)))
-            code = self._follow([s for s in specs if not backends[s.backend].foreground], ids, backends, wait,
-                                directory)
+                    print(
+                        f"launcher: submitted {len(group)} row(s) to {name}: "
+                        + ", ".join(f"{s.impl}={j}" for s, j in zip(group, job_ids))
+                    )
+            code = self._follow(
+                [s for s in specs if not backends[s.backend].foreground], ids, backends, wait, directory
+            )
             if code is not None:
                 return self.note(code)
             return self.report(directory, specs, sweep=len(specs) > 1 or specs[0].sweep_dir is not None)
@@ -88,17 +91,21 @@ class Sweep:
         """Ctrl-C while rows ran here: the running row is cancelled and nothing more starts; show the table
         and exit 130 (128 + the signal)."""
         signame, rest = getattr(e, "signame", "SIGINT"), getattr(e, "not_started", 0)
-        print(f"\nlauncher: interrupted ({signame}): the running row was cancelled"
-              + (f", {rest} row(s) not started" if rest else "")
-              + (f"; rerun=failed hydra.sweep.dir={directory} runs them" if len(specs) > 1 else ""), file=sys.stderr)
+        print(
+            f"\nlauncher: interrupted ({signame}): the running row was cancelled"
+            + (f", {rest} row(s) not started" if rest else "")
+            + (f"; rerun=failed hydra.sweep.dir={directory} runs them" if len(specs) > 1 else ""),
+            file=sys.stderr,
+        )
         try:
             self.report(directory, specs, sweep=len(specs) > 1 or specs[0].sweep_dir is not None)
         except Exception:  # the table is a courtesy here; the exit status is the point
             traceback.print_exc()
         return self.note(getattr(e, "exit_code", 130))
 
-    def _follow(self, remote: list[JobSpec], ids: dict[str, str], backends: dict[str, Backend], wait: bool,
-                directory: Path) -> int | None:
+    def _follow(
+        self, remote: list[JobSpec], ids: dict[str, str], backends: dict[str, Backend], wait: bool, directory: Path
+    ) -> int | None:
         """Follow the rows queued elsewhere until they end; an exit status when the command ends here."""
         if not remote:
             return None
@@ -107,8 +114,12 @@ class Sweep:
             print(f"launcher: not waiting (wait=false). Results will be in {directory}\n{reattach_hint(directory)}")
             return 0
         try:
-            follow(remote, [ids[s.run_dir] for s in remote], backends,
-                   poll_s=min(backends[s.backend].config.poll_s for s in remote))
+            follow(
+                remote,
+                [ids[s.run_dir] for s in remote],
+                backends,
+                poll_s=min(backends[s.backend].config.poll_s for s in remote),
+            )
         except KeyboardInterrupt:
             print(f"\nlauncher: stopped following.\n{reattach_hint(directory)}")
             return 130
@@ -134,16 +145,26 @@ class Sweep:
                 first = (r.error or "").strip().splitlines()[0] if (r.error or "").strip() else "no reason recorded"
                 bad.append(f"{s.impl} ({r.status}): {first}")
             elif s.scale == "smoke":
-                print(f"launcher: {s.impl}: {r.throughput:.3f} img/s at CPU smoke scale, window {r.window}, "
-                      f"{r.method}; result in {s.run_dir}")
+                print(
+                    f"launcher: {s.impl}: {r.throughput:.3f} img/s at CPU smoke scale, window {r.window}, "
+                    f"{r.method}; result in {s.run_dir}"
+                )
             else:
-                asked = f" (asked {r.window_requested[0]}-{r.window_requested[1]})" \
-                    if r.window_requested and list(r.window_requested) != list(r.window) else ""
-                print(f"launcher: {s.impl}: {r.throughput:.2f} img/s over iterations {r.window[0]}-{r.window[1]}{asked} "
-                      f"(+-{100 * (r.error_bound or 0):.3f}%); result in {s.run_dir}")
+                asked = (
+                    f" (asked {r.window_requested[0]}-{r.window_requested[1]})"
+                    if r.window_requested and list(r.window_requested) != list(r.window)
+                    else ""
+                )
+                print(
+                    f"launcher: {s.impl}: {r.throughput:.2f} img/s over iterations {r.window[0]}-{r.window[1]}{asked} "
+                    f"(+-{100 * (r.error_bound or 0):.3f}%); result in {s.run_dir}"
+                )
         if bad:
-            print("launcher: not ok:\n  " + "\n  ".join(bad) + "\n(the whole reason and the output's tail: "
-                  f"{RESULT_FILE} in each run dir)", file=sys.stderr)
+            print(
+                "launcher: not ok:\n  " + "\n  ".join(bad) + "\n(the whole reason and the output's tail: "
+                f"{RESULT_FILE} in each run dir)",
+                file=sys.stderr,
+            )
             return self.note(1)
         return 0
 

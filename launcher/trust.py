@@ -40,8 +40,10 @@ def checked_entry(entry: dict, directory: Path) -> dict:
     invalid = []
     job_id = entry.get("job_id")
     if job_id is not None and not valid_job_id(job_id):
-        invalid.append(f"its job id ({len(str(job_id))} characters) is not one the launcher writes (letters, digits "
-                       "and ._:+@- only, not starting with -)")
+        invalid.append(
+            f"its job id ({len(str(job_id))} characters) is not one the launcher writes (letters, digits "
+            "and ._:+@- only, not starting with -)"
+        )
         entry["job_id"] = None
     for key in ("impl", "backend", "hardware"):
         if entry.get(key) is not None and not valid_name(entry[key]):
@@ -93,15 +95,18 @@ def figure_outlasts_run(result: dict) -> str | None:
             return None
         a, b = result["window"]
         window_s = float(result["mean_step_time"]) * (int(b) - int(a))
-        run_s = (dt.datetime.fromisoformat(result["finished_at"])
-                 - dt.datetime.fromisoformat(result["started_at"])).total_seconds()
+        run_s = (
+            dt.datetime.fromisoformat(result["finished_at"]) - dt.datetime.fromisoformat(result["started_at"])
+        ).total_seconds()
     except (KeyError, TypeError, ValueError):
         return None
     bound = min(float(result.get("error_bound") or 0.0), 0.5)
     if window_s * (1 - bound) <= run_s + 2.0:  # started_at / finished_at are whole seconds
         return None
-    return (f"its figure's window lasted {window_s:.1f} s, but the run that wrote it lasted {run_s:.0f} s "
-            f"({result['started_at']} to {result['finished_at']}): a clock that jumped, or a result edited since")
+    return (
+        f"its figure's window lasted {window_s:.1f} s, but the run that wrote it lasted {run_s:.0f} s "
+        f"({result['started_at']} to {result['finished_at']}): a clock that jumped, or a result edited since"
+    )
 
 
 def result_mismatch(run_dir: str | os.PathLike, result: dict, spec: dict | None) -> str | None:
@@ -113,8 +118,12 @@ def result_mismatch(run_dir: str | os.PathLike, result: dict, spec: dict | None)
     if spec and spec.get("run_dir"):
         here.add(os.path.normpath(str(spec["run_dir"])))
     if os.path.normpath(str(written_for)) not in here:
-        return (f"result.json was written for the run dir {written_for}, not this one: copied in from another run, "
-                "it is not this row's figure (move it back, or rerun=failed to run this row)")
+        return (
+            f"result.json was written for the run dir {written_for}, not this one: copied in from another run, "
+            "it is not this row's figure (move it back, or rerun=failed to run this row)"
+        )
     if spec and spec.get("impl") and result.get("impl") != spec.get("impl"):
-        return f"result.json is a result of {result.get('impl')!r}, but this run dir's spec.json is {spec.get('impl')!r}"
+        return (
+            f"result.json is a result of {result.get('impl')!r}, but this run dir's spec.json is {spec.get('impl')!r}"
+        )
     return None

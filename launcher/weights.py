@@ -53,9 +53,11 @@ def read_lock(weights_dir: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:  # truncated (a full disk), edited by hand: say so, never a traceback
-        raise WeightsError(f"{p} cannot be read ({e}); it records the checksums of the files fetched so far: "
-                           f"restore it, or move it aside (mv {p} {p}.bad) and fetch again (every file is then "
-                           "verified again against what upstream publishes, or recorded anew)") from e
+        raise WeightsError(
+            f"{p} cannot be read ({e}); it records the checksums of the files fetched so far: "
+            f"restore it, or move it aside (mv {p} {p}.bad) and fetch again (every file is then "
+            "verified again against what upstream publishes, or recorded anew)"
+        ) from e
     if not isinstance(data, dict):
         raise WeightsError(f"{p} is not a weights lock file (a JSON object); move it aside and fetch again")
     return data
@@ -123,13 +125,17 @@ def mismatches(found: dict[str, Any], want: dict[str, str], locked: dict[str, An
 def _how(want: dict[str, str], w: dict[str, Any]) -> str:
     if not want:
         return RECORDED
-    src = {"sha256": "sha256 published (row config)", "md5": f"md5 published ({w.get('md5_url') or 'row config'})",
-           "sha256_prefix": "sha256 prefix of the file name"}
+    src = {
+        "sha256": "sha256 published (row config)",
+        "md5": f"md5 published ({w.get('md5_url') or 'row config'})",
+        "sha256_prefix": "sha256 prefix of the file name",
+    }
     return ", ".join(src[k] for k in want) + " verified"
 
 
-def _download(w: dict[str, Any], path: Path, timeout: float, log: Log,
-              deadline_s: float = DEFAULT_DEADLINE_S) -> tuple[str, Path]:
+def _download(
+    w: dict[str, Any], path: Path, timeout: float, log: Log, deadline_s: float = DEFAULT_DEADLINE_S
+) -> tuple[str, Path]:
     """Each URL in turn into a `.part` file beside `path` (created exclusively, never through a link), whole:
     the server's Content-Length must arrive, and the whole download must end within `deadline_s` (a server
     that trickles a byte a second is given up on); a `.part` that does not become the file is removed."""
@@ -151,12 +157,21 @@ def _download(w: dict[str, Any], path: Path, timeout: float, log: Log,
         except (OSError, WeightsError, http.client.HTTPException) as e:
             errors.append(f"{url}: {e}")
             tmp.unlink(missing_ok=True)
-    raise WeightsError(f"could not fetch {w['dest']} from any of its URLs (impl.weights[].urls):\n  "
-                       + "\n  ".join(errors or ["no URL configured"]))
+    raise WeightsError(
+        f"could not fetch {w['dest']} from any of its URLs (impl.weights[].urls):\n  "
+        + "\n  ".join(errors or ["no URL configured"])
+    )
 
 
-def fetch(weights_dir: str | Path, w: dict[str, Any], *, force: bool = False, log: Log = print,
-          timeout: float = 60, deadline_s: float = DEFAULT_DEADLINE_S) -> str:
+def fetch(
+    weights_dir: str | Path,
+    w: dict[str, Any],
+    *,
+    force: bool = False,
+    log: Log = print,
+    timeout: float = 60,
+    deadline_s: float = DEFAULT_DEADLINE_S,
+) -> str:
     """Make weights_dir/<dest> hold W's file, verified; returns what happened (one line)."""
     from .weightsafe import dest_path
 
@@ -172,13 +187,17 @@ def fetch(weights_dir: str | Path, w: dict[str, Any], *, force: bool = False, lo
     bad = mismatches(found, want, locked)
     if bad:
         tmp.unlink(missing_ok=True)
-        raise WeightsError(f"{w['dest']} from {url}: " + "; ".join(bad) + " (nothing was written; if upstream "
-                           f"really changed the file, remove its entry from {weights_dir / LOCK_FILE})")
+        raise WeightsError(
+            f"{w['dest']} from {url}: " + "; ".join(bad) + " (nothing was written; if upstream "
+            f"really changed the file, remove its entry from {weights_dir / LOCK_FILE})"
+        )
     os.replace(tmp, path)
     _update_lock(weights_dir, w["dest"], {**found, "url": url, "fetched_at": now_iso(), "checksum": _how(want, w)})
     if not want:
-        return f"{path}: fetched; no checksum is published for it: recorded sha256 {found['sha256']} in " \
-               f"{weights_dir / LOCK_FILE} (first fetch)"
+        return (
+            f"{path}: fetched; no checksum is published for it: recorded sha256 {found['sha256']} in "
+            f"{weights_dir / LOCK_FILE} (first fetch)"
+        )
     return f"{path}: fetched, {_how(want, w)}"
 
 
@@ -198,8 +217,16 @@ def check(weights_dir: str | Path, w: dict[str, Any], *, want: dict[str, str] | 
     if bad:
         raise WeightsError(f"{path}: " + "; ".join(bad) + " (fetch it again with --force)")
     if not locked:
-        _update_lock(weights_dir, w["dest"], {**found, "url": None, "fetched_at": None, "checksum": _how(want, w)
-                                              .replace("first fetch", "first check (placed by hand)")})
+        _update_lock(
+            weights_dir,
+            w["dest"],
+            {
+                **found,
+                "url": None,
+                "fetched_at": None,
+                "checksum": _how(want, w).replace("first fetch", "first check (placed by hand)"),
+            },
+        )
         return f"{path}: present; recorded sha256 {found['sha256']} in {weights_dir / LOCK_FILE}"
     return f"{path}: present, sha256 matches {LOCK_FILE}" + (f"; {_how(want, w)}" if want else "")
 
@@ -209,8 +236,10 @@ def problems(spec) -> list[str]:
     out = []
     lock = read_lock(spec.weights_dir) if spec.weights_dir else {}
     if spec.weights and any(c in spec.weights_dir for c in ", \t\n"):
-        out.append(f"weights_dir={spec.weights_dir!r} holds a comma or a space, which the rows' commands cannot "
-                   f"take (mmdetection splits --options at commas): choose a plain path")
+        out.append(
+            f"weights_dir={spec.weights_dir!r} holds a comma or a space, which the rows' commands cannot "
+            f"take (mmdetection splits --options at commas): choose a plain path"
+        )
     for w in spec.weights or []:
         path = Path(w["path"])
         try:
@@ -221,11 +250,15 @@ def problems(spec) -> list[str]:
             out.append(f"weights: {e}")
             continue
         if not path.is_file():
-            out.append(f"weights: {path} is missing; on a host with internet: python -m launcher.weights fetch "
-                       f"impl={spec.impl} weights_dir={spec.weights_dir} (from {', '.join(w.get('urls') or ['?'])})")
+            out.append(
+                f"weights: {path} is missing; on a host with internet: python -m launcher.weights fetch "
+                f"impl={spec.impl} weights_dir={spec.weights_dir} (from {', '.join(w.get('urls') or ['?'])})"
+            )
         elif w["dest"] in lock and lock[w["dest"]].get("size") not in (None, path.stat().st_size):
-            out.append(f"weights: {path} has {path.stat().st_size} bytes, {LOCK_FILE} recorded "
-                       f"{lock[w['dest']]['size']}: fetch it again (python -m launcher.weights fetch --force)")
+            out.append(
+                f"weights: {path} has {path.stat().st_size} bytes, {LOCK_FILE} recorded "
+                f"{lock[w['dest']]['size']}: fetch it again (python -m launcher.weights fetch --force)"
+            )
     return out
 
 
@@ -236,21 +269,30 @@ def describe(spec) -> list[str]:
     lines = []
     for i, w in enumerate(spec.weights):
         state = "present" if Path(w["path"]).is_file() else "MISSING (python -m launcher.weights fetch)"
-        sums = ", ".join(f"{k} {w[k]}" for k in ("sha256", "md5", "md5_url", "sha256_prefix") if w.get(k)) \
-            or ("sha256 in the lock" if w["dest"] in lock else "none published: sha256 recorded on first fetch")
-        lines.append(f"{'weights:' if i == 0 else '':<17}{w['path']} [{state}]; from {(w.get('urls') or ['?'])[0]}; "
-                     f"checksum: {sums}")
+        sums = ", ".join(f"{k} {w[k]}" for k in ("sha256", "md5", "md5_url", "sha256_prefix") if w.get(k)) or (
+            "sha256 in the lock" if w["dest"] in lock else "none published: sha256 recorded on first fetch"
+        )
+        lines.append(
+            f"{'weights:' if i == 0 else '':<17}{w['path']} [{state}]; from {(w.get('urls') or ['?'])[0]}; "
+            f"checksum: {sums}"
+        )
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m launcher.weights", description=__doc__.split("\n\n")[0])
     ap.add_argument("action", choices=("fetch", "check", "list"))
-    ap.add_argument("overrides", nargs="*", help="config overrides as for python -m launcher (impl=a,b weights_dir=...)")
+    ap.add_argument(
+        "overrides", nargs="*", help="config overrides as for python -m launcher (impl=a,b weights_dir=...)"
+    )
     ap.add_argument("--force", action="store_true", help="fetch again even when the file is there")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds a network read may wait")
-    ap.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE_S,
-                    help="seconds a whole download may take (default %(default)s): a slower one is given up on")
+    ap.add_argument(
+        "--deadline",
+        type=float,
+        default=DEFAULT_DEADLINE_S,
+        help="seconds a whole download may take (default %(default)s): a slower one is given up on",
+    )
     args = ap.parse_args(argv)
 
     seen: dict[str, dict] = {}
@@ -271,8 +313,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"launcher.weights: error: {e}", file=sys.stderr)
         except OSError as e:  # an unwritable weights_dir, a full disk: the place and the way out, no traceback
             bad += 1
-            print(f"launcher.weights: error: cannot write {e.filename or w['weights_dir']}: {e.strerror or e}; "
-                  f"point weights_dir at a directory you can write to (weights_dir=/path/you/own)", file=sys.stderr)
+            print(
+                f"launcher.weights: error: cannot write {e.filename or w['weights_dir']}: {e.strerror or e}; "
+                f"point weights_dir at a directory you can write to (weights_dir=/path/you/own)",
+                file=sys.stderr,
+            )
     return 1 if bad else 0
 
 

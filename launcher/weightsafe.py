@@ -34,15 +34,16 @@ def dest_path(weights_dir: str | os.PathLike, dest: str) -> Path:
     """weights_dir/dest, refused unless `dest` is a plain relative path that stays inside weights_dir."""
     d = PurePosixPath(str(dest))
     if not str(dest) or d.is_absolute() or ".." in d.parts or "\0" in str(dest):
-        raise _error(f"weights dest {dest!r} must be a relative path inside weights_dir, without '..' "
-                     "(impl.weights[].dest): fix the row's config")
+        raise _error(
+            f"weights dest {dest!r} must be a relative path inside weights_dir, without '..' "
+            "(impl.weights[].dest): fix the row's config"
+        )
     root = Path(weights_dir)
     path = root / d
     real_root = os.path.realpath(root)
     real = os.path.realpath(path)
     if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
-        raise _error(f"{path} leads out of weights_dir ({real}): a link inside weights_dir points elsewhere; "
-                     "remove it")
+        raise _error(f"{path} leads out of weights_dir ({real}): a link inside weights_dir points elsewhere; remove it")
     return path
 
 
@@ -61,10 +62,12 @@ def source_problem(url: str) -> str | None:
     if not stat.S_ISREG(st.st_mode):
         return f"{path} is not a regular file"
     if not st.st_mode & stat.S_IROTH:
-        return (f"{path} is private (mode {stat.filemode(st.st_mode)}: others may not read it); the weights step "
-                "copies only files every user here may read already, so it never makes a private file readable "
-                "to others. Copy it into weights_dir yourself if that is what you mean, then "
-                "python -m launcher.weights check")
+        return (
+            f"{path} is private (mode {stat.filemode(st.st_mode)}: others may not read it); the weights step "
+            "copies only files every user here may read already, so it never makes a private file readable "
+            "to others. Copy it into weights_dir yourself if that is what you mean, then "
+            "python -m launcher.weights check"
+        )
     return None
 
 
@@ -82,8 +85,10 @@ def read_whole(url: str, out: BinaryIO, timeout: float, deadline_s: float) -> in
         sock = _socket_of(r)
         while True:
             if left() <= 0:
-                raise _error(f"the download took longer than its deadline of {deadline_s:.0f} s ({got} bytes so far; "
-                             "--deadline); nothing was kept")
+                raise _error(
+                    f"the download took longer than its deadline of {deadline_s:.0f} s ({got} bytes so far; "
+                    "--deadline); nothing was kept"
+                )
             if sock is not None:
                 sock.settimeout(max(0.05, min(timeout, left())))
             try:
@@ -97,8 +102,10 @@ def read_whole(url: str, out: BinaryIO, timeout: float, deadline_s: float) -> in
             out.write(block)
             got += len(block)
     if length is not None and str(length).isdigit() and got != int(length):
-        raise _error(f"the server promised {int(length)} bytes (Content-Length) and sent {got}: a truncated "
-                     "download; nothing was kept or recorded")
+        raise _error(
+            f"the server promised {int(length)} bytes (Content-Length) and sent {got}: a truncated "
+            "download; nothing was kept or recorded"
+        )
     return got
 
 

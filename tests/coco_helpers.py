@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-CATEGORIES = [{"id": 1, "name": "person", "supercategory": "person"}, {"id": 3, "name": "car", "supercategory": "vehicle"}]
+CATEGORIES = [
+    {"id": 1, "name": "person", "supercategory": "person"},
+    {"id": 3, "name": "car", "supercategory": "vehicle"},
+]
 
 
 def _image(path: Path, seed: int) -> None:
@@ -20,12 +23,24 @@ def _image(path: Path, seed: int) -> None:
 def _instances(images: list[tuple[int, str]]) -> dict:
     anns = []
     for k, (image_id, _) in enumerate(images):
-        anns.append({"id": 100 + k, "image_id": image_id, "category_id": CATEGORIES[k % 2]["id"], "iscrowd": 0,
-                     "bbox": [4.0, 6.0, 20.0, 12.0], "area": 240.0,
-                     "segmentation": [[4.0, 6.0, 24.0, 6.0, 24.0, 18.0, 4.0, 18.0]]})
-    return {"info": {"description": "launcher test COCO"}, "licenses": [],
-            "images": [{"id": i, "file_name": name, "width": 64, "height": 48} for i, name in images],
-            "annotations": anns, "categories": CATEGORIES}
+        anns.append(
+            {
+                "id": 100 + k,
+                "image_id": image_id,
+                "category_id": CATEGORIES[k % 2]["id"],
+                "iscrowd": 0,
+                "bbox": [4.0, 6.0, 20.0, 12.0],
+                "area": 240.0,
+                "segmentation": [[4.0, 6.0, 24.0, 6.0, 24.0, 18.0, 4.0, 18.0]],
+            }
+        )
+    return {
+        "info": {"description": "launcher test COCO"},
+        "licenses": [],
+        "images": [{"id": i, "file_name": name, "width": 64, "height": 48} for i, name in images],
+        "annotations": anns,
+        "categories": CATEGORIES,
+    }
 
 
 def make_coco(root: Path, train_ids=(9, 25, 30, 34, 36, 42), val_ids=(139, 285), with_2014: bool = True) -> dict:
@@ -38,12 +53,15 @@ def make_coco(root: Path, train_ids=(9, 25, 30, 34, 36, 42), val_ids=(139, 285),
             _image(c17 / split / f"{i:012d}.jpg", i)
         (c17 / "annotations").mkdir(parents=True, exist_ok=True)
         (c17 / "annotations" / f"instances_{split}.json").write_text(
-            json.dumps(_instances([(i, f"{i:012d}.jpg") for i in ids])))
+            json.dumps(_instances([(i, f"{i:012d}.jpg") for i in ids]))
+        )
     if with_2014:
         cut = len(train_ids) * 2 // 3
-        files = {"instances_train2014.json": [(i, f"COCO_train2014_{i:012d}.jpg") for i in train_ids[:cut]],
-                 "instances_valminusminival2014.json": [(i, f"COCO_val2014_{i:012d}.jpg") for i in train_ids[cut:]],
-                 "instances_minival2014.json": [(i, f"COCO_val2014_{i:012d}.jpg") for i in val_ids]}
+        files = {
+            "instances_train2014.json": [(i, f"COCO_train2014_{i:012d}.jpg") for i in train_ids[:cut]],
+            "instances_valminusminival2014.json": [(i, f"COCO_val2014_{i:012d}.jpg") for i in train_ids[cut:]],
+            "instances_minival2014.json": [(i, f"COCO_val2014_{i:012d}.jpg") for i in val_ids],
+        }
         (c14 / "annotations").mkdir(parents=True, exist_ok=True)
         for name, images in files.items():
             (c14 / "annotations" / name).write_text(json.dumps(_instances(images)))

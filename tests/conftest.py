@@ -29,16 +29,18 @@ def run_launcher(*args: str, cwd: Path, timeout: float = 600, env: dict | None =
     e = dict(os.environ)
     e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "launcher", *args], cwd=cwd, env=e, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "launcher", *args], cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def mirrors_dir() -> Path | None:
     """The seed repositories' git bundles: $LAUNCHER_MIRRORS, else ../shared/mirrors beside the checkout (or
     beside the main checkout when this is a git worktree); None when none is here."""
     cands = [os.environ.get("LAUNCHER_MIRRORS"), ROOT.parent / "shared" / "mirrors"]
-    common = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=ROOT,
-                            capture_output=True, text=True)
+    common = subprocess.run(
+        ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=ROOT, capture_output=True, text=True
+    )
     if common.returncode == 0 and common.stdout.strip():
         cands.append(Path(common.stdout.strip()).parent.parent / "shared" / "mirrors")
     for c in cands:
@@ -59,8 +61,12 @@ def coco_venv(tmp_path_factory) -> Path:
     for its roidb script (made once a session; skipped with the reason when the index is unreachable)."""
     venv = tmp_path_factory.mktemp("coco-venv")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "pycocotools", "numpy"],
-                         capture_output=True, text=True, timeout=600)
+    pip = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "pycocotools", "numpy"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if pip.returncode != 0:
         pytest.skip(f"cannot install pycocotools into a venv (package index unreachable?): {pip.stderr[-500:]}")
     return venv

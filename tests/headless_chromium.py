@@ -25,9 +25,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-         "--disable-component-update", "--disable-sync", "--disable-extensions", "--disable-default-apps",
-         "--mute-audio", "--hide-scrollbars", "--remote-debugging-pipe")
+FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--mute-audio",
+    "--hide-scrollbars",
+    "--remote-debugging-pipe",
+)
 
 
 def find_chromium() -> str | None:
@@ -65,9 +76,14 @@ class Browser:
         cmd_r, res_w = high
         argv = [self.binary, *FLAGS, f"--user-data-dir={self._profile.name}", "about:blank"]
         # bash puts the two pipe ends on fds 3 and 4, where --remote-debugging-pipe looks for them
-        self.proc = subprocess.Popen(["bash", "-c", f'exec "$@" 3<&{cmd_r} 4>&{res_w} {cmd_r}<&- {res_w}>&-', "bash",
-                                      *argv], pass_fds=(cmd_r, res_w), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=self._log, start_new_session=True)
+        self.proc = subprocess.Popen(
+            ["bash", "-c", f'exec "$@" 3<&{cmd_r} 4>&{res_w} {cmd_r}<&- {res_w}>&-', "bash", *argv],
+            pass_fds=(cmd_r, res_w),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            start_new_session=True,
+        )
         os.close(cmd_r)
         os.close(res_w)
         self._w, self._r = cmd_w, res_r
@@ -121,8 +137,9 @@ class Browser:
         raw, self._buf = self._buf.split(b"\0", 1)
         return json.loads(raw)
 
-    def call(self, method: str, params: dict | None = None, session: str | None = None,
-             timeout: float | None = None) -> dict:
+    def call(
+        self, method: str, params: dict | None = None, session: str | None = None, timeout: float | None = None
+    ) -> dict:
         mid = self.send(method, params, session)
         deadline = time.monotonic() + (timeout or self.timeout)
         while True:
@@ -162,15 +179,21 @@ class Page:
         self.b, self.session = browser, session
 
     def resize(self, width: int, height: int, mobile: bool = False) -> None:
-        self.b.call("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1,
-                                                           "mobile": mobile}, session=self.session)
+        self.b.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile},
+            session=self.session,
+        )
 
     def media(self, media: str) -> None:
         self.b.call("Emulation.setEmulatedMedia", {"media": media}, session=self.session)
 
     def evaluate(self, expression: str, await_promise: bool = False) -> Any:
-        r = self.b.call("Runtime.evaluate", {"expression": expression, "returnByValue": True,
-                                             "awaitPromise": await_promise}, session=self.session)
+        r = self.b.call(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": await_promise},
+            session=self.session,
+        )
         if "exceptionDetails" in r:
             raise CDPError(f"{expression[:60]}...: {r['exceptionDetails'].get('text')}")
         return r.get("result", {}).get("value")
@@ -180,8 +203,9 @@ class Page:
         if full_page:
             size = self.b.call("Page.getLayoutMetrics", session=self.session)["cssContentSize"]
             h = size["height"] if max_height is None else min(size["height"], max_height)
-            params.update(captureBeyondViewport=True, clip={"x": 0, "y": 0, "width": size["width"], "height": h,
-                                                            "scale": 1})
+            params.update(
+                captureBeyondViewport=True, clip={"x": 0, "y": 0, "width": size["width"], "height": h, "scale": 1}
+            )
         data = self.b.call("Page.captureScreenshot", params, session=self.session)["data"]
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,8 +213,7 @@ class Page:
         return path
 
     def print_pdf(self) -> bytes:
-        return base64.b64decode(self.b.call("Page.printToPDF", {"printBackground": True},
-                                            session=self.session)["data"])
+        return base64.b64decode(self.b.call("Page.printToPDF", {"printBackground": True}, session=self.session)["data"])
 
     @property
     def problems(self) -> list[str]:
@@ -203,8 +226,10 @@ class Page:
                 continue
             m, p = ev.get("method"), ev.get("params", {})
             if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "warning", "assert"):
-                out.append(f"console.{p['type']}: " + " ".join(str(a.get("value", a.get("description")))
-                                                               for a in p.get("args", [])))
+                out.append(
+                    f"console.{p['type']}: "
+                    + " ".join(str(a.get("value", a.get("description"))) for a in p.get("args", []))
+                )
             elif m == "Runtime.exceptionThrown":
                 d = p.get("exceptionDetails", {})
                 out.append(f"exception: {d.get('text')} {d.get('exception', {}).get('description', '')}")

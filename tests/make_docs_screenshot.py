@@ -30,8 +30,12 @@ def main(out: Path = ROOT / "docs" / "report.png") -> Path:
         db = root / "history.sqlite"
         gather([old], db=db)
         html = root / "report.html"
-        subprocess.run([sys.executable, "-m", "launcher.gather", str(sweep), "--html", str(html), "--db", str(db)],
-                       cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "launcher.gather", str(sweep), "--html", str(html), "--db", str(db)],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
         with Browser() as b:
             page = b.open(html, width=1280, height=900)
             # the path of a temporary directory says nothing: the sources line names the fixture instead

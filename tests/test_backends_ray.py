@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 # A stand-in implementation for scheduling tests: prints our torchvision row's log format, one line per
 # "iteration", with the wall-clock stamp taken after each one; writes its pid so a test can check it died.
-PROBE = '''\
+PROBE = """\
 import argparse, os, sys, time
 p = argparse.ArgumentParser(description="stand-in row: prints a torchvision-format log, trains nothing")
 p.add_argument("--iters", type=int, required=True)
@@ -47,7 +47,7 @@ print(f"probe start t={time.time():.6f}", flush=True)
 for i in range(1, a.iters + 1):
     time.sleep(a.dt)
     print(f"tvbench iter={i} t={time.time():.6f} images=2 loss=1.0", flush=True)
-'''
+"""
 
 STAMP_RE = re.compile(r"t=(\d+\.\d+)")
 
@@ -55,8 +55,10 @@ STAMP_RE = re.compile(r"t=(\d+\.\d+)")
 @pytest.fixture(scope="module")
 def backend():
     if not jobs_api_answers(ADDRESS):
-        pytest.skip(f"no Ray Jobs API answers at {ADDRESS} (start one with .ci/services/ray.sh start, "
-                    "or set LAUNCHER_RAY_ADDRESS)")
+        pytest.skip(
+            f"no Ray Jobs API answers at {ADDRESS} (start one with .ci/services/ray.sh start, "
+            "or set LAUNCHER_RAY_ADDRESS)"
+        )
     b = RayBackend({"address": ADDRESS, "runtime_env": {}})
     yield b
     b.close()  # a head given by address is left running
@@ -74,16 +76,40 @@ def probe_cmd(workdir: Path, iters: int, dt: float, pidfile: Path | None = None)
     return cmd + (f" --pidfile {pidfile}" if pidfile else "")
 
 
-def make_spec(workdir: Path, name: str, command: str, *, gpus: int = 0, cpus: int = 1, iters: int = 2,
-              time_limit_min: int = 5, log_format: str = "torchvision", window=None, images_per_iter: int = 2,
-              run_dir: Path | None = None) -> JobSpec:
+def make_spec(
+    workdir: Path,
+    name: str,
+    command: str,
+    *,
+    gpus: int = 0,
+    cpus: int = 1,
+    iters: int = 2,
+    time_limit_min: int = 5,
+    log_format: str = "torchvision",
+    window=None,
+    images_per_iter: int = 2,
+    run_dir: Path | None = None,
+) -> JobSpec:
     run_dir = run_dir or (workdir / f"{name}-{time.monotonic_ns()}")
     run_dir.mkdir(parents=True)
-    spec = JobSpec(impl=name, label=f"{name} (stand-in)", title=name, framework="stand-in", command=command,
-                   images_per_iter=images_per_iter, window=list(window or [1, iters]), log_format=log_format,
-                   gpus=gpus, cpus=cpus, time_limit_min=time_limit_min, hardware="ci", backend="ray",
-                   backend_config={"name": "ray", "address": ADDRESS, "runtime_env": {}}, scale="smoke",
-                   run_dir=str(run_dir))
+    spec = JobSpec(
+        impl=name,
+        label=f"{name} (stand-in)",
+        title=name,
+        framework="stand-in",
+        command=command,
+        images_per_iter=images_per_iter,
+        window=list(window or [1, iters]),
+        log_format=log_format,
+        gpus=gpus,
+        cpus=cpus,
+        time_limit_min=time_limit_min,
+        hardware="ci",
+        backend="ray",
+        backend_config={"name": "ray", "address": ADDRESS, "runtime_env": {}},
+        scale="smoke",
+        run_dir=str(run_dir),
+    )
     spec.save()
     return spec
 
@@ -152,8 +178,9 @@ def test_two_full_node_rows_run_one_after_the_other(backend, workdir):
         pytest.skip(f"the head at {ADDRESS} declares {gpus} GPUs on its largest node; this test needs 8")
     # one more row than the cluster has 8-GPU nodes (CI's has two): two never overlap on one node
     nodes = sum(1 for n in node_resources(ADDRESS) if n.get("GPU", 0) >= 8)
-    specs = [make_spec(workdir, f"gpu8-{i}", probe_cmd(workdir, iters=6, dt=0.5), gpus=8, iters=6)
-             for i in range(nodes + 1)]
+    specs = [
+        make_spec(workdir, f"gpu8-{i}", probe_cmd(workdir, iters=6, dt=0.5), gpus=8, iters=6) for i in range(nodes + 1)
+    ]
     ids = backend.submit(specs)
     states = wait_final(backend, ids, specs, 120 * nodes)
     assert [st.state for st in states.values()] == ["ok"] * len(specs), states
@@ -198,8 +225,7 @@ def test_unknown_job_is_failed_not_pending(backend, workdir):
     assert st.state == "failed" and "no record" in st.reason, st
 
 
-SEED_FORMATS = ("detectron2", "mmdetection", "maskrcnn_benchmark", "tensorpack", "simpledet", "detectron",
-                "matterport")
+SEED_FORMATS = ("detectron2", "mmdetection", "maskrcnn_benchmark", "tensorpack", "simpledet", "detectron", "matterport")
 
 
 def test_standin_seed_rows_in_one_submit(backend, workdir):
@@ -218,11 +244,14 @@ def test_standin_seed_rows_in_one_submit(backend, workdir):
             pytest.skip(f"no {fmt} parser yet")
         run_dir = workdir / f"standin-{fmt}"
         truth = run_dir / "truth.json"
-        command = (f"{sys.executable} -m launcher.jobs.standin.standin_impl --format {fmt} --iters 520 "
-                   f"--images-per-iter 16 --window 100 500 --fast --truth {truth}")
+        command = (
+            f"{sys.executable} -m launcher.jobs.standin.standin_impl --format {fmt} --iters 520 "
+            f"--images-per-iter 16 --window 100 500 --fast --truth {truth}"
+        )
         log = FORMATS[fmt].log
-        spec = make_spec(workdir, f"standin-{fmt}", command, window=[100, 500], images_per_iter=16,
-                         log_format=fmt, run_dir=run_dir)
+        spec = make_spec(
+            workdir, f"standin-{fmt}", command, window=[100, 500], images_per_iter=16, log_format=fmt, run_dir=run_dir
+        )
         spec.log_path = None if log == "combined" else log
         spec.stop_when_covered = False
         spec.save()
@@ -233,7 +262,12 @@ def test_standin_seed_rows_in_one_submit(backend, workdir):
     for spec in specs:
         r = read_result(spec.run_dir)
         truth = json.loads((Path(spec.run_dir) / "truth.json").read_text())["throughput"]
-        assert abs(r.throughput - truth) <= max(r.error_bound or 0, 0.01) * truth, (spec.impl, r.throughput, truth, r.method)
+        assert abs(r.throughput - truth) <= max(r.error_bound or 0, 0.01) * truth, (
+            spec.impl,
+            r.throughput,
+            truth,
+            r.method,
+        )
 
 
 @pytest.mark.workload
@@ -243,8 +277,10 @@ def test_torchvision_tiny_row(backend, workdir):
     train = JOBS_DIR / "torchvision" / "train.py"
     if not train.is_file():
         pytest.skip(f"{train} not present")
-    command = (f"{sys.executable} {train} --iters 3 --images-per-gpu 1 --min-size 128 --max-size 160 "
-               f"--coco-root {workdir / 'no-coco'} --data synthetic --seed 0")
+    command = (
+        f"{sys.executable} {train} --iters 3 --images-per-gpu 1 --min-size 128 --max-size 160 "
+        f"--coco-root {workdir / 'no-coco'} --data synthetic --seed 0"
+    )
     spec = make_spec(workdir, "torchvision", command, cpus=2, iters=3, window=[1, 3], images_per_iter=1)
     (job_id,) = backend.submit([spec])
     st = wait_final(backend, [job_id], [spec], 240)[job_id]
@@ -307,8 +343,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.skipif(__import__("shutil").which("mpirun") is None, reason="OpenMPI's mpirun is not installed here "
-                    "(Debian: openmpi-bin); the check that tensorpack's mpirun fits a Ray job needs it")
+@pytest.mark.skipif(
+    __import__("shutil").which("mpirun") is None,
+    reason="OpenMPI's mpirun is not installed here "
+    "(Debian: openmpi-bin); the check that tensorpack's mpirun fits a Ray job needs it",
+)
 def test_tensorpack_mpirun_gets_its_ranks_as_a_ray_job(backend, workdir, compose):
     """tensorpack's planned mpirun prefix (slots from -H, not from Slurm) inside a Ray job that reserves the
     row's 8 GPUs: 8 ranks start, as in a one-task Slurm allocation (tests/test_backends_slurm_fit.py)."""

@@ -100,11 +100,26 @@ def test_embedded_head_listens_on_loopback_only(tmp_path):
     probe.write_text(PROBE)
     run = tmp_path / "run"
     run.mkdir()
-    spec = JobSpec(impl="probe", label="probe", title="probe", framework="stand-in",
-                   command=f"{sys.executable} {probe}", images_per_iter=2, window=[1, 399], log_format="torchvision",
-                   gpus=0, cpus=1, time_limit_min=5, hardware="ci", backend="ray", scale="smoke",
-                   backend_config={"name": "ray", "address": None, "runtime_env": {}}, run_dir=str(run),
-                   stop_when_covered=False, min_gpus=0)
+    spec = JobSpec(
+        impl="probe",
+        label="probe",
+        title="probe",
+        framework="stand-in",
+        command=f"{sys.executable} {probe}",
+        images_per_iter=2,
+        window=[1, 399],
+        log_format="torchvision",
+        gpus=0,
+        cpus=1,
+        time_limit_min=5,
+        hardware="ci",
+        backend="ray",
+        scale="smoke",
+        backend_config={"name": "ray", "address": None, "runtime_env": {}},
+        run_dir=str(run),
+        stop_when_covered=False,
+        min_gpus=0,
+    )
     spec.save()
     backend = RayBackend({"address": None})
     try:
@@ -134,11 +149,19 @@ def test_ci_head_listens_on_loopback_only(tmp_path):
     """.ci/services/ray.sh on its own state dir and ports (the shared CI head is left alone)."""
     script = ROOT / ".ci" / "services" / "ray.sh"
     state = Path("/tmp") / f"lx-ci-{os.getpid()}"  # short: Ray's unix sockets live under it
-    env = dict(os.environ, LAUNCHER_CI_STATE=str(state), LAUNCHER_RAY_DASHBOARD_PORT=str(_free_port()),
-               LAUNCHER_RAY_GCS_PORT=str(_free_port()), LAUNCHER_RAY_CLIENT_PORT=str(_free_port()),
-               LAUNCHER_RAY_AGENT_PORT=str(_free_port()), LAUNCHER_RAY_CPUS="2", LAUNCHER_RAY_GPUS="0",
-               LAUNCHER_RAY_NODES="1",  # the one-node head on loopback (the CI cluster's nodes are namespaces)
-               PYTHON=sys.executable, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    env = dict(
+        os.environ,
+        LAUNCHER_CI_STATE=str(state),
+        LAUNCHER_RAY_DASHBOARD_PORT=str(_free_port()),
+        LAUNCHER_RAY_GCS_PORT=str(_free_port()),
+        LAUNCHER_RAY_CLIENT_PORT=str(_free_port()),
+        LAUNCHER_RAY_AGENT_PORT=str(_free_port()),
+        LAUNCHER_RAY_CPUS="2",
+        LAUNCHER_RAY_GPUS="0",
+        LAUNCHER_RAY_NODES="1",  # the one-node head on loopback (the CI cluster's nodes are namespaces)
+        PYTHON=sys.executable,
+        PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+    )
     try:
         p = subprocess.run(["bash", str(script), "start"], env=env, capture_output=True, text=True, timeout=180)
         assert p.returncode == 0, p.stderr[-3000:]
@@ -171,15 +194,40 @@ def test_a_head_with_token_authentication_is_reached_with_the_token(tmp_path):
     tmp = Path("/tmp") / f"lx-tok-{os.getpid()}"
     tmp.mkdir()
     port = _free_port()
-    ports = [f"--port={_free_port()}", f"--dashboard-port={port}", f"--ray-client-server-port={_free_port()}",
-             f"--dashboard-agent-listen-port={_free_port()}"]
-    env = dict(os.environ, RAY_TMPDIR=str(tmp), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0",
-               RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+    ports = [
+        f"--port={_free_port()}",
+        f"--dashboard-port={port}",
+        f"--ray-client-server-port={_free_port()}",
+        f"--dashboard-agent-listen-port={_free_port()}",
+    ]
+    env = dict(
+        os.environ,
+        RAY_TMPDIR=str(tmp),
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN=token,
+    )
     ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
-    head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1", *ports,
-                             f"--temp-dir={tmp}", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"],
-                            env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    head = subprocess.Popen(
+        [
+            ray_bin,
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            *ports,
+            f"--temp-dir={tmp}",
+            "--num-cpus=1",
+            "--num-gpus=0",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        cwd=tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     address = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -190,8 +238,14 @@ def test_a_head_with_token_authentication_is_reached_with_the_token(tmp_path):
         client_env["PYTHONPATH"] = str(ROOT)
 
         def connect(**extra: str) -> str:
-            return subprocess.run([sys.executable, "-c", CONNECT, address], env=dict(client_env, **extra),
-                                  capture_output=True, text=True, timeout=120).stdout
+            return subprocess.run(
+                [sys.executable, "-c", CONNECT, address],
+                env=dict(client_env, **extra),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            ).stdout
+
         out = connect(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
         assert out.startswith("jobs []"), out
         out = connect()

@@ -33,12 +33,14 @@ ROOT = Path(__file__).resolve().parent.parent
 FINAL = ("ok", "failed", "timeout", "cancelled", "incomplete", "unknown")
 
 # a stand-in implementation: N iterations of SLEEP seconds, each logged in the torchvision row's format
-STANDIN = ("python3 -u -c \"import sys, time\n"
-           "n, dt = int(sys.argv[1]), float(sys.argv[2])\n"
-           "for i in range(1, n + 1):\n"
-           "    time.sleep(dt)\n"
-           "    print(f'tvbench iter={{i}} t={{time.time():.6f}} images=2 loss=1.0', flush=True)\n"
-           "\" {n} {dt}")
+STANDIN = (
+    'python3 -u -c "import sys, time\n'
+    "n, dt = int(sys.argv[1]), float(sys.argv[2])\n"
+    "for i in range(1, n + 1):\n"
+    "    time.sleep(dt)\n"
+    "    print(f'tvbench iter={{i}} t={{time.time():.6f}} images=2 loss=1.0', flush=True)\n"
+    '" {n} {dt}'
+)
 
 
 # Stand-in rows share the CI node (the array tests are about rows running side by side); a benchmark row
@@ -50,15 +52,38 @@ def standin(n: int = 8, dt: float = 0.5) -> str:
     return STANDIN.format(n=n, dt=dt)
 
 
-def make_spec(base: Path, name: str, command: str, *, gpus: int = 1, time_limit_min: int = 5,
-              sweep: bool = True, window=(2, 8), **backend_config) -> JobSpec:
+def make_spec(
+    base: Path,
+    name: str,
+    command: str,
+    *,
+    gpus: int = 1,
+    time_limit_min: int = 5,
+    sweep: bool = True,
+    window=(2, 8),
+    **backend_config,
+) -> JobSpec:
     run_dir = base / f"{name}"
     run_dir.mkdir(parents=True)
-    spec = JobSpec(impl=name, label=f"{name} (stand-in)", title=f"{name} (stand-in)", framework="stand-in",
-                   command=command, images_per_iter=2, window=list(window), log_format="torchvision",
-                   stop_when_covered=False, hardware="ci", gpus=gpus, cpus=1, time_limit_min=time_limit_min,
-                   backend="slurm", backend_config={**SHARED, **backend_config}, run_dir=str(run_dir.resolve()),
-                   sweep_dir=str(base.resolve()) if sweep else None)
+    spec = JobSpec(
+        impl=name,
+        label=f"{name} (stand-in)",
+        title=f"{name} (stand-in)",
+        framework="stand-in",
+        command=command,
+        images_per_iter=2,
+        window=list(window),
+        log_format="torchvision",
+        stop_when_covered=False,
+        hardware="ci",
+        gpus=gpus,
+        cpus=1,
+        time_limit_min=time_limit_min,
+        backend="slurm",
+        backend_config={**SHARED, **backend_config},
+        run_dir=str(run_dir.resolve()),
+        sweep_dir=str(base.resolve()) if sweep else None,
+    )
     spec.save()
     return spec
 
@@ -67,15 +92,27 @@ def make_spec(base: Path, name: str, command: str, *, gpus: int = 1, time_limit_
 # pure pieces: no cluster needed
 # --------------------------------------------------------------------------------------------------
 
+
 def test_parameters_one_task_per_node_with_the_rows_resources(tmp_path):
     spec = make_spec(tmp_path, "r", "true", gpus=8, time_limit_min=90)
     spec.cpus, spec.mem_gb, spec.gpu_type, spec.backend_config = 80, 480, "v100", {}
     # a benchmark wants the whole node by default: --exclusive and all of its memory (--mem=0)
     p = SlurmBackend({}).parameters(spec)
     assert p["exclusive"] is True and p["mem"] == "0"
-    b = SlurmBackend({"partition": "gpu", "account": "bench", "qos": "high", "constraint": "volta32gb",
-                      "exclusive": True, "array_parallelism": 2, "additional_parameters": {"reservation": "r1"},
-                      "setup": ["module load cuda"], "mem": "hardware", "gres_type": "typed"})
+    b = SlurmBackend(
+        {
+            "partition": "gpu",
+            "account": "bench",
+            "qos": "high",
+            "constraint": "volta32gb",
+            "exclusive": True,
+            "array_parallelism": 2,
+            "additional_parameters": {"reservation": "r1"},
+            "setup": ["module load cuda"],
+            "mem": "hardware",
+            "gres_type": "typed",
+        }
+    )
     p = b.parameters(spec)
     assert p["nodes"] == 1 and p["ntasks_per_node"] == 1  # the row's own launcher spawns its ranks
     assert p["gres"] == "gpu:v100:8" and "cpus_per_task" not in p and p["mem"] == "480GB" and p["time"] == 90
@@ -96,14 +133,27 @@ def test_sbatch_script_asks_for_the_rows_resources(tmp_path):
 
     spec = make_spec(tmp_path, "r", "true", gpus=4, time_limit_min=30)
     text = _make_sbatch_string(command="python -m x", folder=tmp_path / "%j", **SlurmBackend({}).parameters(spec))
-    for line in ("#SBATCH --gres=gpu:4", "#SBATCH --ntasks-per-node=1", "#SBATCH --nodes=1",
-                 "#SBATCH --time=30", "#SBATCH --cpus-per-task=1", f"#SBATCH --signal=USR2@{signal_delay_s(30)}"):
+    for line in (
+        "#SBATCH --gres=gpu:4",
+        "#SBATCH --ntasks-per-node=1",
+        "#SBATCH --nodes=1",
+        "#SBATCH --time=30",
+        "#SBATCH --cpus-per-task=1",
+        f"#SBATCH --signal=USR2@{signal_delay_s(30)}",
+    ):
         assert line in text
 
 
 def test_sacct_states_map_to_ours_with_the_schedulers_reason():
-    rec = lambda state, **kw: {"JobID": "7", "State": state, "Reason": "None", "ExitCode": "0:0",
-                               "Timelimit": "00:01:00", "NodeList": "n1", **kw}
+    rec = lambda state, **kw: {
+        "JobID": "7",
+        "State": state,
+        "Reason": "None",
+        "ExitCode": "0:0",
+        "Timelimit": "00:01:00",
+        "NodeList": "n1",
+        **kw,
+    }
     assert map_final(rec("TIMEOUT"), "7") == JobState("timeout", "TIMEOUT (time limit 1 min)")
     assert map_final(rec("CANCELLED by 0"), "7") == JobState("cancelled", "CANCELLED by 0")
     assert map_final(rec("OUT_OF_MEMORY"), "7").state == "failed"
@@ -132,10 +182,11 @@ def test_node_call_pickles_without_its_child():
 
 
 def test_get_backend_is_lazy_and_rejects_unknown_names():
-    code = ("import sys; from launcher.backends import get_backend; get_backend('slurm'); "
-            "assert 'ray' not in sys.modules, 'ray imported for slurm'")
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
-                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys; from launcher.backends import get_backend; get_backend('slurm'); "
+        "assert 'ray' not in sys.modules, 'ray imported for slurm'"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     with pytest.raises(ValueError, match="available: local, ray, slurm"):
         get_backend("pbs")
 
@@ -143,6 +194,7 @@ def test_get_backend_is_lazy_and_rejects_unknown_names():
 # --------------------------------------------------------------------------------------------------
 # against the real cluster
 # --------------------------------------------------------------------------------------------------
+
 
 def _slurm_conf() -> str | None:
     if os.environ.get("SLURM_CONF"):
@@ -167,8 +219,9 @@ def cluster():
         pytest.skip("Slurm controller does not answer (sinfo timed out): run `.ci/services/slurm.sh start`")
     if p.returncode != 0 or not any(s in p.stdout for s in ("idle", "mixed", "allocated")):
         mp.undo()
-        pytest.skip(f"Slurm cluster is down ({(p.stderr or p.stdout).strip()[:200]}): "
-                    "run `.ci/services/slurm.sh start`")
+        pytest.skip(
+            f"Slurm cluster is down ({(p.stderr or p.stdout).strip()[:200]}): run `.ci/services/slurm.sh start`"
+        )
     if "gpu:8" not in p.stdout:
         mp.undo()
         pytest.skip(f"this Slurm node does not declare 8 GPUs ({p.stdout.strip()}); the CI cluster does")
@@ -198,15 +251,21 @@ def wait_for(pred, timeout_s: float, what: str, poll_s: float = 0.5):
 
 def stamps(spec: JobSpec) -> tuple[float, float]:
     """First and last wall-clock stamp the row's log printed: when it really ran."""
-    ts = [float(line.split(" t=")[1].split()[0]) for line in
-          (Path(spec.run_dir) / "train.log").read_text().splitlines() if line.startswith("tvbench iter=")]
+    ts = [
+        float(line.split(" t=")[1].split()[0])
+        for line in (Path(spec.run_dir) / "train.log").read_text().splitlines()
+        if line.startswith("tvbench iter=")
+    ]
     return ts[0], ts[-1]
 
 
 def running(spec: JobSpec) -> bool:
     f = Path(spec.run_dir) / "status.json"
-    return f.exists() and json.loads(f.read_text()).get("state") == "running" and \
-        (Path(spec.run_dir) / "train.log").exists()
+    return (
+        f.exists()
+        and json.loads(f.read_text()).get("state") == "running"
+        and (Path(spec.run_dir) / "train.log").exists()
+    )
 
 
 @pytest.mark.slurm
@@ -237,8 +296,11 @@ def test_two_rows_needing_all_eight_gpus_run_one_after_the_other(cluster, tmp_pa
     b = get_backend("slurm", {})
     ids = b.submit(specs)
     # while one runs, the other waits for resources, and says so
-    seen = wait_for(lambda: [b.state(i, s.run_dir) for i, s in zip(ids, specs)]
-                    if any(running(s) for s in specs) else None, 60, "an 8-GPU row starting")
+    seen = wait_for(
+        lambda: [b.state(i, s.run_dir) for i, s in zip(ids, specs)] if any(running(s) for s in specs) else None,
+        60,
+        "an 8-GPU row starting",
+    )
     waiting = [st for st in seen if st.state == "pending"]
     assert waiting and waiting[0].reason in ("Resources", "Priority"), seen
     states = wait_final(b, ids, specs, 90)
@@ -252,8 +314,9 @@ def test_two_rows_needing_all_eight_gpus_run_one_after_the_other(cluster, tmp_pa
 def test_failed_timed_out_cancelled_and_vanished_rows_each_say_why(cluster, tmp_path):
     b = get_backend("slurm", {})
     fail = make_spec(tmp_path, "fails", "echo the stand-in breaks; exit 3", sweep=False)
-    late = make_spec(tmp_path, "overruns", "for i in $(seq 300); do echo tick $i; sleep 1; done",
-                     time_limit_min=1, sweep=False)
+    late = make_spec(
+        tmp_path, "overruns", "for i in $(seq 300); do echo tick $i; sleep 1; done", time_limit_min=1, sweep=False
+    )
     # the job's main process killed: nothing is left to write result.json (an OOM kill, a dead node)
     gone = make_spec(tmp_path, "vanishes", "kill -9 $SLURM_TASK_PID; sleep 60", sweep=False)
     sweep = tmp_path / "sweep"
@@ -263,17 +326,29 @@ def test_failed_timed_out_cancelled_and_vanished_rows_each_say_why(cluster, tmp_
     stuck_ids = b.submit(stuck)
 
     wait_for(lambda: all(running(s) for s in stuck), 60, "the rows to cancel starting")
-    out = subprocess.run([sys.executable, "-m", "launcher.cancel", str(sweep)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-m", "launcher.cancel", str(sweep)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("cancelled ") == 2, out.stdout
 
     wait_final(b, stuck_ids, stuck, 60)
     for job_id, spec in zip(stuck_ids, stuck):
         # the node writes `cancelled` at once; the scheduler's words follow when accounting catches up (~5 s)
-        st = wait_for(lambda: (s := b.state(job_id, spec.run_dir)).reason.startswith("CANCELLED by")
-                      and "; the node reported: " in s.reason and s, 30,
-                      f"sacct to report job {job_id} cancelled and its node's result")
+        st = wait_for(
+            lambda: (
+                (s := b.state(job_id, spec.run_dir)).reason.startswith("CANCELLED by")
+                and "; the node reported: " in s.reason
+                and s
+            ),
+            30,
+            f"sacct to report job {job_id} cancelled and its node's result",
+        )
         assert st.state == "cancelled" and "; the node reported: " in st.reason, st
     st = wait_final(b, [ids["fails"]], [fail], 60)[0]
     assert st.state == "failed" and "status 3" in st.reason and "the stand-in breaks" in st.reason, st
@@ -285,8 +360,14 @@ def test_failed_timed_out_cancelled_and_vanished_rows_each_say_why(cluster, tmp_
     assert st.state == "timeout" and "time limit" in st.reason and "1 min" in st.reason, st
     assert read_result(late.run_dir).status == "timeout"
     # the second cancel finds nothing left to do and says so
-    again = subprocess.run([sys.executable, "-m", "launcher.cancel", str(sweep)], cwd=ROOT, capture_output=True,
-                           text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    again = subprocess.run(
+        [sys.executable, "-m", "launcher.cancel", str(sweep)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert again.stdout.count("already cancelled") == 2, again.stdout
 
 
@@ -294,8 +375,9 @@ def test_failed_timed_out_cancelled_and_vanished_rows_each_say_why(cluster, tmp_
 def test_preemption_requeues_a_bounded_number_of_times(cluster, tmp_path):
     """submitit's preemption signal (SIGUSR2 well before the time limit) requeues, at most max_requeue times."""
     b = get_backend("slurm", {"max_requeue": 1})
-    spec = make_spec(tmp_path, "preempted", "echo attempt $LAUNCHER_REQUEUES; sleep 300", time_limit_min=30,
-                     sweep=False)
+    spec = make_spec(
+        tmp_path, "preempted", "echo attempt $LAUNCHER_REQUEUES; sleep 300", time_limit_min=30, sweep=False
+    )
     job_id = b.submit([spec])[0]
     log = Path(spec.run_dir) / "train.log"
 
@@ -313,8 +395,16 @@ def test_preemption_requeues_a_bounded_number_of_times(cluster, tmp_path):
             # second of the requeue: slurmd refuses a credential issued in the second its predecessor was
             # revoked in ("Killing non-startable batch JobId=N: Job credential revoked" in slurmctld.log)
             time.sleep(2)
-            wait_for(lambda: subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
-                                            capture_output=True).returncode == 0, 20, "releasing the requeued job")
+            wait_for(
+                lambda: (
+                    subprocess.run(
+                        ["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True
+                    ).returncode
+                    == 0
+                ),
+                20,
+                "releasing the requeued job",
+            )
     st = wait_final(b, [job_id], [spec], 60)[0]
     assert st.state == "cancelled" and "max_requeue=1" in st.reason, st
     assert read_result(Path(spec.run_dir) / "result.preempted-1.json").status == "cancelled"  # kept, not lost
@@ -328,8 +418,16 @@ def test_torchvision_tiny_row_completes(cluster, tmp_path, compose):
         pytest.skip("jobs/torchvision/train.py is not in this checkout yet")
     from launcher.plan import plan
 
-    overrides = ["impl=torchvision", "hardware=local", "backend=slurm", "scale=smoke", "window.start=1",
-                 "window.end=3", "impl.options.min_size=128", "impl.options.max_size=160"]
+    overrides = [
+        "impl=torchvision",
+        "hardware=local",
+        "backend=slurm",
+        "scale=smoke",
+        "window.start=1",
+        "window.end=3",
+        "impl.options.min_size=128",
+        "impl.options.max_size=160",
+    ]
     spec = plan(compose(*overrides), tmp_path / "tv", overrides=overrides)
     spec.cpus = min(spec.cpus, 2)
     Path(spec.run_dir).mkdir(parents=True)
@@ -353,8 +451,15 @@ def test_seed_rows_as_stand_ins_through_slurm_measure_the_simulated_truth(cluste
     sweep = tmp_path / "sweep"
     specs = []
     for k, impl in enumerate(("detectron2", "mmdetection", "simpledet")):
-        overrides = [f"impl={impl}", "hardware=v100x8", "backend=slurm", "scale=full", "window.start=100",
-                     "window.end=500", "hardware.time_limit_min=5"]
+        overrides = [
+            f"impl={impl}",
+            "hardware=v100x8",
+            "backend=slurm",
+            "scale=full",
+            "window.start=100",
+            "window.end=500",
+            "hardware.time_limit_min=5",
+        ]
         spec = plan(compose(*overrides), sweep / f"{k}_{impl}", sweep_dir=sweep, overrides=overrides)
         spec.label += " (stand-in)"
         spec.repo = spec.commit = spec.checkout_dir = None
@@ -362,9 +467,11 @@ def test_seed_rows_as_stand_ins_through_slurm_measure_the_simulated_truth(cluste
         spec.environment, spec.workdir = {"kind": "host"}, "."
         spec.dataset, spec.weights = {}, []
         # the stand-in writes the row's log where the row's own output option points: its run dir
-        spec.command = (f"{sys.executable} -m launcher.jobs.standin.standin_impl --format {spec.log_format} "
-                        f"--iters 520 --base 0.3 --noise 0.05 --seed {k} --window 100 500 --fast "
-                        f"--truth {Path(spec.run_dir) / 'standin-truth.json'} --log-path '{spec.log_path}'")
+        spec.command = (
+            f"{sys.executable} -m launcher.jobs.standin.standin_impl --format {spec.log_format} "
+            f"--iters 520 --base 0.3 --noise 0.05 --seed {k} --window 100 500 --fast "
+            f"--truth {Path(spec.run_dir) / 'standin-truth.json'} --log-path '{spec.log_path}'"
+        )
         Path(spec.run_dir).mkdir(parents=True)
         spec.save()
         specs.append(spec)

@@ -27,18 +27,36 @@ from tests.conftest import run_launcher
 from tests.test_backends_slurm import cluster, make_spec, standin, wait_for  # noqa: F401  (the cluster fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
-STANDIN = ["hydra.searchpath=[file://" + str(ROOT / "tests" / "conf") + "]", "impl=standin", "backend=slurm",
-           "hardware=local", "hardware.gpus=1", "hardware.cpus=1", "hardware.mem_gb=1", "hardware.time_limit_min=5",
-           "window.start=2", "window.end=10"]
+STANDIN = [
+    "hydra.searchpath=[file://" + str(ROOT / "tests" / "conf") + "]",
+    "impl=standin",
+    "backend=slurm",
+    "hardware=local",
+    "hardware.gpus=1",
+    "hardware.cpus=1",
+    "hardware.mem_gb=1",
+    "hardware.time_limit_min=5",
+    "window.start=2",
+    "window.end=10",
+]
 
 
 # --------------------------------------------------------------------------------------------------
 # pure pieces
 # --------------------------------------------------------------------------------------------------
 
+
 def test_pending_reasons_that_mean_never_say_so():
-    for reason in ("PartitionConfig", "PartitionTimeLimit", "PartitionNodeLimit", "MaxMemPerLimit",
-                   "DependencyNeverSatisfied", "QOSMaxGRESPerJob", "AssocMaxCpuPerJobLimit", "InvalidQOS"):
+    for reason in (
+        "PartitionConfig",
+        "PartitionTimeLimit",
+        "PartitionNodeLimit",
+        "MaxMemPerLimit",
+        "DependencyNeverSatisfied",
+        "QOSMaxGRESPerJob",
+        "AssocMaxCpuPerJobLimit",
+        "InvalidQOS",
+    ):
         assert pending_class(reason) == "never", reason
         said = explain_pending("7", reason)
         assert said.startswith(f"will not start as submitted: {reason}") and "scancel 7" in said
@@ -49,8 +67,10 @@ def test_pending_reasons_that_mean_never_say_so():
 
 
 def test_fit_names_the_resource_and_the_largest_node():
-    nodes = (Node("a1", 64, 512 * 1024, parse_gres("gpu:a100:4(S:0-1)"), {"a100"}),
-             Node("v1", 80, 768 * 1024, parse_gres("gpu:v100:8,gpu:v100_mig:2"), {"volta32gb"}))
+    nodes = (
+        Node("a1", 64, 512 * 1024, parse_gres("gpu:a100:4(S:0-1)"), {"a100"}),
+        Node("v1", 80, 768 * 1024, parse_gres("gpu:v100:8,gpu:v100_mig:2"), {"volta32gb"}),
+    )
     ok = {"cpus_per_task": 80, "ntasks_per_node": 1, "gres": "gpu:v100:8", "mem": "0", "constraint": "volta32gb"}
     assert fit_problem(ok, "gpu", nodes) is None
     too_many = fit_problem({**ok, "gres": "gpu:v100:9"}, "gpu", nodes)
@@ -61,12 +81,19 @@ def test_fit_names_the_resource_and_the_largest_node():
     # each resource exists somewhere, but not together on one node
     both = fit_problem({**ok, "gres": "gpu:8", "constraint": "a100"}, "gpu", nodes)
     assert "asks for that combination of 80 CPUs, 0 GB of memory, 8 GPUs" in both, both
-    assert mem_mb("480GB") == 480 * 1024 and mem_mb("0") is None and mem_mb("2T") == 2 * 1024 ** 2
+    assert mem_mb("480GB") == 480 * 1024 and mem_mb("0") is None and mem_mb("2T") == 2 * 1024**2
 
 
 def test_dry_run_shows_the_whole_node_request(tmp_path):
-    p = run_launcher("impl=tensorpack", "hardware=v100x8", "backend=slurm", "dry_run=true", "backend.gres_type=typed",
-                     cwd=tmp_path, timeout=120)
+    p = run_launcher(
+        "impl=tensorpack",
+        "hardware=v100x8",
+        "backend=slurm",
+        "dry_run=true",
+        "backend.gres_type=typed",
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     assert "gres=gpu:v100:8" in p.stdout and "mem=0" in p.stdout and "exclusive=True" in p.stdout
     assert "the row starts 8 ranks itself (mpirun)" in p.stdout
@@ -76,6 +103,7 @@ def test_dry_run_shows_the_whole_node_request(tmp_path):
 # against the real cluster
 # --------------------------------------------------------------------------------------------------
 
+
 def _no_submission(cwd: Path) -> None:
     results = list((cwd / "outputs").rglob("result.json"))
     assert len(results) == 1 and not list((cwd / "outputs").rglob("manifest.jsonl")), "it was submitted"
@@ -84,12 +112,15 @@ def _no_submission(cwd: Path) -> None:
 
 
 @pytest.mark.slurm
-@pytest.mark.parametrize("ask,named", [
-    (["hardware.gpus=9"], "it asks for 9 GPUs; the largest node is vm (96 CPUs, 1024 GB, gpu:8)"),
-    (["backend.mem=2000G"], "it asks for 2000 GB of memory; the largest node is vm (96 CPUs, 1024 GB, gpu:8)"),
-    # a whole node (--exclusive, the default) asks no CPU count: only a shared request can ask too many
-    (["backend.exclusive=false", "hardware.cpus=97"], "it asks for 97 CPUs; the largest node is vm"),
-])
+@pytest.mark.parametrize(
+    "ask,named",
+    [
+        (["hardware.gpus=9"], "it asks for 9 GPUs; the largest node is vm (96 CPUs, 1024 GB, gpu:8)"),
+        (["backend.mem=2000G"], "it asks for 2000 GB of memory; the largest node is vm (96 CPUs, 1024 GB, gpu:8)"),
+        # a whole node (--exclusive, the default) asks no CPU count: only a shared request can ask too many
+        (["backend.exclusive=false", "hardware.cpus=97"], "it asks for 97 CPUs; the largest node is vm"),
+    ],
+)
 def test_a_request_no_node_can_satisfy_is_refused_before_submission(cluster, tmp_path, ask, named):
     p = run_launcher(*STANDIN, *ask, cwd=tmp_path, timeout=180)
     assert p.returncode == 1, p.stdout[-2000:] + p.stderr[-2000:]
@@ -111,23 +142,53 @@ def test_what_sinfo_cannot_see_is_asked_of_sbatch_test_only(cluster, tmp_path):
 @pytest.mark.slurm
 def test_a_job_that_can_never_start_is_reported_by_follow_and_gather(cluster, tmp_path):
     """A row that depends on a job that failed pends with DependencyNeverSatisfied: it will never start."""
-    failed = subprocess.run(["sbatch", "--parsable", "--job-name=launcher-test-fails", f"--output={tmp_path}/%j.out",
-                             "--wrap", "false"],
-                            capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
-    wait_for(lambda: subprocess.run(["sacct", "-j", failed, "-X", "-n", "-o", "State"], capture_output=True,
-                                    text=True).stdout.strip().startswith("FAILED"), 60, "the first job failing")
-    spec = make_spec(tmp_path, "orphan", standin(4, 0.2), sweep=False,
-                     additional_parameters={"dependency": f"afterok:{failed}"})
+    failed = (
+        subprocess.run(
+            [
+                "sbatch",
+                "--parsable",
+                "--job-name=launcher-test-fails",
+                f"--output={tmp_path}/%j.out",
+                "--wrap",
+                "false",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .split(";")[0]
+    )
+    wait_for(
+        lambda: (
+            subprocess.run(["sacct", "-j", failed, "-X", "-n", "-o", "State"], capture_output=True, text=True)
+            .stdout.strip()
+            .startswith("FAILED")
+        ),
+        60,
+        "the first job failing",
+    )
+    spec = make_spec(
+        tmp_path, "orphan", standin(4, 0.2), sweep=False, additional_parameters={"dependency": f"afterok:{failed}"}
+    )
     b = SlurmBackend(spec.backend_config)
     (job_id,) = b.submit([spec])
     try:
-        st = wait_for(lambda: (s := b.state(job_id, spec.run_dir)).reason and "Never" in s.reason and s, 60,
-                      "Slurm to say the dependency can never be satisfied")
+        st = wait_for(
+            lambda: (s := b.state(job_id, spec.run_dir)).reason and "Never" in s.reason and s,
+            60,
+            "Slurm to say the dependency can never be satisfied",
+        )
         assert st.state == "pending" and st.reason.startswith("will not start as submitted: DependencyNeverSatisfied")
         line = describe(Row(spec, job_id, st))
         assert "pending" in line and "will not start as submitted: DependencyNeverSatisfied" in line, line
-        g = subprocess.run([sys.executable, "-m", "launcher.gather", spec.run_dir, "--format", "json", "--no-record"],
-                           capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        g = subprocess.run(
+            [sys.executable, "-m", "launcher.gather", spec.run_dir, "--format", "json", "--no-record"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         (row,) = [r for r in json.loads(g.stdout)["runs"] if r.get("job_id") == job_id]
         assert row["status"] == "pending", row
         assert row["reason"].startswith("will not start as submitted: DependencyNeverSatisfied"), row
@@ -136,8 +197,11 @@ def test_a_job_that_can_never_start_is_reported_by_follow_and_gather(cluster, tm
 
 
 @pytest.mark.slurm
-@pytest.mark.skipif(shutil.which("mpirun") is None, reason="OpenMPI's mpirun is not installed here "
-                    "(Debian: openmpi-bin); the check that tensorpack's mpirun fits a one-task allocation needs it")
+@pytest.mark.skipif(
+    shutil.which("mpirun") is None,
+    reason="OpenMPI's mpirun is not installed here "
+    "(Debian: openmpi-bin); the check that tensorpack's mpirun fits a one-task allocation needs it",
+)
 def test_tensorpack_mpirun_gets_its_ranks_in_a_one_task_allocation(cluster, tmp_path, compose):
     """The row's own mpirun prefix, planned for v100x8, run by the real Slurm in the one-task allocation the
     backend asks for: 8 ranks start (a plain `mpirun -np 8` there fails: 'not enough slots')."""
@@ -152,16 +216,29 @@ def test_tensorpack_mpirun_gets_its_ranks_in_a_one_task_allocation(cluster, tmp_
 
     def run(cmd: list[str]) -> str:
         out = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}.txt"
-        jid = subprocess.run(["sbatch", "--parsable", *sbatch_args(params), f"--output={out}", "--wrap",
-                              " ".join(cmd)], capture_output=True, text=True, check=True).stdout.strip()
-        wait_for(lambda: subprocess.run(["sacct", "-j", jid, "-X", "-n", "-o", "State"], capture_output=True,
-                                        text=True).stdout.strip().split(" ")[0] in ("COMPLETED", "FAILED"), 120,
-                 f"job {jid}")
+        jid = subprocess.run(
+            ["sbatch", "--parsable", *sbatch_args(params), f"--output={out}", "--wrap", " ".join(cmd)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        wait_for(
+            lambda: (
+                subprocess.run(["sacct", "-j", jid, "-X", "-n", "-o", "State"], capture_output=True, text=True)
+                .stdout.strip()
+                .split(" ")[0]
+                in ("COMPLETED", "FAILED")
+            ),
+            120,
+            f"job {jid}",
+        )
         time.sleep(1)
         return out.read_text()
 
     words = prefix.split()
     good = run([words[0], *root, *words[1:], "bash", "-c", f"'{rank}'"])
-    assert sorted(line for line in good.splitlines() if line.startswith("rank=")) == [f"rank={i}" for i in range(8)], good
+    assert sorted(line for line in good.splitlines() if line.startswith("rank=")) == [f"rank={i}" for i in range(8)], (
+        good
+    )
     plain = run(["mpirun", *root, "-np", "8", "bash", "-c", f"'{rank}'"])
     assert "not enough slots" in plain, plain

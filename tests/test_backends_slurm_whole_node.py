@@ -23,8 +23,10 @@ from tests.test_backends_slurm import cluster, make_spec, wait_final  # noqa: F4
 
 def sbatch_text(spec, tmp_path: Path, **config) -> str:
     from submitit.slurm.slurm import _make_sbatch_string
-    return _make_sbatch_string(command="python -m launcher.node RUN", folder=tmp_path / "%j",
-                               **SlurmBackend(config).parameters(spec))
+
+    return _make_sbatch_string(
+        command="python -m launcher.node RUN", folder=tmp_path / "%j", **SlurmBackend(config).parameters(spec)
+    )
 
 
 def test_v100x8_whole_node_asks_no_cpu_count(compose, tmp_path):
@@ -51,7 +53,9 @@ def test_a_whole_node_job_gets_the_nodes_cpus(cluster, tmp_path):  # noqa: F811
     assert b.placement_problems(spec) == []
     (job_id,) = b.submit([spec])
     wait_final(b, [job_id], [spec], 90)
-    submitted = list(Path(spec.run_dir).parent.rglob("*_submission.sh")) + list(Path(spec.run_dir).rglob("*_submission.sh"))
+    submitted = list(Path(spec.run_dir).parent.rglob("*_submission.sh")) + list(
+        Path(spec.run_dir).rglob("*_submission.sh")
+    )
     assert submitted, "submitit's submission script not found"
     text = submitted[0].read_text()
     assert "#SBATCH --exclusive" in text and "--cpus-per-task" not in text.split("# setup")[0]

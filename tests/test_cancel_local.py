@@ -17,16 +17,32 @@ ENV = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHO
 
 
 def cancel(*dirs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "launcher.cancel", *map(str, dirs)], env=ENV, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "launcher.cancel", *map(str, dirs)], env=ENV, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cancel_stops_a_local_sweep_and_says_so_once(tmp_path):
     sweep = tmp_path / "sweep"
-    launcher = subprocess.Popen([sys.executable, "-m", "launcher", "-m", *STANDIN, "impl.options.iters=60",
-                                 "impl.options.base=0.5,0.05", "window.start=10", "window.end=30",
-                                 f"hydra.sweep.dir={sweep}"], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "launcher",
+            "-m",
+            *STANDIN,
+            "impl.options.iters=60",
+            "impl.options.base=0.5,0.05",
+            "window.start=10",
+            "window.end=30",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(sweep.glob("0_*/output/log.txt")):
         time.sleep(0.2)
@@ -39,19 +55,32 @@ def test_cancel_stops_a_local_sweep_and_says_so_once(tmp_path):
     assert read_result(planned).status == "cancelled" and read_result(planned).started_at is None
     assert not (planned / "train.log").exists()  # never started
     again = cancel(sweep)
-    assert again.returncode == 0 and "(was" not in again.stdout and again.stdout.count("already cancelled") == 2, \
+    assert again.returncode == 0 and "(was" not in again.stdout and again.stdout.count("already cancelled") == 2, (
         again.stdout
+    )
 
 
 def test_cancel_of_a_row_running_on_another_host_says_it_cannot(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "spec.json").write_text(json.dumps({"impl": "standin"}))
-    (run / "status.json").write_text(json.dumps({"state": "running", "host": "node-17", "pid": 4242,
-                                                 "started_at": "2026-01-01T00:00:00+00:00"}))
-    (run / "manifest.jsonl").write_text(json.dumps({"impl": "standin", "hardware": "local", "backend": "local",
-                                                    "job_id": "local-4242-run", "run_dir": str(run),
-                                                    "submitted_at": "2026-01-01T00:00:00+00:00"}) + "\n")
+    (run / "status.json").write_text(
+        json.dumps({"state": "running", "host": "node-17", "pid": 4242, "started_at": "2026-01-01T00:00:00+00:00"})
+    )
+    (run / "manifest.jsonl").write_text(
+        json.dumps(
+            {
+                "impl": "standin",
+                "hardware": "local",
+                "backend": "local",
+                "job_id": "local-4242-run",
+                "run_dir": str(run),
+                "submitted_at": "2026-01-01T00:00:00+00:00",
+            }
+        )
+        + "\n"
+    )
     p = cancel(run)
-    assert p.returncode == 1 and "node-17" in p.stdout and "cancelled" not in p.stdout.replace("not cancelled", ""), \
+    assert p.returncode == 1 and "node-17" in p.stdout and "cancelled" not in p.stdout.replace("not cancelled", ""), (
         p.stdout
+    )

@@ -17,7 +17,9 @@ from omegaconf import OmegaConf
 from launcher.rundir import Result, atomic_write_text, read_manifest, read_result, write_result
 from tests.conftest import ROOT
 
-TICKS = "for i in $(seq 1 {n}); do printf 'tvbench iter=%d t=%s images=2 loss=1.0\\n' $i $(date +%s.%N); sleep {s}; done"
+TICKS = (
+    "for i in $(seq 1 {n}); do printf 'tvbench iter=%d t=%s images=2 loss=1.0\\n' $i $(date +%s.%N); sleep {s}; done"
+)
 
 
 def launcher_env() -> dict:
@@ -25,9 +27,15 @@ def launcher_env() -> dict:
 
 
 def launch(cwd: Path, *args: str, umask: int | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "launcher", *args], cwd=cwd, env=launcher_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=None if umask is None else (lambda: os.umask(umask)))
+    return subprocess.Popen(
+        [sys.executable, "-m", "launcher", *args],
+        cwd=cwd,
+        env=launcher_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=None if umask is None else (lambda: os.umask(umask)),
+    )
 
 
 def command(tmp_path: Path, text: str, name: str) -> str:
@@ -89,13 +97,15 @@ def test_the_default_run_and_sweep_dirs_are_claimed(compose):
 
 def test_a_fixed_run_dir_never_loses_the_result_already_in_it(tmp_path):
     run = tmp_path / "fixed"
-    p = launch(tmp_path, command(tmp_path, "echo first; " + TICKS.format(n=5, s=0.05), "a"), *TINY,
-               f"hydra.run.dir={run}")
+    p = launch(
+        tmp_path, command(tmp_path, "echo first; " + TICKS.format(n=5, s=0.05), "a"), *TINY, f"hydra.run.dir={run}"
+    )
     out = p.communicate(timeout=300)
     assert p.returncode == 0, out
     before = (run / "result.json").read_text()
-    p = launch(tmp_path, command(tmp_path, "echo second; " + TICKS.format(n=5, s=0.05), "b"), *TINY,
-               f"hydra.run.dir={run}")
+    p = launch(
+        tmp_path, command(tmp_path, "echo second; " + TICKS.format(n=5, s=0.05), "b"), *TINY, f"hydra.run.dir={run}"
+    )
     out, err = p.communicate(timeout=300)
     assert p.returncode == 2, out + err
     assert str(run) in err and "rerun=failed" in err and "Traceback" not in err
@@ -105,8 +115,15 @@ def test_a_fixed_run_dir_never_loses_the_result_already_in_it(tmp_path):
 
 def test_two_launches_into_one_fixed_run_dir_never_mix(tmp_path):
     run = tmp_path / "fixed"
-    procs = [launch(tmp_path, command(tmp_path, f"echo launch-{k}; " + TICKS.format(n=8, s=0.1), f"c{k}"), *TINY,
-                    f"hydra.run.dir={run}") for k in (1, 2)]
+    procs = [
+        launch(
+            tmp_path,
+            command(tmp_path, f"echo launch-{k}; " + TICKS.format(n=8, s=0.1), f"c{k}"),
+            *TINY,
+            f"hydra.run.dir={run}",
+        )
+        for k in (1, 2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert sorted(p.returncode for p in procs) == [0, 2], outs
     log = (run / "train.log").read_text()
@@ -119,8 +136,18 @@ def test_the_node_keeps_a_result_it_finds_in_its_run_dir(tmp_path):
     from launcher.spec import JobSpec
 
     run = tmp_path / "run"
-    spec = JobSpec(impl="torchvision", label="t", title="t", framework="PyTorch", command="exit 3",
-                   images_per_iter=2, window=[1, 2], log_format="torchvision", run_dir=str(run), min_gpus=0)
+    spec = JobSpec(
+        impl="torchvision",
+        label="t",
+        title="t",
+        framework="PyTorch",
+        command="exit 3",
+        images_per_iter=2,
+        window=[1, 2],
+        log_format="torchvision",
+        run_dir=str(run),
+        min_gpus=0,
+    )
     spec.save()
     write_result(run, Result(impl="torchvision", hardware="local", backend="local", status="ok", throughput=7.0))
     assert run_node(run).status == "failed"
@@ -148,6 +175,8 @@ def test_a_run_writes_files_the_group_can_read(tmp_path):
     assert p.returncode == 0, out
     sweep = next((tmp_path / "outputs" / "sweeps").iterdir())
     run = next(sweep.glob("0_*"))
-    for path in [run / n for n in ("spec.json", "status.json", "result.json", "provenance.json", "train.log",
-                                   "manifest.jsonl", "job.sh")] + [sweep / "table.rst", sweep / "results.csv"]:
+    for path in [
+        run / n
+        for n in ("spec.json", "status.json", "result.json", "provenance.json", "train.log", "manifest.jsonl", "job.sh")
+    ] + [sweep / "table.rst", sweep / "results.csv"]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o664, path

@@ -65,8 +65,9 @@ def test_parse_given_a_directory(tmp_path):
 
 def test_gather_out_on_a_read_only_path_prints_the_table_first(tmp_path, read_only):
     result(tmp_path / "sweep" / "0_detectron2", "detectron2", "ok", 61.0)
-    p = py("-m", "launcher.gather", str(tmp_path / "sweep"), "--out", str(read_only / "inside" / "tables"),
-           "--no-record")
+    p = py(
+        "-m", "launcher.gather", str(tmp_path / "sweep"), "--out", str(read_only / "inside" / "tables"), "--no-record"
+    )
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
     assert "61.0" in p.stdout  # the table came first
     assert str(read_only / "inside" / "tables") in p.stderr and "--out" in p.stderr

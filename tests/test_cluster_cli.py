@@ -28,6 +28,7 @@ def slurm_up() -> bool:
 
 def ray_up() -> bool:
     import urllib.request
+
     try:
         with urllib.request.urlopen(f"{RAY_ADDRESS}/api/version", timeout=5) as r:
             return r.status == 200
@@ -36,17 +37,43 @@ def ray_up() -> bool:
 
 
 BACKENDS = [
-    pytest.param("slurm", marks=[pytest.mark.slurm, pytest.mark.skipif(
-        not slurm_up(), reason="no Slurm cluster answers: run `bash .ci/services/slurm.sh start` (as .ci/run does)")]),
-    pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.skipif(
-        not ray_up(), reason=f"no Ray head at {RAY_ADDRESS}: run `bash .ci/services/ray.sh start` (as .ci/run does)")]),
+    pytest.param(
+        "slurm",
+        marks=[
+            pytest.mark.slurm,
+            pytest.mark.skipif(
+                not slurm_up(),
+                reason="no Slurm cluster answers: run `bash .ci/services/slurm.sh start` (as .ci/run does)",
+            ),
+        ],
+    ),
+    pytest.param(
+        "ray",
+        marks=[
+            pytest.mark.ray,
+            pytest.mark.skipif(
+                not ray_up(),
+                reason=f"no Ray head at {RAY_ADDRESS}: run `bash .ci/services/ray.sh start` (as .ci/run does)",
+            ),
+        ],
+    ),
 ]
 
 
 def backend_args(backend: str) -> list[str]:
-    args = [f"backend={backend}", "hydra.searchpath=[file://" + str(ROOT / "tests" / "conf") + "]",
-            "impl=standin", "hardware=local", "hardware.gpus=1", "hardware.cpus=1", "hardware.mem_gb=1",
-            "hardware.time_limit_min=5", "window.start=2", "window.end=10", "backend.poll_s=0.5"]
+    args = [
+        f"backend={backend}",
+        "hydra.searchpath=[file://" + str(ROOT / "tests" / "conf") + "]",
+        "impl=standin",
+        "hardware=local",
+        "hardware.gpus=1",
+        "hardware.cpus=1",
+        "hardware.mem_gb=1",
+        "hardware.time_limit_min=5",
+        "window.start=2",
+        "window.end=10",
+        "backend.poll_s=0.5",
+    ]
     if backend == "ray":
         args.append(f"backend.address={RAY_ADDRESS}")
     if backend == "slurm":  # stand-ins share the CI node (a benchmark row takes the whole node: the default)
@@ -55,8 +82,13 @@ def backend_args(backend: str) -> list[str]:
 
 
 def gather_json(sweep: Path) -> dict:
-    p = subprocess.run([sys.executable, "-m", "launcher.gather", str(sweep), "--format", "json", "--no-record"],
-                       capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    p = subprocess.run(
+        [sys.executable, "-m", "launcher.gather", str(sweep), "--format", "json", "--no-record"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert p.returncode in (0, 3), p.stderr
     return json.loads(p.stdout)
 
@@ -104,10 +136,11 @@ def test_sweep_without_waiting_then_gather(backend, tmp_path):
 def test_sweep_waits_prints_the_table_and_reruns_only_failed_rows(backend, tmp_path):
     # seed=2 fails (its command exits 7); the other rows succeed
     script = tmp_path / "cmd.sh"
-    script.write_text("test \"$1\" != 2 || { echo the seed-2 row breaks; exit 7; }\n"
-                      "shift; exec \"$@\"\n")
-    cmd = (f"impl.command=bash {script} ${{seed}} python -m launcher.jobs.standin.standin_impl --format detectron2 "
-           "--iters 12 --base 0.2 --seed ${seed} --images-per-iter 2 --truth standin-truth.json")
+    script.write_text('test "$1" != 2 || { echo the seed-2 row breaks; exit 7; }\nshift; exec "$@"\n')
+    cmd = (
+        f"impl.command=bash {script} ${{seed}} python -m launcher.jobs.standin.standin_impl --format detectron2 "
+        "--iters 12 --base 0.2 --seed ${seed} --images-per-iter 2 --truth standin-truth.json"
+    )
     p = run_launcher("-m", "seed=1,2,3", cmd, *backend_args(backend), cwd=tmp_path, timeout=400)
     assert p.returncode == 1, p.stdout[-3000:] + p.stderr[-3000:]  # a row failed
     sweep = sweep_dir(p.stdout, tmp_path)
@@ -119,11 +152,22 @@ def test_sweep_waits_prints_the_table_and_reruns_only_failed_rows(backend, tmp_p
 
     # fixed: resubmit only what failed, into the same sweep
     fixed = cmd.replace(f"bash {script} ${{seed}} ", "")
-    p = run_launcher("-m", "seed=1,2,3", fixed, "rerun=failed", f"hydra.sweep.dir={sweep}", *backend_args(backend),
-                     cwd=tmp_path, timeout=400)
+    p = run_launcher(
+        "-m",
+        "seed=1,2,3",
+        fixed,
+        "rerun=failed",
+        f"hydra.sweep.dir={sweep}",
+        *backend_args(backend),
+        cwd=tmp_path,
+        timeout=400,
+    )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert {d.name: read_result(d).status for d in sweep.glob("*_standin")} == {
-        "0_standin": "ok", "1_standin": "ok", "2_standin": "ok"}
+        "0_standin": "ok",
+        "1_standin": "ok",
+        "2_standin": "ok",
+    }
     for d, text in ok_before.items():
         assert (sweep / d / "result.json").read_text() == text  # untouched
     assert list((sweep / "1_standin").glob("result.json.*.previous"))  # the failed attempt is kept

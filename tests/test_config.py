@@ -25,24 +25,37 @@ SEED_COMMANDS = {
 # slots in a one-task allocation, and Detectron's GPU count stated. W=weights_dir, S=data.stage_dir, R=run dir.
 PLANNED = {
     "detectron2": SEED_COMMANDS["detectron2"] + " MODEL.WEIGHTS {W}/detectron2/ImageNetPretrained/MSRA/R-50.pkl"
-                  " OUTPUT_DIR {R}/output",
+    " OUTPUT_DIR {R}/output",
     "mmdetection": SEED_COMMANDS["mmdetection"] + " --work-dir {R}/output"
-                   " --options model.pretrained={W}/mmcv/resnet50_msra-5891d200.pth",
+    " --options model.pretrained={W}/mmcv/resnet50_msra-5891d200.pth",
     "maskrcnn_benchmark": SEED_COMMANDS["maskrcnn_benchmark"]
-                          + " MODEL.WEIGHT {W}/detectron/ImageNetPretrained/MSRA/R-50.pkl OUTPUT_DIR {R}/output",
+    + " MODEL.WEIGHT {W}/detectron/ImageNetPretrained/MSRA/R-50.pkl OUTPUT_DIR {R}/output",
     "tensorpack": "mpirun --mca ras ^slurm -H localhost:8 -np 8 ./train.py --config DATA.BASEDIR={S}/coco2017/coco "
-                  "TRAINER=horovod BACKBONE.STRIDE_1X1=True TRAIN.STEPS_PER_EPOCH=50 "
-                  "--load {W}/tensorpack/ImageNet-R50-AlignPadding.npz --logdir {R}/output/train_log",
+    "TRAINER=horovod BACKBONE.STRIDE_1X1=True TRAIN.STEPS_PER_EPOCH=50 "
+    "--load {W}/tensorpack/ImageNet-R50-AlignPadding.npz --logdir {R}/output/train_log",
     "simpledet": SEED_COMMANDS["simpledet"],  # fixed paths: links in its setup lines
     "detectron": SEED_COMMANDS["detectron"] + " NUM_GPUS 8 TRAIN.WEIGHTS {W}/detectron/ImageNetPretrained/MSRA/R-50.pkl"
-                 " OUTPUT_DIR {R}/output",
+    " OUTPUT_DIR {R}/output",
     "matterport": "python coco.py train --dataset={S}/coco2014 "
-                  "--model={W}/keras/models/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 --logs={R}/output/logs",
+    "--model={W}/keras/models/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 --logs={R}/output/logs",
 }
-SEED_REFERENCE = {"detectron2": 62, "mmdetection": 53, "maskrcnn_benchmark": 53, "tensorpack": 50,
-                  "simpledet": 39, "detectron": 19, "matterport": 14}
-SEED_COMMIT = {"detectron2": "v0.1.2", "mmdetection": "b0d845f", "maskrcnn_benchmark": "0ce8f6f",
-               "tensorpack": "caafda", "simpledet": "9187a1", "matterport": "3deaec"}
+SEED_REFERENCE = {
+    "detectron2": 62,
+    "mmdetection": 53,
+    "maskrcnn_benchmark": 53,
+    "tensorpack": 50,
+    "simpledet": 39,
+    "detectron": 19,
+    "matterport": 14,
+}
+SEED_COMMIT = {
+    "detectron2": "v0.1.2",
+    "mmdetection": "b0d845f",
+    "maskrcnn_benchmark": "0ce8f6f",
+    "tensorpack": "caafda",
+    "simpledet": "9187a1",
+    "matterport": "3deaec",
+}
 
 
 @pytest.mark.parametrize("row", ROWS)
@@ -91,12 +104,24 @@ def test_gpu_count_and_data_root_are_interpolated(compose, tmp_path):
     spec = plan(compose("impl=tensorpack", "hardware=a100x8", "hardware.gpus=4", "cache_dir=/shared/cache"), tmp_path)
     assert spec.command.startswith("mpirun --mca ras ^slurm -H localhost:4 -np 4 ")
     assert "DATA.BASEDIR=/shared/cache/data/coco2017/coco " in spec.command
-    assert spec.images_per_iter == 4 and spec.processes == {"spawner": "mpirun", "ranks": 4, "gpus": None,
-                                                             "span": "mpirun", "span_blocker": ""}
+    assert spec.images_per_iter == 4 and spec.processes == {
+        "spawner": "mpirun",
+        "ranks": 4,
+        "gpus": None,
+        "span": "mpirun",
+        "span_blocker": "",
+    }
 
 
-@pytest.mark.parametrize("override,key", [("window.start=abc", "window.start"), ("window.end=1.5x", "window.end"),
-                                          ("dry_run=maybe", "dry_run"), ("impl.images_per_iter=many", "images_per_iter")])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("window.start=abc", "window.start"),
+        ("window.end=1.5x", "window.end"),
+        ("dry_run=maybe", "dry_run"),
+        ("impl.images_per_iter=many", "images_per_iter"),
+    ],
+)
 def test_type_errors_name_the_key(compose, override, key):
     with pytest.raises((ConfigCompositionException, ValidationError)) as e:
         compose(override)
@@ -127,14 +152,22 @@ def test_cpu_smoke_scale_only_without_gpus(compose, tmp_path):
 
 def test_torchvision_uses_one_process_per_gpu(compose, tmp_path):
     assert plan(compose("impl=torchvision", "hardware=h100x8"), tmp_path).command.startswith(
-        "torchrun --standalone --nproc_per_node=8 ")
+        "torchrun --standalone --nproc_per_node=8 "
+    )
     assert plan(compose("impl=torchvision", "hardware.gpus=0"), tmp_path).command.startswith("python ")
 
 
 @pytest.mark.parametrize("row", SEED_ROWS)
 def test_dry_run_prints_the_seed_command_and_touches_nothing(row, tmp_path):
-    p = run_launcher(f"impl={row}", "hardware=v100x8", "dry_run=true", "weights_dir=/w", "data.stage_dir=/s",
-                     cwd=tmp_path, timeout=120)
+    p = run_launcher(
+        f"impl={row}",
+        "hardware=v100x8",
+        "dry_run=true",
+        "weights_dir=/w",
+        "data.stage_dir=/s",
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     run_dir = p.stdout.split("run dir:", 1)[1].split()[0]
     assert PLANNED[row].format(W="/w", S="/s", R=run_dir) in p.stdout
@@ -150,19 +183,35 @@ def test_user_overrides_win_over_smoke_scale(compose, tmp_path):
     assert spec.scale == "smoke" and spec.window[1] == 5 and "--min-size 200 " in spec.command
 
 
-@pytest.mark.parametrize("mode,has_result,state,wanted", [
-    ("failed", True, "ok", False), ("failed", True, "failed", True), ("failed", True, "timeout", True),
-    ("failed", True, "incomplete", True), ("failed", True, "cancelled", True), ("failed", False, None, True),
-    ("failed", False, "failed", True), ("failed", False, "running", False), ("failed", False, "pending", False),
-    ("missing", True, "ok", False), ("missing", True, "failed", False), ("missing", False, None, True),
-    ("missing", False, "failed", True), ("missing", False, "running", False), ("missing", False, "pending", False),
-])
+@pytest.mark.parametrize(
+    "mode,has_result,state,wanted",
+    [
+        ("failed", True, "ok", False),
+        ("failed", True, "failed", True),
+        ("failed", True, "timeout", True),
+        ("failed", True, "incomplete", True),
+        ("failed", True, "cancelled", True),
+        ("failed", False, None, True),
+        ("failed", False, "failed", True),
+        ("failed", False, "running", False),
+        ("failed", False, "pending", False),
+        ("missing", True, "ok", False),
+        ("missing", True, "failed", False),
+        ("missing", False, None, True),
+        ("missing", False, "failed", True),
+        ("missing", False, "running", False),
+        ("missing", False, "pending", False),
+    ],
+)
 def test_rerun_selects_exactly_its_rows(mode, has_result, state, wanted):
     from launcher.rerun import rerun_wanted
+
     assert rerun_wanted(mode, has_result, state) is wanted
 
 
-@pytest.mark.parametrize("row", ["mmdetection", "maskrcnn_benchmark", "tensorpack", "simpledet", "detectron", "matterport"])
+@pytest.mark.parametrize(
+    "row", ["mmdetection", "maskrcnn_benchmark", "tensorpack", "simpledet", "detectron", "matterport"]
+)
 def test_each_seed_row_writes_where_only_its_run_writes(compose, tmp_path, row):
     """Issue 10 item 1, config side: the row's own output option points into its run directory and its log
     is read from there (or from the captured output). (detectron2's OUTPUT_DIR: the d2real branch.)"""

@@ -25,8 +25,9 @@ GH_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
 
 def launch(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     e = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
-    return subprocess.run([sys.executable, "-m", "launcher", *args], cwd=cwd, env=e, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "launcher", *args], cwd=cwd, env=e, capture_output=True, text=True, timeout=300
+    )
 
 
 def assert_nowhere(secret: str, p: subprocess.CompletedProcess, cwd: Path) -> None:
@@ -36,16 +37,25 @@ def assert_nowhere(secret: str, p: subprocess.CompletedProcess, cwd: Path) -> No
             assert secret.encode() not in f.read_bytes(), f"{f} holds the secret"
 
 
-@pytest.mark.parametrize("url, secret", [
-    (f"https://alice:{TOKEN}@git.example.invalid/org/repo.git", TOKEN),
-    (f"https://oauth2:{TOKEN}@gitlab.example.invalid/org/repo.git", TOKEN),
-    (f"https://{GH_TOKEN}@github.com/org/repo.git", GH_TOKEN),
-    (f"ssh://git:{TOKEN}@git.example.invalid/org/repo.git", TOKEN),
-])
+@pytest.mark.parametrize(
+    "url, secret",
+    [
+        (f"https://alice:{TOKEN}@git.example.invalid/org/repo.git", TOKEN),
+        (f"https://oauth2:{TOKEN}@gitlab.example.invalid/org/repo.git", TOKEN),
+        (f"https://{GH_TOKEN}@github.com/org/repo.git", GH_TOKEN),
+        (f"ssh://git:{TOKEN}@git.example.invalid/org/repo.git", TOKEN),
+    ],
+)
 @pytest.mark.parametrize("mode", [[], ["-m"], ["dry_run=true"]])
 def test_a_url_with_credentials_on_the_command_line_is_refused_and_never_written(tmp_path, url, secret, mode):
-    p = launch(*mode, "impl=maskrcnn_benchmark", "hardware=v100x8", f"impl.repo={url}",
-               f"cache_dir={tmp_path / 'cache'}", cwd=tmp_path)
+    p = launch(
+        *mode,
+        "impl=maskrcnn_benchmark",
+        "hardware=v100x8",
+        f"impl.repo={url}",
+        f"cache_dir={tmp_path / 'cache'}",
+        cwd=tmp_path,
+    )
     assert p.returncode == 2, p.stdout + p.stderr
     assert "credential" in p.stderr and "credential.helper" in p.stderr and "***" in p.stderr
     assert_nowhere(secret, p, tmp_path)
@@ -54,8 +64,14 @@ def test_a_url_with_credentials_on_the_command_line_is_refused_and_never_written
 
 def test_a_url_with_credentials_from_the_environment_is_refused_at_plan_time(tmp_path):
     url = f"https://alice:{TOKEN}@git.example.invalid/org/repo.git"
-    p = launch("impl=maskrcnn_benchmark", "hardware=v100x8", "impl.repo=${oc.env:LX_TEST_REPO}",
-               f"cache_dir={tmp_path / 'cache'}", cwd=tmp_path, env={"LX_TEST_REPO": url})
+    p = launch(
+        "impl=maskrcnn_benchmark",
+        "hardware=v100x8",
+        "impl.repo=${oc.env:LX_TEST_REPO}",
+        f"cache_dir={tmp_path / 'cache'}",
+        cwd=tmp_path,
+        env={"LX_TEST_REPO": url},
+    )
     assert p.returncode == 2, p.stdout + p.stderr
     assert "impl.repo" in p.stderr and "credential.helper" in p.stderr
     assert_nowhere(TOKEN, p, tmp_path)
@@ -72,17 +88,29 @@ def test_a_url_with_credentials_from_a_config_file_leaves_no_copy(tmp_path, mode
     row = row.replace("repo: https://github.com/", f"repo: https://alice:{TOKEN}@github.com/")
     row = row.replace("name: maskrcnn_benchmark", "name: private_row")
     (conf / "private_row.yaml").write_text(row)
-    p = launch(*mode, "--config-dir", str(tmp_path / "userconf"), "impl=private_row", "hardware=v100x8",
-               f"cache_dir={tmp_path / 'cache'}", cwd=tmp_path)
+    p = launch(
+        *mode,
+        "--config-dir",
+        str(tmp_path / "userconf"),
+        "impl=private_row",
+        "hardware=v100x8",
+        f"cache_dir={tmp_path / 'cache'}",
+        cwd=tmp_path,
+    )
     assert p.returncode == 2, p.stdout + p.stderr
     assert "impl.repo" in p.stderr and "credential.helper" in p.stderr
     assert_nowhere(TOKEN, p, tmp_path)
 
 
 def test_plain_urls_and_user_names_pass():
-    for url in ["https://github.com/facebookresearch/detectron2.git", "git@github.com:org/repo.git",
-                "ssh://git@github.com/org/repo.git", "https://myorg@dev.azure.com/myorg/proj/_git/repo",
-                "/shared/mirrors/detectron2.git", "file:///shared/mirrors/x.git"]:
+    for url in [
+        "https://github.com/facebookresearch/detectron2.git",
+        "git@github.com:org/repo.git",
+        "ssh://git@github.com/org/repo.git",
+        "https://myorg@dev.azure.com/myorg/proj/_git/repo",
+        "/shared/mirrors/detectron2.git",
+        "file:///shared/mirrors/x.git",
+    ]:
         assert credential_problems({"impl": {"repo": url}}) == [], url
     problems = credential_problems({"impl": {"repo": f"https://bob:{TOKEN}@host/x.git", "options": {"w": "a"}}})
     assert len(problems) == 1 and "impl.repo" in problems[0] and TOKEN not in problems[0]

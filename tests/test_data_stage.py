@@ -21,8 +21,14 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 def data_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "launcher.data", "stage", *args], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "launcher.data", "stage", *args],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture
@@ -38,8 +44,11 @@ def plan_row(compose, tmp_path, row, *overrides):
 
 def test_every_row_gets_the_release_its_code_loads(compose, tmp_path, coco):
     src = [f"data.coco_root={coco['coco_root']}", f"data.coco2014_root={coco['coco2014_root']}"]
-    p = data_cli("impl=detectron2,mmdetection,tensorpack,maskrcnn_benchmark,detectron,matterport",
-                 f"cache_dir={tmp_path / 'cache'}", *src)
+    p = data_cli(
+        "impl=detectron2,mmdetection,tensorpack,maskrcnn_benchmark,detectron,matterport",
+        f"cache_dir={tmp_path / 'cache'}",
+        *src,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     staged = tmp_path / "cache" / "data"
     c17 = coco["coco_root"]
@@ -50,9 +59,14 @@ def test_every_row_gets_the_release_its_code_loads(compose, tmp_path, coco):
     # valminusminival2014 (train2017 images) and minival2014 (val2017 images)
     c14 = staged / "coco2014"
     assert sorted(p.name for p in (c14 / "train2014").iterdir()) == [
-        f"COCO_train2014_{i:012d}.jpg" for i in (9, 25, 30, 34)]
-    assert (c14 / "val2014" / "COCO_val2014_000000000042.jpg").resolve() == (c17 / "train2017" / "000000000042.jpg").resolve()
-    assert (c14 / "val2014" / "COCO_val2014_000000000139.jpg").resolve() == (c17 / "val2017" / "000000000139.jpg").resolve()
+        f"COCO_train2014_{i:012d}.jpg" for i in (9, 25, 30, 34)
+    ]
+    assert (c14 / "val2014" / "COCO_val2014_000000000042.jpg").resolve() == (
+        c17 / "train2017" / "000000000042.jpg"
+    ).resolve()
+    assert (c14 / "val2014" / "COCO_val2014_000000000139.jpg").resolve() == (
+        c17 / "val2017" / "000000000139.jpg"
+    ).resolve()
     assert (c14 / "coco_train2014").resolve() == (c14 / "train2014").resolve()  # Detectron's directory names
     for name in ("instances_train2014.json", "instances_valminusminival2014.json", "instances_minival2014.json"):
         assert (c14 / "annotations" / name).resolve() == (coco["coco2014_root"] / "annotations" / name).resolve()
@@ -79,8 +93,11 @@ def test_missing_files_are_named_with_where_they_come_from(compose, tmp_path, co
     mrcnn = plan_row(compose, tmp_path, "maskrcnn_benchmark", *src)
     stage(mrcnn, log=lambda s: None)
     (missing,), later = problems(mrcnn)
-    assert "coco2014/annotations/instances_valminusminival2014.json is missing (from " + \
-        str(coco["coco2014_root"] / "annotations" / "instances_valminusminival2014.json") in missing
+    assert (
+        "coco2014/annotations/instances_valminusminival2014.json is missing (from "
+        + str(coco["coco2014_root"] / "annotations" / "instances_valminusminival2014.json")
+        in missing
+    )
     assert later == []
     # mmdetection loads the val json at start (it validates during training): a problem, not a warning
     mmdet = plan_row(compose, tmp_path, "mmdetection", *src)
@@ -96,8 +113,13 @@ def test_an_image_the_2017_release_lacks_is_named_by_id(compose, tmp_path, coco)
     doc = json.loads(ann.read_text())
     doc["images"].append({"id": 777, "file_name": "COCO_train2014_000000000777.jpg", "width": 1, "height": 1})
     ann.write_text(json.dumps(doc))
-    spec = plan_row(compose, tmp_path, "detectron", f"data.coco_root={coco['coco_root']}",
-                    f"data.coco2014_root={coco['coco2014_root']}")
+    spec = plan_row(
+        compose,
+        tmp_path,
+        "detectron",
+        f"data.coco_root={coco['coco_root']}",
+        f"data.coco2014_root={coco['coco2014_root']}",
+    )
     with pytest.raises(linkfarm.LinkFarmError, match=r"1 image\(s\) .* COCO_train2014_000000000777.jpg"):
         stage(spec)
     assert not (tmp_path / "cache" / "data" / "coco2014" / "train2014").exists()  # nothing half-built
@@ -111,7 +133,9 @@ def test_restaging_from_other_folders_needs_force(compose, tmp_path, coco):
     assert p.returncode == 1 and "--force" in p.stdout and str(coco["coco_root"]) in p.stdout
     spec = plan_row(compose, tmp_path, "detectron2", f"data.coco_root={other['coco_root']}")
     assert "was staged from" in problems(spec)[0][0]
-    p = data_cli("impl=detectron2", f"cache_dir={tmp_path / 'cache'}", f"data.coco_root={other['coco_root']}", "--force")
+    p = data_cli(
+        "impl=detectron2", f"cache_dir={tmp_path / 'cache'}", f"data.coco_root={other['coco_root']}", "--force"
+    )
     assert p.returncode == 0 and problems(spec) == ([], [])
 
 
@@ -125,7 +149,7 @@ def test_file_names_are_read_across_chunk_boundaries(tmp_path, coco, monkeypatch
 
 # ---------------------------------------------------------------- SimpleDet: a roidb made by the row's own script
 
-STANDIN_ROIDB = '''\
+STANDIN_ROIDB = """\
 # STAND-IN for SimpleDet's utils/create_coco_roidb.py (the test's repository, not SimpleDet's code): the same
 # inputs and output, paths relative to the work tree, every image asserted to exist
 import json, os, pickle, sys
@@ -139,7 +163,7 @@ for im in doc["images"]:
 os.makedirs("data/cache", exist_ok=True)
 pickle.dump(recs, open("data/cache/coco_%s.roidb" % split, "wb"))
 print("stand-in roidb:", len(recs))
-'''
+"""
 
 
 def simpledet_repo(tmp_path: Path) -> Path:
@@ -156,8 +180,12 @@ def test_simpledet_roidb_is_made_by_its_own_script_in_its_work_tree_once(compose
     from launcher.prepare import prepare
 
     repo = simpledet_repo(tmp_path)
-    over = [f"data.coco_root={coco['coco_root']}", f"impl.repo={repo}", "impl.commit=HEAD",
-            "impl.environment.kind=launcher"]
+    over = [
+        f"data.coco_root={coco['coco_root']}",
+        f"impl.repo={repo}",
+        "impl.commit=HEAD",
+        "impl.environment.kind=launcher",
+    ]
     spec = plan_row(compose, tmp_path, "simpledet", *over)
     assert any("not staged" in p for p in problems(spec)[0])
     spec = prepare(spec, tmp_path / "cache")
@@ -167,8 +195,10 @@ def test_simpledet_roidb_is_made_by_its_own_script_in_its_work_tree_once(compose
     import pickle
 
     recs = pickle.loads(roidb.read_bytes())
-    assert [r["image_url"] for r in recs][:2] == ["data/coco/images/train2017/000000000009.jpg",
-                                                   "data/coco/images/train2017/000000000025.jpg"]
+    assert [r["image_url"] for r in recs][:2] == [
+        "data/coco/images/train2017/000000000009.jpg",
+        "data/coco/images/train2017/000000000025.jpg",
+    ]
     assert (Path(spec.checkout_dir) / "data").resolve() == roidb.parent.parent.resolve()
     assert problems(spec) == ([], []) and any("making" in s for s in said)
     said.clear()
@@ -185,9 +215,19 @@ def test_simpledet_roidb_failing_in_its_environment_says_where_to_run_it(compose
     from launcher.prepare import prepare
 
     repo = simpledet_repo(tmp_path)
-    spec = prepare(plan_row(compose, tmp_path, "simpledet", f"data.coco_root={coco['coco_root']}", f"impl.repo={repo}",
-                            "impl.commit=HEAD", "impl.environment.kind=venv",
-                            f"impl.environment.path={tmp_path / 'no-venv'}"), tmp_path / "cache")
+    spec = prepare(
+        plan_row(
+            compose,
+            tmp_path,
+            "simpledet",
+            f"data.coco_root={coco['coco_root']}",
+            f"impl.repo={repo}",
+            "impl.commit=HEAD",
+            "impl.environment.kind=venv",
+            f"impl.environment.path={tmp_path / 'no-venv'}",
+        ),
+        tmp_path / "cache",
+    )
     with pytest.raises(StageError, match=r"srun python -m launcher.data stage impl=simpledet"):
         stage(spec)
 
@@ -199,7 +239,13 @@ def test_simpledet_real_roidb_script(compose, tmp_path, coco, coco_venv):
     bundle = mirror("simpledet.bundle")
     if bundle is None:
         pytest.skip("no simpledet.bundle in ../shared/mirrors (or $LAUNCHER_MIRRORS): the seed's code is not here")
-    p = data_cli("impl=simpledet", f"cache_dir={tmp_path / 'cache'}", f"data.coco_root={coco['coco_root']}",
-                 f"impl.repo={bundle}", "impl.environment.kind=venv", f"impl.environment.path={coco_venv}")
+    p = data_cli(
+        "impl=simpledet",
+        f"cache_dir={tmp_path / 'cache'}",
+        f"data.coco_root={coco['coco_root']}",
+        f"impl.repo={bundle}",
+        "impl.environment.kind=venv",
+        f"impl.environment.path={coco_venv}",
+    )
     assert p.returncode == 0 and "simpledet layout" in p.stdout and "(complete)" in p.stdout, p.stdout + p.stderr
     assert (tmp_path / "cache" / "data" / "simpledet" / "data" / "cache" / "coco_train2017.roidb").stat().st_size > 0

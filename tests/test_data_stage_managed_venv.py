@@ -15,10 +15,21 @@ def test_the_data_step_makes_the_managed_venv_it_runs_in(compose, tmp_path, coco
     from launcher.prepare import prepare
 
     repo = simpledet_repo(tmp_path)
-    spec = prepare(plan_row(compose, tmp_path, "simpledet", f"data.coco_root={coco['coco_root']}", f"impl.repo={repo}",
-                            "impl.commit=HEAD", "impl.environment.kind=venv", "impl.environment.managed=true",
-                            "impl.environment.host_packages=true", "impl.environment.requirements=[]"),
-                   tmp_path / "cache")
+    spec = prepare(
+        plan_row(
+            compose,
+            tmp_path,
+            "simpledet",
+            f"data.coco_root={coco['coco_root']}",
+            f"impl.repo={repo}",
+            "impl.commit=HEAD",
+            "impl.environment.kind=venv",
+            "impl.environment.managed=true",
+            "impl.environment.host_packages=true",
+            "impl.environment.requirements=[]",
+        ),
+        tmp_path / "cache",
+    )
     venv = managed_venv_path(spec)
     assert venv is not None and not venv.exists()
     said: list[str] = []

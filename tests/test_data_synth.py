@@ -14,13 +14,20 @@ from launcher.data import CATEGORIES, MARKER, Params, SynthError, synth
 from tests.conftest import ROOT
 
 SPLITS_2017 = {"train2017": "train2017", "val2017": "val2017"}
-SPLITS_2014 = {"train2014": "train2014", "valminusminival2014": "val2014", "minival2014": "val2014",
-               "val2014": "val2014"}
+SPLITS_2014 = {
+    "train2014": "train2014",
+    "valminusminival2014": "val2014",
+    "minival2014": "val2014",
+    "val2014": "val2014",
+}
 
 
 def digest(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def load(root: Path, split: str) -> dict:
@@ -30,8 +37,14 @@ def load(root: Path, split: str) -> dict:
 def test_layout_names_and_categories_are_cocos(tmp_path):
     root, counts, written = synth(tmp_path, Params(images=8, val_images=3, seed=1))
     assert written and root == (tmp_path / "coco").resolve()
-    assert counts == {"minival2014": 3, "train2014": 6, "train2017": 8, "val2014": 5, "val2017": 3,
-                      "valminusminival2014": 2}
+    assert counts == {
+        "minival2014": 3,
+        "train2014": 6,
+        "train2017": 8,
+        "val2014": 5,
+        "val2017": 3,
+        "valminusminival2014": 2,
+    }
     cats = load(root, "train2017")["categories"]
     assert len(cats) == 80 and [c["id"] for c in cats] == sorted(c["id"] for c in cats)
     assert cats[0] == {"id": 1, "name": "person", "supercategory": "person"}
@@ -101,8 +114,13 @@ def test_never_overwrites_what_is_not_ours_and_keeps_an_identical_set(tmp_path):
 
 
 def test_cli(tmp_path):
-    run = lambda *a: subprocess.run([sys.executable, "-m", "launcher.data", *a], cwd=ROOT,  # noqa: E731
-                                    capture_output=True, text=True, timeout=120)
+    run = lambda *a: subprocess.run(
+        [sys.executable, "-m", "launcher.data", *a],
+        cwd=ROOT,  # noqa: E731
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     p = run("synth", "--out", str(tmp_path), "--images", "3", "--val-images", "1")
     assert p.returncode == 0, p.stderr
     assert f"data.coco_root={(tmp_path / 'coco').resolve()}" in p.stdout

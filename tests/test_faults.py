@@ -24,17 +24,35 @@ FLOOD = "while true; do echo 'a line of output that fills the disk, over and ove
 
 
 def node_run(run: Path, command: str, time_limit_min: int = 5) -> JobSpec:
-    spec = JobSpec(impl="torchvision", label="t", title="t", framework="PyTorch", command=command,
-                   images_per_iter=2, window=[1, 2], log_format="torchvision", run_dir=str(run), min_gpus=0,
-                   stop_when_covered=False, time_limit_min=time_limit_min)
+    spec = JobSpec(
+        impl="torchvision",
+        label="t",
+        title="t",
+        framework="PyTorch",
+        command=command,
+        images_per_iter=2,
+        window=[1, 2],
+        log_format="torchvision",
+        run_dir=str(run),
+        min_gpus=0,
+        stop_when_covered=False,
+        time_limit_min=time_limit_min,
+    )
     spec.save()
     return spec
 
 
 def run_node_process(run: Path, preexec=None, timeout: float = 90) -> tuple[int, str, float]:
     t0 = time.monotonic()
-    p = subprocess.Popen([sys.executable, "-m", "launcher.node", str(run)], env=ENV, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True, preexec_fn=preexec, start_new_session=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "launcher.node", str(run)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=preexec,
+        start_new_session=True,
+    )
     try:
         _, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -102,20 +120,37 @@ def wait_for(cond, timeout: float, what: str) -> None:
 def looping_command(tmp_path: Path, marker: str) -> str:
     """A row whose command (and a child of it) runs for minutes, writing its pids where the test finds them."""
     script = tmp_path / "loop.sh"
-    script.write_text(f"echo $$ >> {tmp_path}/pids\n(exec -a {marker}-child sleep 300) &\necho $! >> {tmp_path}/pids\n"
-                      "while true; do echo tick; sleep 0.2; done\n")
+    script.write_text(
+        f"echo $$ >> {tmp_path}/pids\n(exec -a {marker}-child sleep 300) &\necho $! >> {tmp_path}/pids\n"
+        "while true; do echo tick; sleep 0.2; done\n"
+    )
     return f"impl.command=bash {script}"
 
 
 def test_a_killed_launcher_takes_its_command_with_it(tmp_path):
     marker = f"orphan-{uuid.uuid4().hex[:8]}"
-    p = subprocess.Popen([sys.executable, "-m", "launcher", looping_command(tmp_path, marker), "scale=full",
-                          "window.start=1", "window.end=2"], cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "launcher",
+            looping_command(tmp_path, marker),
+            "scale=full",
+            "window.start=1",
+            "window.end=2",
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     pids: list[int] = []
     try:
-        wait_for(lambda: (tmp_path / "pids").exists() and len((tmp_path / "pids").read_text().split()) == 2, 120,
-                 "the command to start")
+        wait_for(
+            lambda: (tmp_path / "pids").exists() and len((tmp_path / "pids").read_text().split()) == 2,
+            120,
+            "the command to start",
+        )
         pids = [int(x) for x in (tmp_path / "pids").read_text().split()]
         assert all(alive(pid) for pid in pids)
         p.send_signal(signal.SIGKILL)
@@ -128,8 +163,13 @@ def test_a_killed_launcher_takes_its_command_with_it(tmp_path):
             except ProcessLookupError:
                 pass
     run = next((tmp_path / "outputs").rglob("spec.json")).parent
-    g = subprocess.run([sys.executable, "-m", "launcher.gather", str(run), "--format", "json", "--no-record"],
-                       env=ENV, capture_output=True, text=True, timeout=120)
+    g = subprocess.run(
+        [sys.executable, "-m", "launcher.gather", str(run), "--format", "json", "--no-record"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     rows = json.loads(g.stdout)["runs"]
     assert [r["status"] for r in rows] == ["failed"], rows
 
@@ -138,12 +178,31 @@ def test_one_ctrl_c_ends_a_local_sweep(tmp_path):
     """A terminal's Ctrl-C sends SIGINT to the launcher's process group: the running row is cancelled, no
     other row starts, and the command exits 130."""
     marker = f"sweep-{uuid.uuid4().hex[:8]}"
-    p = subprocess.Popen([sys.executable, "-m", "launcher", "-m", "seed=1,2,3", looping_command(tmp_path, marker),
-                          "scale=full", "window.start=1", "window.end=2"], cwd=tmp_path, env=ENV,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "launcher",
+            "-m",
+            "seed=1,2,3",
+            looping_command(tmp_path, marker),
+            "scale=full",
+            "window.start=1",
+            "window.end=2",
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        wait_for(lambda: (tmp_path / "pids").exists() and len((tmp_path / "pids").read_text().split()) == 2, 120,
-                 "the first row to start")
+        wait_for(
+            lambda: (tmp_path / "pids").exists() and len((tmp_path / "pids").read_text().split()) == 2,
+            120,
+            "the first row to start",
+        )
         os.killpg(p.pid, signal.SIGINT)
         out, err = p.communicate(timeout=60)
     finally:

@@ -32,8 +32,10 @@ def test_todays_software_targets_todays_gpus(compose, tmp_path):
     spec = plan(compose("impl=detectron2", "hardware=h100x8", "impl.environment.software.cuda=12.4"), tmp_path)
     assert arch_problems(spec) == []
     assert max_compute_capability("10.2") == (7, 5) and max_compute_capability("11.8") == (9, 0)
-    assert plan(compose("impl=torchvision", "hardware=a100x8"), tmp_path) and \
-        arch_problems(plan(compose("impl=torchvision", "hardware=a100x8"), tmp_path)) == []
+    assert (
+        plan(compose("impl=torchvision", "hardware=a100x8"), tmp_path)
+        and arch_problems(plan(compose("impl=torchvision", "hardware=a100x8"), tmp_path)) == []
+    )
 
 
 def test_a_plan_refuses_and_a_dry_run_warns(tmp_path):
@@ -51,8 +53,10 @@ def test_ranks_against_the_allocation(compose, tmp_path):
     tp.command = tp.command.replace("mpirun ", "mpirun --oversubscribe ")
     assert process_problems(tp) == []
     over = plan(compose("impl=maskrcnn_benchmark", "hardware=v100x8", "impl.processes.ranks=16"), tmp_path)
-    assert any("starts 8 ranks with torch.distributed.launch, impl.processes.ranks says 16" in p
-               for p in process_problems(over))
+    assert any(
+        "starts 8 ranks with torch.distributed.launch, impl.processes.ranks says 16" in p
+        for p in process_problems(over)
+    )
     assert any("starts 16 ranks (one per GPU) and hardware v100x8 gives 8 GPUs" in p for p in process_problems(over))
     few = plan(compose("impl=simpledet", "hardware=v100x8", "hardware.gpus=4"), tmp_path)
     assert any("drives 8 GPUs (fixed in its config)" in p for p in process_problems(few))
@@ -70,7 +74,9 @@ def test_stack_today_is_what_the_refusal_points_at(compose, tmp_path, row, hw):
     assert runnable_problems(spec) == []
     env = spec.environment
     assert env["kind"] == "venv" and env["managed"] and not env.get("path") and not env.get("create")
-    assert env["software"]["python"] == ">=3.10" and env["software"]["torch"] == ">=2.1" and "cuda" not in env["software"]
+    assert (
+        env["software"]["python"] == ">=3.10" and env["software"]["torch"] == ">=2.1" and "cuda" not in env["software"]
+    )
     assert spec.scale == "full" and [w["dest"] for w in spec.weights] and spec.weights[0]["path"] in spec.command
 
 

@@ -18,9 +18,15 @@ from launcher.gather.__main__ import EXIT_SKIPPED, main
 from launcher.rundir import Result
 
 # The seed page's table, as published (labels and figures, in its order).
-SEED_ROWS = [("|D2| |PT|", 62), ("mmdetection_ |PT|", 53), ("maskrcnn-benchmark_ |PT|", 53),
-             ("tensorpack_ |TF|", 50), ("simpledet_ |mxnet|", 39), ("Detectron_ |C2|", 19),
-             ("`matterport/Mask_RCNN`__ |TF|", 14)]
+SEED_ROWS = [
+    ("|D2| |PT|", 62),
+    ("mmdetection_ |PT|", 53),
+    ("maskrcnn-benchmark_ |PT|", 53),
+    ("tensorpack_ |TF|", 50),
+    ("simpledet_ |mxnet|", 39),
+    ("Detectron_ |C2|", 19),
+    ("`matterport/Mask_RCNN`__ |TF|", 14),
+]
 SEED_IMPLS = ["detectron2", "mmdetection", "maskrcnn_benchmark", "tensorpack", "simpledet", "detectron", "matterport"]
 
 
@@ -58,8 +64,13 @@ def test_no_runs_gives_the_seed_table_in_order(tmp_path):
 def test_every_status_is_a_row(tmp_path):
     sweep = tmp_path / "sweep"
     result(sweep / "0_detectron2", "detectron2", "ok", 61.0, n=0)
-    result(sweep / "1_mmdetection", "mmdetection", "failed", n=1,
-           error="Traceback (most recent call last):\n  File x\nRuntimeError: CUDA out of memory")
+    result(
+        sweep / "1_mmdetection",
+        "mmdetection",
+        "failed",
+        n=1,
+        error="Traceback (most recent call last):\n  File x\nRuntimeError: CUDA out of memory",
+    )
     result(sweep / "2_maskrcnn_benchmark", "maskrcnn_benchmark", "timeout", n=2, error="time limit 60 min")
     result(sweep / "3_tensorpack", "tensorpack", "incomplete", n=3, error="log stops at iteration 230")
     result(sweep / "4_simpledet", "simpledet", "cancelled", n=4, error="cancelled by user")
@@ -71,9 +82,16 @@ def test_every_status_is_a_row(tmp_path):
     assert len(runs) == 8
     table = summary(runs)
     by_impl = dict(zip(table["impl"], table["status"]))
-    assert by_impl == {"detectron2": "ok", "mmdetection": "failed", "maskrcnn_benchmark": "timeout",
-                       "tensorpack": "incomplete", "simpledet": "cancelled", "detectron": "running",
-                       "matterport": "pending", "torchvision": "ok"}
+    assert by_impl == {
+        "detectron2": "ok",
+        "mmdetection": "failed",
+        "maskrcnn_benchmark": "timeout",
+        "tensorpack": "incomplete",
+        "simpledet": "cancelled",
+        "detectron": "running",
+        "matterport": "pending",
+        "torchvision": "ok",
+    }
     reasons = dict(zip(table["impl"], table["reason"]))
     assert reasons["mmdetection"] == "RuntimeError: CUDA out of memory"  # a traceback's last line
     assert "node7" in reasons["detectron"]
@@ -152,9 +170,16 @@ def test_resubmitted_run_shows_the_live_job(tmp_path):
     assert "previous attempt failed" in runs.loc[0, "reason"]
 
 
-@pytest.mark.parametrize("content", ['{"impl": "detectron2", "sta', "", "[1, 2]",
-                                     '{"impl": "detectron2", "hardware": "v100x8", "backend": "local", "status": "ok"}',
-                                     '{"impl": "detectron2", "hardware": "v100x8", "backend": "local", "status": "won"}'])
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"impl": "detectron2", "sta',
+        "",
+        "[1, 2]",
+        '{"impl": "detectron2", "hardware": "v100x8", "backend": "local", "status": "ok"}',
+        '{"impl": "detectron2", "hardware": "v100x8", "backend": "local", "status": "won"}',
+    ],
+)
 def test_corrupt_result_is_reported_by_path_and_the_rest_prints(tmp_path, capsys, content):
     sweep = tmp_path / "sweep"
     result(sweep / "0_detectron2", "detectron2", "ok", 60.0, n=0)
@@ -217,7 +242,7 @@ def test_markdown_csv_json_carry_the_same_rows(tmp_path):
     rows = list(csv.DictReader(io.StringIO(render(runs, "csv"))))
     assert len(rows) == len(table)
     assert rows[0]["implementation"] == "Detectron2" and float(rows[0]["throughput"]) == 62.0
-    assert rows[0]["count"] == "2" and float(rows[0]["std"]) == pytest.approx(2 ** 0.5)
+    assert rows[0]["count"] == "2" and float(rows[0]["std"]) == pytest.approx(2**0.5)
     doc = json.loads(render(runs, "json"))
     assert len(doc["runs"]) == 3 and len(doc["table"]) == len(table)
     fields = set(Result.__dataclass_fields__)

@@ -13,8 +13,14 @@ TEL = {"gpu_sampled": True, "memory_used_peak_mib": 14220.0, "power_mean_w": 185
 
 def test_columns_appear_with_telemetry_and_aggregate_over_repeats(tmp_path):
     result(tmp_path / "a", "detectron2", "ok", 61.0, n=1, telemetry=TEL)
-    result(tmp_path / "b", "detectron2", "ok", 62.0, n=2, telemetry={**TEL, "memory_used_peak_mib": 15000.0,
-                                                                      "power_mean_w": 1848.0, "energy_j_per_img": 29.0})
+    result(
+        tmp_path / "b",
+        "detectron2",
+        "ok",
+        62.0,
+        n=2,
+        telemetry={**TEL, "memory_used_peak_mib": 15000.0, "power_mean_w": 1848.0, "energy_j_per_img": 29.0},
+    )
     result(tmp_path / "c", "mmdetection", "ok", 53.0, n=3, telemetry={"gpu_sampled": False, "note": "no GPU sampled"})
     runs, problems = gather([tmp_path], db=None)
     assert problems == []

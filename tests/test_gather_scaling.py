@@ -19,15 +19,42 @@ from launcher.rundir import Result, write_result
 from tests.conftest import ROOT
 
 
-def fixture_run(base: Path, name: str, throughput: float, *, nodes: int, ranks: int, impl: str = "torchvision",
-                recipe: str | None = None) -> None:
+def fixture_run(
+    base: Path,
+    name: str,
+    throughput: float,
+    *,
+    nodes: int,
+    ranks: int,
+    impl: str = "torchvision",
+    recipe: str | None = None,
+) -> None:
     d = base / name
     d.mkdir(parents=True)
     hosts = [f"node{i}" for i in range(1, nodes + 1)]
-    write_result(d, Result(impl=impl, hardware="h100x8", backend="slurm", status="ok", throughput=throughput,
-                           window=[100, 500], window_requested=[100, 500], images_per_iter=2 * ranks, gpus=ranks // nodes,
-                           scale="full", recipe_hash=recipe, nodes=nodes, ranks=ranks, hosts=hosts, host=hosts[0],
-                           method="fixture", run_dir=str(d), error_bound=0.001))
+    write_result(
+        d,
+        Result(
+            impl=impl,
+            hardware="h100x8",
+            backend="slurm",
+            status="ok",
+            throughput=throughput,
+            window=[100, 500],
+            window_requested=[100, 500],
+            images_per_iter=2 * ranks,
+            gpus=ranks // nodes,
+            scale="full",
+            recipe_hash=recipe,
+            nodes=nodes,
+            ranks=ranks,
+            hosts=hosts,
+            host=hosts[0],
+            method="fixture",
+            run_dir=str(d),
+            error_bound=0.001,
+        ),
+    )
 
 
 @pytest.fixture
@@ -79,8 +106,13 @@ def test_render_and_plot(sweep, tmp_path):
 
 def test_gather_cli_scaling_view_keeps_the_seed_table_the_default(sweep, tmp_path):
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "launcher.gather", str(sweep), "--no-record", *args],
-                              capture_output=True, text=True, timeout=120, cwd=ROOT)
+        return subprocess.run(
+            [sys.executable, "-m", "launcher.gather", str(sweep), "--no-record", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
 
     default = cli()
     assert default.returncode == 0 and "Detectron2" in default.stdout and "Efficiency" not in default.stdout

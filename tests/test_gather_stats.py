@@ -71,10 +71,18 @@ def test_unstable_row_is_flagged_in_the_table(tmp_path):
 # ---------------------------------------------------------------- verdicts
 
 
-@pytest.mark.parametrize("measured,expected", [
-    (50.0, "reproduced"), (52.5, "reproduced"), (47.5, "reproduced"),  # exactly on the edges: inclusive
-    (52.5001, "faster"), (47.4999, "slower"), (60.0, "faster"), (30.0, "slower"),
-])
+@pytest.mark.parametrize(
+    "measured,expected",
+    [
+        (50.0, "reproduced"),
+        (52.5, "reproduced"),
+        (47.5, "reproduced"),  # exactly on the edges: inclusive
+        (52.5001, "faster"),
+        (47.4999, "slower"),
+        (60.0, "faster"),
+        (30.0, "slower"),
+    ],
+)
 def test_verdict_at_the_tolerance_edges(measured, expected):
     assert stats.verdict(measured, 50.0, 0.05, "v100x8", "v100x8", "full")[0] == expected
 
@@ -188,7 +196,8 @@ def test_scale_bench_runs_and_reports(tmp_path):
     from pathlib import Path
 
     script = Path(__file__).resolve().parent.parent / "bench" / "gather_scale.py"
-    p = subprocess.run([sys.executable, str(script), "--runs", "300", "--target", "60"],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, str(script), "--runs", "300", "--target", "60"], capture_output=True, text=True, timeout=120
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     assert "PASS" in p.stdout and "for 300 runs" in p.stdout

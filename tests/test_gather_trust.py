@@ -17,17 +17,33 @@ from tests.conftest import ROOT
 
 def planned(run_dir, impl="detectron2", sweep=None) -> JobSpec:
     run_dir.mkdir(parents=True, exist_ok=True)
-    spec = JobSpec(impl=impl, label=impl, title=impl, framework="none", command="true", images_per_iter=16,
-                   window=[100, 500], log_format="detectron2", run_dir=str(run_dir.resolve()),
-                   sweep_dir=str(sweep.resolve()) if sweep else None)
+    spec = JobSpec(
+        impl=impl,
+        label=impl,
+        title=impl,
+        framework="none",
+        command="true",
+        images_per_iter=16,
+        window=[100, 500],
+        log_format="detectron2",
+        run_dir=str(run_dir.resolve()),
+        sweep_dir=str(sweep.resolve()) if sweep else None,
+    )
     spec.save()
     return spec
 
 
 def finished(spec: JobSpec, status="ok", throughput=61.0) -> None:
-    write_result(spec.run_dir, Result.for_spec(spec, status, throughput=throughput if status == "ok" else None,
-                                               started_at="2026-01-01T00:00:00+00:00",
-                                               error=None if status == "ok" else "command exited with status 1"))
+    write_result(
+        spec.run_dir,
+        Result.for_spec(
+            spec,
+            status,
+            throughput=throughput if status == "ok" else None,
+            started_at="2026-01-01T00:00:00+00:00",
+            error=None if status == "ok" else "command exited with status 1",
+        ),
+    )
 
 
 def rows(path) -> dict:
@@ -66,8 +82,14 @@ def test_a_copied_sweep_of_old_manifest_lines_is_rebased_too(tmp_path):
     """Lines written before `rel_run_dir` existed: the row of that name under the sweep where it lies now."""
     sweep = tmp_path / "sweep"
     spec = planned(sweep / "0_detectron2", sweep=sweep)
-    line = {"impl": "detectron2", "hardware": "local", "backend": "local", "job_id": "local-1-0_detectron2",
-            "run_dir": spec.run_dir, "submitted_at": "2026-01-01T00:00:00+00:00"}
+    line = {
+        "impl": "detectron2",
+        "hardware": "local",
+        "backend": "local",
+        "job_id": "local-1-0_detectron2",
+        "run_dir": spec.run_dir,
+        "submitted_at": "2026-01-01T00:00:00+00:00",
+    }
     for d in (sweep, sweep / "0_detectron2"):
         (d / "manifest.jsonl").write_text(json.dumps(line) + "\n")
     shutil.copytree(sweep, tmp_path / "copy")
@@ -80,14 +102,27 @@ def test_a_copied_sweep_of_old_manifest_lines_is_rebased_too(tmp_path):
 def test_job_ids_and_names_from_a_manifest_are_validated(tmp_path):
     run = tmp_path / "sweep" / "0_detectron2"
     planned(run)
-    evil = {"impl": "detectron2", "hardware": "local", "backend": "slurm", "job_id": "--signal=KILL;rm -rf ~",
-            "run_dir": str(run), "submitted_at": "2026-01-01T00:00:00+00:00"}
+    evil = {
+        "impl": "detectron2",
+        "hardware": "local",
+        "backend": "slurm",
+        "job_id": "--signal=KILL;rm -rf ~",
+        "run_dir": str(run),
+        "submitted_at": "2026-01-01T00:00:00+00:00",
+    }
     (run / "manifest.jsonl").write_text(json.dumps(evil) + "\n")
     entry = read_manifest(run)[0]
-    assert entry["job_id"] is None and "not one the launcher writes" in entry["invalid"] and "rm" not in entry["invalid"]
+    assert (
+        entry["job_id"] is None and "not one the launcher writes" in entry["invalid"] and "rm" not in entry["invalid"]
+    )
     runs, _ = gather([run], db=None, job_state=True)
     rec = runs.to_dict("records")[0]
     assert "manifest line refused" in str(rec["reason"]) and "rm -rf" not in json.dumps(rec, default=str)
-    p = subprocess.run([sys.executable, "-m", "launcher.cancel", str(run)], capture_output=True, text=True,
-                       timeout=60, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    p = subprocess.run(
+        [sys.executable, "-m", "launcher.cancel", str(run)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert p.returncode == 1 and "refused" in p.stdout and "rm -rf" not in p.stdout, p.stdout + p.stderr

@@ -15,8 +15,16 @@ from launcher.gather import history
 from tests.conftest import ROOT, run_launcher, tmpfs
 
 STANDIN = ["hydra.searchpath=[file://" + str(ROOT / "tests" / "conf") + "]", "impl=standin", "scale=full"]
-REC = {"source": "result", "status": "ok", "impl": "detectron2", "hardware": "v100x8", "throughput": 61.0,
-       "run_dir": "/runs/a", "started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T01:00:00+00:00"}
+REC = {
+    "source": "result",
+    "status": "ok",
+    "impl": "detectron2",
+    "hardware": "v100x8",
+    "throughput": 61.0,
+    "run_dir": "/runs/a",
+    "started_at": "2026-01-01T00:00:00+00:00",
+    "finished_at": "2026-01-01T01:00:00+00:00",
+}
 
 
 def hold(db: Path) -> sqlite3.Connection:
@@ -72,8 +80,16 @@ def test_an_ok_row_exits_0_when_its_history_cannot_be_written(tmp_path, monkeypa
     (tmp_path / "outputs").mkdir()
     con = hold(tmp_path / "outputs" / "history.sqlite")  # busy for the whole launch (waited for 2 s, then given up)
     try:
-        p = run_launcher(*STANDIN, "impl.options.iters=40", "impl.options.base=0.02", "window.start=10",
-                         "window.end=30", cwd=tmp_path, timeout=300, env={"LAUNCHER_HISTORY_WAIT_S": "2"})
+        p = run_launcher(
+            *STANDIN,
+            "impl.options.iters=40",
+            "impl.options.base=0.02",
+            "window.start=10",
+            "window.end=30",
+            cwd=tmp_path,
+            timeout=300,
+            env={"LAUNCHER_HISTORY_WAIT_S": "2"},
+        )
     finally:
         con.execute("ROLLBACK")
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]

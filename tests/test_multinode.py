@@ -33,13 +33,15 @@ from tests.conftest import ROOT, run_launcher
 RAY_ADDRESS = os.environ.get("LAUNCHER_RAY_ADDRESS", "http://127.0.0.1:8265")
 FINAL = ("ok", "failed", "timeout", "cancelled", "incomplete")
 # a stand-in: N iterations of DT seconds in the torchvision log format, on every node of the row
-STANDIN = ("echo \"node $LAUNCHER_NODE_RANK of $LAUNCHER_NNODES on $(hostname), master "
-           "$LAUNCHER_MASTER_ADDR:$LAUNCHER_MASTER_PORT\"; python3 -u -c \"import sys, time\n"
-           "n, dt = int(sys.argv[1]), float(sys.argv[2])\n"
-           "for i in range(1, n + 1):\n"
-           "    time.sleep(dt)\n"
-           "    print(f'tvbench iter={{i}} t={{time.time():.6f}} images=2 loss=1.0', flush=True)\n"
-           "\" {n} {dt}")
+STANDIN = (
+    'echo "node $LAUNCHER_NODE_RANK of $LAUNCHER_NNODES on $(hostname), master '
+    '$LAUNCHER_MASTER_ADDR:$LAUNCHER_MASTER_PORT"; python3 -u -c "import sys, time\n'
+    "n, dt = int(sys.argv[1]), float(sys.argv[2])\n"
+    "for i in range(1, n + 1):\n"
+    "    time.sleep(dt)\n"
+    "    print(f'tvbench iter={{i}} t={{time.time():.6f}} images=2 loss=1.0', flush=True)\n"
+    '" {n} {dt}'
+)
 TINY = ["impl=torchvision", "hardware.nodes=2", "window.start=1", "window.end=3", "hardware.time_limit_min=10"]
 
 
@@ -54,10 +56,13 @@ def plan_row(compose, tmp_path, *overrides):
 
 
 def test_each_row_spans_nodes_its_own_way_or_refuses_saying_why(compose, tmp_path):
-    spans = {"torchvision": "torchrun --nnodes=2", "detectron2": "--num-machines 2 --machine-rank",
-             "maskrcnn_benchmark": "torch.distributed.launch --nproc_per_node=8 --nnodes=2",
-             "mmdetection": "torch.distributed.launch --nproc_per_node=8 --nnodes=2",
-             "tensorpack": '-H "$LAUNCHER_MPI_HOSTS" -np 16'}
+    spans = {
+        "torchvision": "torchrun --nnodes=2",
+        "detectron2": "--num-machines 2 --machine-rank",
+        "maskrcnn_benchmark": "torch.distributed.launch --nproc_per_node=8 --nnodes=2",
+        "mmdetection": "torch.distributed.launch --nproc_per_node=8 --nnodes=2",
+        "tensorpack": '-H "$LAUNCHER_MPI_HOSTS" -np 16',
+    }
     for impl, text in spans.items():
         spec, problems = plan_row(compose, tmp_path / impl, f"impl={impl}", "hardware=v100x8", "hardware.nodes=2")
         assert text in spec.command and problems == [], (impl, spec.command, problems)
@@ -106,6 +111,7 @@ def _slurm_nodes() -> list[str]:
 
 def _ray_nodes() -> int:
     import urllib.request
+
     try:
         with urllib.request.urlopen(f"{RAY_ADDRESS}/api/v0/nodes?limit=100", timeout=5) as r:
             return sum(1 for n in json.load(r)["data"]["result"]["result"] if n.get("state") == "ALIVE")
@@ -113,12 +119,18 @@ def _ray_nodes() -> int:
         return 0
 
 
-SLURM2 = pytest.mark.skipif(len(_slurm_nodes()) < 2, reason="no Slurm cluster of two 8-GPU nodes answers: run "
-                            "`bash .ci/services/slurm.sh start` (as .ci/run does)")
-RAY2 = pytest.mark.skipif(_ray_nodes() < 2, reason=f"no Ray cluster of two nodes at {RAY_ADDRESS}: run "
-                          "`bash .ci/services/ray.sh start` (as .ci/run does)")
-BACKENDS = [pytest.param("slurm", marks=[pytest.mark.slurm, SLURM2]),
-            pytest.param("ray", marks=[pytest.mark.ray, RAY2])]
+SLURM2 = pytest.mark.skipif(
+    len(_slurm_nodes()) < 2,
+    reason="no Slurm cluster of two 8-GPU nodes answers: run `bash .ci/services/slurm.sh start` (as .ci/run does)",
+)
+RAY2 = pytest.mark.skipif(
+    _ray_nodes() < 2,
+    reason=f"no Ray cluster of two nodes at {RAY_ADDRESS}: run `bash .ci/services/ray.sh start` (as .ci/run does)",
+)
+BACKENDS = [
+    pytest.param("slurm", marks=[pytest.mark.slurm, SLURM2]),
+    pytest.param("ray", marks=[pytest.mark.ray, RAY2]),
+]
 
 
 def backend_args(backend: str) -> list[str]:
@@ -162,8 +174,14 @@ def test_a_scaling_sweep_over_nodes_gathers_into_a_scaling_table(tmp_path):
     """`-m hardware.nodes=1,2` on Slurm: the real torchvision row on one node and on two (one rank per node,
     gloo), both ok; the 2-node run has both hosts and world size 2; the sweep ends with the seed's table and
     the scaling table below it, and `gather --view scaling` shows it again with its plot."""
-    p = run_launcher("-m", *[a for a in TINY if not a.startswith("hardware.nodes")], "hardware.nodes=1,2",
-                     *backend_args("slurm"), cwd=tmp_path, timeout=600)
+    p = run_launcher(
+        "-m",
+        *[a for a in TINY if not a.startswith("hardware.nodes")],
+        "hardware.nodes=1,2",
+        *backend_args("slurm"),
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
     runs = sorted(p.parent for p in tmp_path.rglob("result.json") if p.parent.name != "nodes")
     assert [read_result(r).nodes for r in runs] == [1, 2], runs
@@ -174,24 +192,45 @@ def test_a_scaling_sweep_over_nodes_gathers_into_a_scaling_table(tmp_path):
     rows = (sweep / "scaling.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[1].split(",")[3:5] == ["1", "1"] and rows[2].split(",")[3:5] == ["2", "2"]
     assert rows[2].split(",")[11] == "1 rank on 1 node", rows  # one curve: the 2-node run against the 1-node one
-    g = subprocess.run([sys.executable, "-m", "launcher.gather", str(sweep), "--view", "scaling", "--no-record"],
-                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    g = subprocess.run(
+        [sys.executable, "-m", "launcher.gather", str(sweep), "--view", "scaling", "--no-record"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert g.returncode == 0 and "img/s per rank" in g.stdout, g.stderr
 
 
 # --------------------------------------------------------------------------------- stand-in rows, submitted
 
 
-def make_spec(base: Path, name: str, command: str, *, backend: str, nodes: int = 1, gpus: int = 8,
-              n: int = 6, **backend_config) -> JobSpec:
+def make_spec(
+    base: Path, name: str, command: str, *, backend: str, nodes: int = 1, gpus: int = 8, n: int = 6, **backend_config
+) -> JobSpec:
     run_dir = base / name
     run_dir.mkdir(parents=True)
-    spec = JobSpec(impl=name, label=f"{name} (stand-in)", title=f"{name} (stand-in)", framework="stand-in",
-                   command=command, images_per_iter=2, window=[2, n], log_format="torchvision",
-                   stop_when_covered=False, hardware="ci", gpus=gpus, cpus=1, nodes=nodes, time_limit_min=5,
-                   processes={"spawner": "single", "ranks": 1, "span": "torchrun" if nodes > 1 else None},
-                   backend=backend, backend_config={"mem": "hardware", **backend_config},
-                   run_dir=str(run_dir.resolve()), sweep_dir=str(base.resolve()))
+    spec = JobSpec(
+        impl=name,
+        label=f"{name} (stand-in)",
+        title=f"{name} (stand-in)",
+        framework="stand-in",
+        command=command,
+        images_per_iter=2,
+        window=[2, n],
+        log_format="torchvision",
+        stop_when_covered=False,
+        hardware="ci",
+        gpus=gpus,
+        cpus=1,
+        nodes=nodes,
+        time_limit_min=5,
+        processes={"spawner": "single", "ranks": 1, "span": "torchrun" if nodes > 1 else None},
+        backend=backend,
+        backend_config={"mem": "hardware", **backend_config},
+        run_dir=str(run_dir.resolve()),
+        sweep_dir=str(base.resolve()),
+    )
     spec.save()
     return spec
 
@@ -216,8 +255,11 @@ def wait_final(b, ids, specs, timeout_s: float):
 
 
 def stamps(spec: JobSpec) -> tuple[float, float]:
-    ts = [float(ln.split(" t=")[1].split()[0]) for ln in (Path(spec.run_dir) / "train.log").read_text().splitlines()
-          if ln.startswith("tvbench iter=")]
+    ts = [
+        float(ln.split(" t=")[1].split()[0])
+        for ln in (Path(spec.run_dir) / "train.log").read_text().splitlines()
+        if ln.startswith("tvbench iter=")
+    ]
     return ts[0], ts[-1]
 
 
@@ -231,7 +273,7 @@ def test_whole_node_rows_run_on_both_nodes_at_once_and_never_share_one(backend, 
     states = wait_final(b, ids, specs, 240)
     assert [s.state for s in states] == ["ok"] * 3, states
     runs = [(read_result(s.run_dir).host, *stamps(s)) for s in specs]
-    pairs = [(a, c) for i, a in enumerate(runs) for c in runs[i + 1:]]
+    pairs = [(a, c) for i, a in enumerate(runs) for c in runs[i + 1 :]]
     overlapping = [(a, c) for a, c in pairs if min(a[2], c[2]) - max(a[1], c[1]) > 1.0]
     assert overlapping, f"no two whole-node rows ran at the same time: {runs}"
     assert all(a[0] != c[0] for a, c in overlapping), f"two 8-GPU rows overlapped on one node: {runs}"
@@ -245,9 +287,17 @@ def _kill_node(backend: str, node: str) -> None:
 
 def _restart(backend: str) -> None:
     script = ROOT / ".ci" / "services" / f"{backend}.sh"
-    p = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "PYTHON": sys.executable,
-                            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]})
+    p = subprocess.run(
+        ["bash", str(script), "start"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **os.environ,
+            "PYTHON": sys.executable,
+            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+        },
+    )
     assert p.returncode == 0, p.stderr[-2000:]
 
 
@@ -265,8 +315,12 @@ def test_a_node_that_dies_fails_its_row_in_bounded_time_and_the_sweep_goes_on(ba
     ids = b.submit([spanning, other])
     nodes = Path(spanning.run_dir) / "nodes"
     deadline = time.time() + 180
-    while not ((nodes / "rank1.alive").is_file() and (nodes / "rank0.alive").is_file() and (Path(spanning.run_dir) / "train.log").is_file()
-               and "iter=2 " in (Path(spanning.run_dir) / "train.log").read_text()):
+    while not (
+        (nodes / "rank1.alive").is_file()
+        and (nodes / "rank0.alive").is_file()
+        and (Path(spanning.run_dir) / "train.log").is_file()
+        and "iter=2 " in (Path(spanning.run_dir) / "train.log").read_text()
+    ):
         assert time.time() < deadline, f"the 2-node row did not start: {states_of(b, ids, [spanning, other])}"
         time.sleep(1)
     hosts = {r: json.loads((nodes / f"rank{r}.alive").read_text())["host"] for r in (0, 1)}
@@ -277,8 +331,10 @@ def test_a_node_that_dies_fails_its_row_in_bounded_time_and_the_sweep_goes_on(ba
         _kill_node(backend, victim)
         killed = time.time()
         while b.state(ids[0], spanning.run_dir).state not in FINAL:
-            assert time.time() - killed < 120, f"the row still reads {b.state(ids[0], spanning.run_dir)} " \
-                                               f"{time.time() - killed:.0f} s after node {victim} died"
+            assert time.time() - killed < 120, (
+                f"the row still reads {b.state(ids[0], spanning.run_dir)} "
+                f"{time.time() - killed:.0f} s after node {victim} died"
+            )
             time.sleep(1)
         st = b.state(ids[0], spanning.run_dir)
         assert st.state == "failed" and f"node rank {rank}" in st.reason and victim in st.reason, st

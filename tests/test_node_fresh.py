@@ -51,8 +51,15 @@ def test_a_log_file_older_than_the_run_is_refused(tmp_path):
     """mmdetection's *.log.json carries no wall-clock stamps: the file's age is what tells an old run's log."""
     tree = tmp_path / "tree"
     tree.mkdir()
-    common = [*STANDIN, f"impl.workdir={tree}", "impl.options.format=mmdetection", f"impl.log.path={MMDET_LOG}",
-              "window.start=50", "window.end=150", "impl.images_per_iter=16"]
+    common = [
+        *STANDIN,
+        f"impl.workdir={tree}",
+        "impl.options.format=mmdetection",
+        f"impl.log.path={MMDET_LOG}",
+        "window.start=50",
+        "window.end=150",
+        "impl.images_per_iter=16",
+    ]
     p = run_launcher(*common, "impl.options.iters=200", "impl.options.extra=--fast", cwd=tmp_path, timeout=300)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     old = next(tree.glob(MMDET_LOG))
@@ -69,8 +76,14 @@ def test_a_log_an_older_run_appended_to_is_refused(tmp_path):
     after the first run's. The file then holds an older run's records, stamped before this run began."""
     tree = tmp_path / "tree"
     tree.mkdir()
-    common = [*STANDIN, f"impl.workdir={tree}", "window.start=10", "window.end=30", "impl.options.iters=40",
-              "impl.options.base=0.02"]
+    common = [
+        *STANDIN,
+        f"impl.workdir={tree}",
+        "window.start=10",
+        "window.end=30",
+        "impl.options.iters=40",
+        "impl.options.base=0.02",
+    ]
     assert run_launcher(*common, cwd=tmp_path, timeout=300).returncode == 0
     time.sleep(1.1)  # the stamps have one-second resolution
     p = run_launcher(*common, "seed=1", cwd=tmp_path, timeout=300)
@@ -81,9 +94,20 @@ def test_a_log_an_older_run_appended_to_is_refused(tmp_path):
 
 
 def node_spec(run: Path, command: str, log_path: str | None, fmt: str = "detectron2") -> JobSpec:
-    spec = JobSpec(impl="standin", label="s", title="s", framework="none", command=command, images_per_iter=2,
-                   window=[10, 30], log_format=fmt, log_path=log_path, run_dir=str(run), stop_when_covered=False,
-                   min_gpus=0)
+    spec = JobSpec(
+        impl="standin",
+        label="s",
+        title="s",
+        framework="none",
+        command=command,
+        images_per_iter=2,
+        window=[10, 30],
+        log_format=fmt,
+        log_path=log_path,
+        run_dir=str(run),
+        stop_when_covered=False,
+        min_gpus=0,
+    )
     spec.save()
     return spec
 
@@ -112,8 +136,9 @@ def test_rerun_failed_starts_a_fresh_train_log(tmp_path):
     args = ["-m", "impl=torchvision", "scale=full", "window.start=1", "window.end=2", f"hydra.sweep.dir={sweep}"]
     p = run_launcher(*args, script(tmp_path, "echo first-attempt-marker; exit 3"), cwd=tmp_path, timeout=300)
     assert p.returncode == 1
-    p = run_launcher(*args, "rerun=failed", script(tmp_path, "echo second-attempt-marker; exit 4"), cwd=tmp_path,
-                     timeout=300)
+    p = run_launcher(
+        *args, "rerun=failed", script(tmp_path, "echo second-attempt-marker; exit 4"), cwd=tmp_path, timeout=300
+    )
     assert p.returncode == 1
     run = sweep / "0_torchvision"
     assert "second-attempt-marker" in (run / "train.log").read_text()

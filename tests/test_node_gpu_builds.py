@@ -20,12 +20,16 @@ import pytest
 from launcher.node.toolchain import INDEX_TOOLKITS, device_code, extension_modules
 from tests.conftest import mirror, run_launcher
 
-ROWS = {"detectron2": "detectron2.bundle", "mmdetection": "mmdetection.bundle",
-        "maskrcnn_benchmark": "maskrcnn-benchmark.bundle"}
+ROWS = {
+    "detectron2": "detectron2.bundle",
+    "mmdetection": "mmdetection.bundle",
+    "maskrcnn_benchmark": "maskrcnn-benchmark.bundle",
+}
 
 
 def _torch_cuda_pinned() -> None:
     import torch
+
     cuda = torch.version.cuda
     if not cuda or ".".join(cuda.split(".")[:2]) not in INDEX_TOOLKITS:
         pytest.skip(f"this torch (CUDA {cuda}) has no pinned toolkit on the package index to build with")
@@ -38,9 +42,18 @@ def build_for_gpus(tmp_path: Path, row: str, archs: str, hardware: str = "h100x8
         pytest.skip(f"no {ROWS[row]} in ../shared/mirrors (or $LAUNCHER_MIRRORS): the seed's code is not here")
     _torch_cuda_pinned()
     t0 = time.time()
-    p = run_launcher(f"impl={row}", "stack=today", f"hardware={hardware}", f"hardware.compute_capability='{archs}'",
-                     "prepare_only=true", f"impl.repo={bundle}", f"cache_dir={tmp_path / 'cache'}",
-                     "cuda_toolkit=index", cwd=tmp_path, timeout=7200)
+    p = run_launcher(
+        f"impl={row}",
+        "stack=today",
+        f"hardware={hardware}",
+        f"hardware.compute_capability='{archs}'",
+        "prepare_only=true",
+        f"impl.repo={bundle}",
+        f"cache_dir={tmp_path / 'cache'}",
+        "cuda_toolkit=index",
+        cwd=tmp_path,
+        timeout=7200,
+    )
     took = time.time() - t0
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-6000:]
@@ -59,9 +72,18 @@ def build_for_gpus(tmp_path: Path, row: str, archs: str, hardware: str = "h100x8
     assert set(data["device_code"]) == {str(m.relative_to(tree)) for m in mods}
     assert (marker.with_name(marker.name.replace(".json", ".log"))).is_file()  # the build's log is kept beside it
     # the same recipe again: nothing to do
-    again = run_launcher(f"impl={row}", "stack=today", f"hardware={hardware}",
-                         f"hardware.compute_capability='{archs}'", "prepare_only=true", f"impl.repo={bundle}",
-                         f"cache_dir={tmp_path / 'cache'}", "cuda_toolkit=index", cwd=tmp_path, timeout=600)
+    again = run_launcher(
+        f"impl={row}",
+        "stack=today",
+        f"hardware={hardware}",
+        f"hardware.compute_capability='{archs}'",
+        "prepare_only=true",
+        f"impl.repo={bundle}",
+        f"cache_dir={tmp_path / 'cache'}",
+        "cuda_toolkit=index",
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert again.returncode == 0 and "build: already done" in again.stdout, again.stdout[-3000:]
     return tree, took
 

@@ -55,16 +55,31 @@ def test_sighup_to_the_launcher_ends_the_row_cancelled_with_a_result(tmp_path):
     slow = tmp_path / "slow.sh"
     slow.write_text("for i in $(seq 1 300); do echo waiting $i; sleep 0.2; done\n")
     e = dict(os.environ, PYTHONPATH=str(ROOT))
-    p = subprocess.Popen([sys.executable, "-m", "launcher",
-                          "hydra.searchpath=[file://" + str(ROOT / "tests" / "conf") + "]", "impl=standin",
-                          f"impl.command=bash {slow}"], cwd=tmp_path, env=e, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "launcher",
+            "hydra.searchpath=[file://" + str(ROOT / "tests" / "conf") + "]",
+            "impl=standin",
+            f"impl.command=bash {slow}",
+        ],
+        cwd=tmp_path,
+        env=e,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     status = None
     while time.monotonic() < deadline:
         found = list((tmp_path / "outputs").rglob("status.json"))
-        if found and read_status(found[0].parent).get("state") == "running" \
-                and (found[0].parent / "train.log").exists() and "waiting" in (found[0].parent / "train.log").read_text():
+        if (
+            found
+            and read_status(found[0].parent).get("state") == "running"
+            and (found[0].parent / "train.log").exists()
+            and "waiting" in (found[0].parent / "train.log").read_text()
+        ):
             status = found[0].parent
             break
         time.sleep(0.2)

@@ -13,15 +13,36 @@ import pytest
 from launcher.node import provenance
 from launcher.spec import JobSpec
 
-MLPERF_FIELDS = ("accelerator_model_name", "accelerators_per_node", "host_processor_model_name",
-                 "host_processors_per_node", "framework", "operating_system", "cuda_version", "cudnn_version",
-                 "nccl_version", "accelerator_interconnect_topology")
+MLPERF_FIELDS = (
+    "accelerator_model_name",
+    "accelerators_per_node",
+    "host_processor_model_name",
+    "host_processors_per_node",
+    "framework",
+    "operating_system",
+    "cuda_version",
+    "cudnn_version",
+    "nccl_version",
+    "accelerator_interconnect_topology",
+)
 
 
 def _spec(tmp_path, framework="PyTorch"):
-    return JobSpec(impl="torchvision", label="x", title="x", framework=framework, command="true",
-                   images_per_iter=2, window=[2, 8], log_format="torchvision", run_dir=str(tmp_path),
-                   hardware="local", commit="v0.1", commit_full="a" * 40, recipe_hash="b" * 64)
+    return JobSpec(
+        impl="torchvision",
+        label="x",
+        title="x",
+        framework=framework,
+        command="true",
+        images_per_iter=2,
+        window=[2, 8],
+        log_format="torchvision",
+        run_dir=str(tmp_path),
+        hardware="local",
+        commit="v0.1",
+        commit_full="a" * 40,
+        recipe_hash="b" * 64,
+    )
 
 
 def _path_without_nvidia_smi(monkeypatch, tmp_path, stand_in: str | None = None):

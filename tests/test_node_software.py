@@ -24,22 +24,46 @@ PY = platform.python_version()
 def spec(tmp_path: Path, command: str = "echo ran > ran.txt", **kw) -> JobSpec:
     run_dir = tmp_path / "run"
     run_dir.mkdir(exist_ok=True)
-    base = dict(impl="toy", label="toy", title="toy", framework="none", command=command, images_per_iter=1,
-                window=[1, 2], log_format="torchvision", run_dir=str(run_dir), stop_when_covered=False, min_gpus=0)
+    base = dict(
+        impl="toy",
+        label="toy",
+        title="toy",
+        framework="none",
+        command=command,
+        images_per_iter=1,
+        window=[1, 2],
+        log_format="torchvision",
+        run_dir=str(run_dir),
+        stop_when_covered=False,
+        min_gpus=0,
+    )
     base.update(kw)
     s = JobSpec(**base)
     s.save()
     return s
 
 
-@pytest.mark.parametrize("key,wanted,found,ok", [
-    ("python", "3.7", "3.7.12", True), ("python", "3.7", "3.11.7", False), ("python", ">=3.10", "3.11.7", True),
-    ("tensorflow", "1.15.0", "1.15.5", False), ("tensorflow", "1.15.0", "1.15.0", True),
-    ("pytorch", "1.5.0", "1.5.0+cu101", True), ("torch", ">=2.1,<3", "2.14.1+cu130", True),
-    ("mmcv", "0.5.1", "0.5.9", False), ("cudnn", "7.6.5", "7.6.3", True), ("cudnn", "7.6.5", "8.0.5", False),
-    ("cudnn", "7.6.5", "7", True), ("cuda", "10.1", "10.1.243", True), ("cuda", "10.0", "10.1", False),
-    ("horovod", "0.18.2", None, False), ("mxnet_ops", "A B", "missing: B", False), ("mxnet_ops", "A B", "A B", True),
-])
+@pytest.mark.parametrize(
+    "key,wanted,found,ok",
+    [
+        ("python", "3.7", "3.7.12", True),
+        ("python", "3.7", "3.11.7", False),
+        ("python", ">=3.10", "3.11.7", True),
+        ("tensorflow", "1.15.0", "1.15.5", False),
+        ("tensorflow", "1.15.0", "1.15.0", True),
+        ("pytorch", "1.5.0", "1.5.0+cu101", True),
+        ("torch", ">=2.1,<3", "2.14.1+cu130", True),
+        ("mmcv", "0.5.1", "0.5.9", False),
+        ("cudnn", "7.6.5", "7.6.3", True),
+        ("cudnn", "7.6.5", "8.0.5", False),
+        ("cudnn", "7.6.5", "7", True),
+        ("cuda", "10.1", "10.1.243", True),
+        ("cuda", "10.0", "10.1", False),
+        ("horovod", "0.18.2", None, False),
+        ("mxnet_ops", "A B", "missing: B", False),
+        ("mxnet_ops", "A B", "A B", True),
+    ],
+)
 def test_matching_rules(key, wanted, found, ok):
     assert matches(key, wanted, found)[0] is ok
     if key == "cudnn" and ok and found != wanted:
@@ -49,8 +73,15 @@ def test_matching_rules(key, wanted, found, ok):
 def test_the_probe_runs_in_the_rows_environment(tmp_path):
     ok = check(spec(tmp_path, environment={"kind": "launcher", "software": {"python": PY.rsplit(".", 1)[0]}}))
     assert ok.ok and ok.items[0].found == PY and "launcher's own Python" in ok.where
-    bad = check(spec(tmp_path, environment={"kind": "launcher", "software": {
-        "python": "3.7", "tensorflow": "1.15.0", "launcher_no_such_module": "1.0"}}))
+    bad = check(
+        spec(
+            tmp_path,
+            environment={
+                "kind": "launcher",
+                "software": {"python": "3.7", "tensorflow": "1.15.0", "launcher_no_such_module": "1.0"},
+            },
+        )
+    )
     assert not bad.ok
     table = bad.table()
     assert "python" in table and "3.7" in table and PY in table and "MISMATCH" in table
@@ -61,7 +92,9 @@ def test_the_probe_runs_in_the_rows_environment(tmp_path):
     v = check(spec(tmp_path, environment={"kind": "venv", "path": str(venv), "software": {"omegaconf": ">=2"}}))
     assert not v.ok and "import omegaconf failed" in v.items[0].note
     assert check(spec(tmp_path, environment={"kind": "launcher", "software": {"omegaconf": ">=2"}})).ok
-    assert check(spec(tmp_path, environment={"kind": "launcher", "software": {"python": "3.7"}, "check": False})) is None
+    assert (
+        check(spec(tmp_path, environment={"kind": "launcher", "software": {"python": "3.7"}, "check": False})) is None
+    )
 
 
 def test_a_row_whose_environment_differs_fails_before_its_command_with_the_table(tmp_path):
@@ -76,8 +109,11 @@ def test_a_row_whose_environment_differs_fails_before_its_command_with_the_table
 
 
 def test_a_row_whose_environment_matches_records_what_was_found(tmp_path):
-    s = spec(tmp_path, command="python -c 'print(\"tvbench iter=1 t=1.0 images=1\")'",
-             environment={"kind": "launcher", "software": {"python": PY, "omegaconf": ">=2"}})
+    s = spec(
+        tmp_path,
+        command="python -c 'print(\"tvbench iter=1 t=1.0 images=1\")'",
+        environment={"kind": "launcher", "software": {"python": PY, "omegaconf": ">=2"}},
+    )
     r = run_node(s.run_dir)
     assert r.provenance["software"]["ok"] is True and r.provenance["software"]["found"]["python"] == PY
     assert json.loads((Path(s.run_dir) / "provenance.json").read_text())["software"]["ok"] is True
@@ -91,8 +127,12 @@ def test_build_and_command_run_in_the_same_environment(tmp_path, kind):
     if kind == "venv":
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
         env["path"] = str(tmp_path / "venv")
-    s = spec(tmp_path, command=f"command -v python > {tmp_path}/run.txt; echo 'tvbench iter=1 t=1.0 images=1'",
-             build=[f"command -v python > {tmp_path}/build.txt"], environment=env)
+    s = spec(
+        tmp_path,
+        command=f"command -v python > {tmp_path}/run.txt; echo 'tvbench iter=1 t=1.0 images=1'",
+        build=[f"command -v python > {tmp_path}/build.txt"],
+        environment=env,
+    )
     build_once(s)
     run_node(s.run_dir)
     built, ran = (tmp_path / "build.txt").read_text().strip(), (tmp_path / "run.txt").read_text().strip()
@@ -106,36 +146,71 @@ def test_build_and_command_run_in_the_same_environment(tmp_path, kind):
 def test_seed_rows_default_to_their_own_environment(compose, tmp_path):
     from launcher.plan import plan
 
-    for row in ("detectron2", "mmdetection", "maskrcnn_benchmark", "tensorpack", "simpledet", "detectron", "matterport"):
+    for row in (
+        "detectron2",
+        "mmdetection",
+        "maskrcnn_benchmark",
+        "tensorpack",
+        "simpledet",
+        "detectron",
+        "matterport",
+    ):
         s = plan(compose(f"impl={row}", "envs_dir=/envs"), tmp_path)
         env = s.environment
         assert env["kind"] == "conda" and env["path"] == f"/envs/{row}" and env["software"]["python"] == "3.7", row
-        assert env["create"][0] == f"conda env create -p /envs/{row} -f {ROOT / 'jobs' / row / 'environment.yml'}" \
-            or env["create"][0].endswith(f"jobs/{row}/environment.yml")
+        assert env["create"][
+            0
+        ] == f"conda env create -p /envs/{row} -f {ROOT / 'jobs' / row / 'environment.yml'}" or env["create"][
+            0
+        ].endswith(f"jobs/{row}/environment.yml")
     assert plan(compose("impl=torchvision"), tmp_path).environment["kind"] == "launcher"
     assert plan(compose("impl=detectron2", "impl.environment.kind=host"), tmp_path).environment["kind"] == "host"
 
 
 def test_env_command_prints_creates_and_checks(tmp_path):
-    run = lambda *a: subprocess.run([sys.executable, "-m", "launcher.env", *a], cwd=ROOT, capture_output=True,
-                                    text=True, timeout=180, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    run = lambda *a: subprocess.run(
+        [sys.executable, "-m", "launcher.env", *a],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     p = run("create", "impl=mmdetection", f"envs_dir={tmp_path}", "--print")
     assert p.returncode == 0 and 'pip install --no-build-isolation "mmcv==0.5.1"' in p.stdout
     assert not list(tmp_path.iterdir())  # --print runs nothing
     made = tmp_path / "made"
-    p = run("create", "impl=detectron2", f"envs_dir={tmp_path}", "impl.environment.kind=venv",
-            f"impl.environment.path={made}", f"impl.environment.create=[{sys.executable} -m venv --without-pip {made}]")
+    p = run(
+        "create",
+        "impl=detectron2",
+        f"envs_dir={tmp_path}",
+        "impl.environment.kind=venv",
+        f"impl.environment.path={made}",
+        f"impl.environment.create=[{sys.executable} -m venv --without-pip {made}]",
+    )
     assert p.returncode == 0 and (made / "bin" / "activate").is_file(), p.stdout + p.stderr
-    p = run("create", "impl=detectron2", "impl.environment.kind=venv", f"impl.environment.path={made}",
-            "impl.environment.create=[false]")
+    p = run(
+        "create",
+        "impl=detectron2",
+        "impl.environment.kind=venv",
+        f"impl.environment.path={made}",
+        "impl.environment.create=[false]",
+    )
     assert p.returncode == 0 and "is there already" in p.stdout  # not made twice
     p = run("check", "impl=detectron2", "impl.environment.kind=venv", f"impl.environment.path={made}")
     assert p.returncode == 1 and "NOT the published stack" in p.stdout and "import torch failed" in p.stdout
 
 
 def test_a_seed_row_without_its_environment_is_refused_before_submission(tmp_path):
-    p = run_launcher("impl=detectron2", "hardware=v100x8", f"impl.repo={tmp_path / 'none'}", "dry_run=true",
-                     f"envs_dir={tmp_path / 'envs'}", cwd=tmp_path, timeout=120)
+    p = run_launcher(
+        "impl=detectron2",
+        "hardware=v100x8",
+        f"impl.repo={tmp_path / 'none'}",
+        "dry_run=true",
+        f"envs_dir={tmp_path / 'envs'}",
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert p.returncode == 0 and f"conda environment {tmp_path / 'envs' / 'detectron2'} [MISSING" in p.stdout
 
 
@@ -143,9 +218,18 @@ def test_a_container_sees_the_data_its_links_point_into_and_the_weights(compose,
     from launcher.plan import plan
     from launcher.node.environment import bind_paths, wrap_command
 
-    s = plan(compose("impl=matterport", "impl.environment.kind=container", "impl.environment.path=/img/mp.sif",
-                     "data.coco_root=/shared/coco", "data.coco2014_root=/shared/coco2014",
-                     "data.stage_dir=/scratch/stage", "weights_dir=/shared/weights"), tmp_path / "run")
+    s = plan(
+        compose(
+            "impl=matterport",
+            "impl.environment.kind=container",
+            "impl.environment.path=/img/mp.sif",
+            "data.coco_root=/shared/coco",
+            "data.coco2014_root=/shared/coco2014",
+            "data.stage_dir=/scratch/stage",
+            "weights_dir=/shared/weights",
+        ),
+        tmp_path / "run",
+    )
     binds = bind_paths(s)
     for d in ("/shared/coco", "/shared/coco2014", "/scratch/stage", "/shared/weights", str(tmp_path / "run")):
         assert d in binds, (d, binds)
@@ -156,9 +240,15 @@ def probe(keys: list[str], path: list[Path]) -> dict:
     from launcher.node.software import MARK, PROBE
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, path))}
-    p = subprocess.run([sys.executable, "-c", PROBE, json.dumps(keys), json.dumps({k: "1" for k in keys})],
-                       env=env, capture_output=True, text=True, timeout=120, cwd=path[0])
-    return json.loads(next(ln for ln in p.stdout.splitlines() if ln.startswith(MARK))[len(MARK):])
+    p = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(keys), json.dumps({k: "1" for k in keys})],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=path[0],
+    )
+    return json.loads(next(ln for ln in p.stdout.splitlines() if ln.startswith(MARK))[len(MARK) :])
 
 
 def installed(site: Path, name: str, version: str, init: str, stated: str | None = None) -> None:

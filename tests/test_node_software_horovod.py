@@ -29,18 +29,27 @@ def standin_horovod(site: Path, **built: object) -> None:
 
 def probe(site: Path, wanted: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(site)}
-    p = subprocess.run([sys.executable, "-c", PROBE, json.dumps(["horovod_built"]),
-                        json.dumps({"horovod_built": wanted})], env=env, capture_output=True, text=True, timeout=120, check=False)
-    return json.loads(next(ln for ln in p.stdout.splitlines() if ln.startswith(MARK))[len(MARK):])["horovod_built"]
+    p = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(["horovod_built"]), json.dumps({"horovod_built": wanted})],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return json.loads(next(ln for ln in p.stdout.splitlines() if ln.startswith(MARK))[len(MARK) :])["horovod_built"]
 
 
-@pytest.mark.parametrize("built,found", [
-    ({"mpi": True, "nccl": 2406, "cuda": True}, "mpi nccl cuda"),          # horovod >= 0.20: NCCL_VERSION_CODE
-    ({"mpi": True, "nccl": True}, "mpi nccl cuda"),                         # 0.18.2: no cuda_built(); NCCL implies it
-    ({"mpi": True, "nccl": False}, "not built: nccl cuda"),                 # built without HOROVOD_NCCL_HOME
-    ({"mpi": True, "nccl": 0, "cuda": False}, "not built: nccl cuda"),
-    ({"gloo": True, "nccl": True, "cuda": True}, "not built: mpi"),          # no mpi_built(): not built
-])
+@pytest.mark.parametrize(
+    "built,found",
+    [
+        ({"mpi": True, "nccl": 2406, "cuda": True}, "mpi nccl cuda"),  # horovod >= 0.20: NCCL_VERSION_CODE
+        ({"mpi": True, "nccl": True}, "mpi nccl cuda"),  # 0.18.2: no cuda_built(); NCCL implies it
+        ({"mpi": True, "nccl": False}, "not built: nccl cuda"),  # built without HOROVOD_NCCL_HOME
+        ({"mpi": True, "nccl": 0, "cuda": False}, "not built: nccl cuda"),
+        ({"gloo": True, "nccl": True, "cuda": True}, "not built: mpi"),  # no mpi_built(): not built
+    ],
+)
 def test_the_probe_reports_what_horovod_was_built_with(tmp_path, built, found):
     standin_horovod(tmp_path / "site", **built)
     got = probe(tmp_path / "site", "mpi nccl cuda")

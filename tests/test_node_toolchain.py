@@ -37,6 +37,7 @@ KERNEL = "__global__ void add(float* x) { x[threadIdx.x] += 1.0f; }\n"
 
 def torch_cuda() -> str | None:
     import torch
+
     return torch.version.cuda
 
 
@@ -57,8 +58,13 @@ def compile_kernel(toolkit: Toolkit, where: Path, archs: list[str]) -> Path:
     """A tiny CUDA kernel compiled for ARCHS and linked into a shared object (an extension module's shape)."""
     (where / "k.cu").write_text(KERNEL)
     gencode = [f"-gencode=arch=compute_{a.replace('.', '')},code=sm_{a.replace('.', '')}" for a in archs]
-    subprocess.run([str(toolkit.nvcc), "-c", "-Xcompiler", "-fPIC", *gencode, "k.cu", "-o", "k.o"], cwd=where,
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [str(toolkit.nvcc), "-c", "-Xcompiler", "-fPIC", *gencode, "k.cu", "-o", "k.o"],
+        cwd=where,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     subprocess.run(["c++", "-shared", "k.o", "-o", "k_ext.so"], cwd=where, check=True, capture_output=True)
     return where / "k_ext.so"
 
@@ -71,11 +77,14 @@ def cpu_extension(where: Path) -> Path:
 
 # ---------------------------------------------------------------- the toolkit from the package index
 
+
 def test_the_index_toolkit_matches_torch_and_compiles_device_code_for_sm80_and_sm90(index_cuda, tmp_path):
     assert index_cuda.source == "index" and (index_cuda.home / "include" / "cuda_runtime.h").exists()
     assert index_cuda.version_text == ".".join(torch_cuda().split(".")[:2])  # the wheels are pinned to torch's CUDA
     # torch's own CUDA headers (cuBLAS, ... that ATen's CUDA headers include) are in the same include/
-    assert (index_cuda.home / "include" / "cublas_v2.h").exists() and (index_cuda.home / "lib64" / "libcudart.so").exists()
+    assert (index_cuda.home / "include" / "cublas_v2.h").exists() and (
+        index_cuda.home / "lib64" / "libcudart.so"
+    ).exists()
     so = compile_kernel(index_cuda, tmp_path, ["8.0", "9.0"])
     assert device_code(so)["elf"] == {80, 90}
     assert device_code_problems(tmp_path, ["8.0", "9.0"]) == ([], {"k_ext.so": ["sm_80", "sm_90"]})
@@ -93,8 +102,12 @@ def test_auto_takes_cuda_home_then_the_nvcc_on_path_then_the_index(index_cuda, t
     assert got.source == "index" and got.home == index_cuda.home and lines == []
     assert host_toolkit(bare) is None
     # CUDA_HOME wins
-    assert resolve_toolkit("auto", torch_cuda(), tmp_path, lines.append,
-                           {**bare, "CUDA_HOME": str(index_cuda.home)}).source == "$CUDA_HOME"
+    assert (
+        resolve_toolkit(
+            "auto", torch_cuda(), tmp_path, lines.append, {**bare, "CUDA_HOME": str(index_cuda.home)}
+        ).source
+        == "$CUDA_HOME"
+    )
     # an nvcc on PATH: its toolkit is where nvcc says it lives (TOP=), not the wrapper's directory
     found = host_toolkit({"PATH": f"{index_cuda.home / 'bin'}:/usr/bin:/bin"})
     assert found is not None and found.source.startswith("nvcc on PATH") and found.version == index_cuda.version
@@ -110,6 +123,7 @@ def test_no_pinned_toolkit_for_an_unknown_cuda_says_how_to_go_on(tmp_path):
 
 
 # ---------------------------------------------------------------- checks before the compiler
+
 
 def test_toolchain_checks_name_a_cuda_mismatch_a_gcc_out_of_range_and_a_partial_cuda_home(tmp_path):
     home = tmp_path / "cuda"
@@ -134,8 +148,11 @@ def test_the_seed_stacks_cuda_10_1_needs_gcc_5_to_8_and_says_so_before_compiling
     (bin_dir / "gcc12").write_text("#!/bin/sh\necho 12.2.0\n")
     for f in bin_dir.iterdir():
         f.chmod(0o755)
-    spec = dataclasses.replace(managed_spec(tmp_path), environment={
-        "kind": "host", "cuda_extensions": True, "software": {"cuda": "10.1"}}, compute_capability="7.0")
+    spec = dataclasses.replace(
+        managed_spec(tmp_path),
+        environment={"kind": "host", "cuda_extensions": True, "software": {"cuda": "10.1"}},
+        compute_capability="7.0",
+    )
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CXX": str(bin_dir / "gcc12")}
     with pytest.raises(ToolchainError, match=r"gcc 12.2.0 and CUDA 10.1's nvcc accepts gcc 5 to 8"):
         _seed_checks(spec, env, ["7.0"], print)
@@ -153,10 +170,12 @@ def test_arch_lists():
 
 # ---------------------------------------------------------------- proof after the build
 
+
 def test_a_cpu_only_extension_for_a_gpu_group_is_an_error_never_a_marker(tmp_path):
     """A build step that makes a CPU-only `_C` (what detectron2's setup.py does silently without CUDA):
     the build fails, no marker is written, and the node then refuses to run it."""
     from launcher.node.compiled import after_build
+
     s = managed_spec(tmp_path, compute_capability="9.0", hardware="h100x8")
     s.environment["cuda_extensions"] = True
     cpu_extension(Path(s.checkout_dir))
@@ -166,6 +185,7 @@ def test_a_cpu_only_extension_for_a_gpu_group_is_an_error_never_a_marker(tmp_pat
 
 
 # ---------------------------------------------------------------- the node never builds
+
 
 def test_the_node_refuses_a_missing_or_stale_build_naming_the_command_that_makes_it(tmp_path):
     s = managed_spec(tmp_path, command="echo ran > ran.txt", stack="today", hardware="local")
@@ -191,24 +211,35 @@ def test_the_node_refuses_a_missing_or_stale_build_naming_the_command_that_makes
     # and a build for the CPU is not one for H100s
     data["torch"], data["archs"] = None, []
     marker_path(s).write_text(json.dumps(data))
-    gpu = dataclasses.replace(s, compute_capability="9.0", hardware="h100x8",
-                              environment={**s.environment, "cuda_extensions": True})
+    gpu = dataclasses.replace(
+        s, compute_capability="9.0", hardware="h100x8", environment={**s.environment, "cuda_extensions": True}
+    )
     assert "was built for CPU and hardware h100x8 needs ['9.0']" in built_problems(gpu)
 
 
 def test_a_submission_builds_first_and_a_failed_build_is_a_failed_row(tmp_path):
     """prepare_only=true and a run alike make the managed venv and run the build on the submit host."""
     from tests.conftest import run_launcher
+
     repo = tmp_path / "toyrepo"
     repo.mkdir()
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     (repo / "setup.py").write_text("print('building')\n")
     subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
-    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"],
-                   check=True)
-    common = ["impl=torchvision", f"impl.repo={repo}", "impl.commit=HEAD", "stack=seed",
-              "impl.environment.kind=venv", "impl.environment.managed=true",
-              f"cache_dir={tmp_path / 'cache'}", "hardware.gpus=0", "impl.min_gpus=0"]
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], check=True
+    )
+    common = [
+        "impl=torchvision",
+        f"impl.repo={repo}",
+        "impl.commit=HEAD",
+        "stack=seed",
+        "impl.environment.kind=venv",
+        "impl.environment.managed=true",
+        f"cache_dir={tmp_path / 'cache'}",
+        "hardware.gpus=0",
+        "impl.min_gpus=0",
+    ]
     p = run_launcher(*common, "impl.build=[python setup.py]", "prepare_only=true", cwd=tmp_path, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "[launcher] venv: made" in p.stdout and "building" in p.stdout and "build: done in" in p.stdout

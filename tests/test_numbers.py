@@ -30,13 +30,34 @@ def test_the_node_never_writes_an_impossible_figure(tmp_path, monkeypatch):
     from launcher.parse import Measurement
     from launcher.spec import JobSpec
 
-    spec_ = JobSpec(impl="torchvision", label="t", title="t", framework="PyTorch", command="true",
-                    images_per_iter=2, window=[1, 2], log_format="torchvision", run_dir=str(tmp_path / "run"),
-                    stop_when_covered=False, min_gpus=0)
+    spec_ = JobSpec(
+        impl="torchvision",
+        label="t",
+        title="t",
+        framework="PyTorch",
+        command="true",
+        images_per_iter=2,
+        window=[1, 2],
+        log_format="torchvision",
+        run_dir=str(tmp_path / "run"),
+        stop_when_covered=False,
+        min_gpus=0,
+    )
     spec_.save()
-    monkeypatch.setattr(node, "measure", lambda *a, **k: Measurement(
-        throughput=math.inf, window=(1, 2), window_requested=(1, 2), images_per_iter=2, method="m",
-        error_bound=0.001, mean_step_time=0.0, last_iter=2))
+    monkeypatch.setattr(
+        node,
+        "measure",
+        lambda *a, **k: Measurement(
+            throughput=math.inf,
+            window=(1, 2),
+            window_requested=(1, 2),
+            images_per_iter=2,
+            method="m",
+            error_bound=0.001,
+            mean_step_time=0.0,
+            last_iter=2,
+        ),
+    )
     r = node.run_node(tmp_path / "run")
     assert r.status == "failed" and r.throughput is None and "throughput" in r.error
     again = read_result(tmp_path / "run")  # what is on disk is a readable, valid result
@@ -84,10 +105,24 @@ def test_a_dry_run_also_refuses_images_per_iter_that_is_not_positive(tmp_path):
 def moved(tmp_path):
     """Detectron logs iterations 1, 21, ..., 101, ...: a request for 100..500 is measured over 101..501."""
     run = tmp_path / "sweep" / "0_detectron"
-    result(run, "detectron", "ok", 19.3, window=[101, 501], window_requested=[100, 500],
-           method="... MEASURED WINDOW 101..501 differs from the requested 100..500 ...")
-    result(tmp_path / "sweep" / "1_detectron2", "detectron2", "ok", 61.0, window=[100, 500],
-           window_requested=[100, 500], n=1)
+    result(
+        run,
+        "detectron",
+        "ok",
+        19.3,
+        window=[101, 501],
+        window_requested=[100, 500],
+        method="... MEASURED WINDOW 101..501 differs from the requested 100..500 ...",
+    )
+    result(
+        tmp_path / "sweep" / "1_detectron2",
+        "detectron2",
+        "ok",
+        61.0,
+        window=[100, 500],
+        window_requested=[100, 500],
+        n=1,
+    )
     runs, problems = gather([tmp_path / "sweep"], job_state=False)
     assert not problems
     return runs

@@ -16,8 +16,9 @@ MODEL = TimeModel(base=0.3, warmup_iters=80, warmup_factor=5.0, noise=0.1, stall
 
 
 def run(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "launcher.parse", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "launcher.parse", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +77,34 @@ def test_unrecognised_format_exits_nonzero(d2_log):
 
 def test_standin_command_writes_where_the_row_reads(tmp_path):
     """The stand-in CLI puts the log at the row's log.path; the parse CLI reads it back to the truth."""
-    r = subprocess.run([sys.executable, "-m", "launcher.jobs.standin.standin_impl", "--format", "simpledet",
-                        "--iters", "520", "--base", "0.3", "--warmup-iters", "80", "--warmup-factor", "5",
-                        "--noise", "0.1", "--fast", "--truth", tmp_path / "truth.json", "--cwd", tmp_path],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launcher.jobs.standin.standin_impl",
+            "--format",
+            "simpledet",
+            "--iters",
+            "520",
+            "--base",
+            "0.3",
+            "--warmup-iters",
+            "80",
+            "--warmup-factor",
+            "5",
+            "--noise",
+            "0.1",
+            "--fast",
+            "--truth",
+            tmp_path / "truth.json",
+            "--cwd",
+            tmp_path,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "standin-truth: " in r.stderr
     log = tmp_path / "experiments/mask_r50v1_fpn_1x/log.txt"
@@ -124,17 +149,42 @@ def test_help_documents_the_exit_codes():
     r = run("--help")
     assert r.returncode == 0
     text = " ".join(r.stdout.split())
-    for part in ("exits 0", "2 a bad request", "3 the log does not cover the window", "4 the log is not in the expected "
-                 "format", "5 any other reason", "6 the file holds several runs"):
+    for part in (
+        "exits 0",
+        "2 a bad request",
+        "3 the log does not cover the window",
+        "4 the log is not in the expected format",
+        "5 any other reason",
+        "6 the file holds several runs",
+    ):
         assert part in text, part
 
 
 def test_standin_rerun_in_the_same_directory_appends_like_detectron2(tmp_path):
     """detectron2 opens output/log.txt for appending: a rerun in the same work tree leaves two runs in it."""
     for seed in (1, 2):
-        r = subprocess.run([sys.executable, "-m", "launcher.jobs.standin.standin_impl", "--format", "detectron2",
-                            "--iters", "520", "--base", "0.3", "--seed", str(seed), "--fast", "--cwd", tmp_path],
-                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "launcher.jobs.standin.standin_impl",
+                "--format",
+                "detectron2",
+                "--iters",
+                "520",
+                "--base",
+                "0.3",
+                "--seed",
+                str(seed),
+                "--fast",
+                "--cwd",
+                tmp_path,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 0, r.stderr
     log = tmp_path / "output/log.txt"
     assert log.read_text().count("Starting training from iteration 0") == 2

@@ -13,8 +13,15 @@ MODEL = TimeModel(base=0.3, warmup_iters=80, warmup_factor=5.0, noise=0.15, stal
 WINDOW = (100, 500)
 MAX_BOUND = {"matterport": 0.03}  # 0.5 s per epoch on ~15 s epochs of this fast model; the rest are < 0.1%
 #: the record period of each format's stand-in: a measured edge lies at most this much - 1 after the requested one
-PERIOD = {"detectron2": 20, "maskrcnn_benchmark": 20, "detectron": 20, "mmdetection": 50, "simpledet": 10,
-          "tensorpack": 50, "matterport": 50}
+PERIOD = {
+    "detectron2": 20,
+    "maskrcnn_benchmark": 20,
+    "detectron": 20,
+    "mmdetection": 50,
+    "simpledet": 10,
+    "tensorpack": 50,
+    "matterport": 50,
+}
 
 
 def check(fmt, text, sim, window=WINDOW, max_bound=None):
@@ -171,7 +178,9 @@ def test_matterport_tty_and_pipe():
 def test_conflicting_records_are_an_error():
     """Two runs with nothing that marks where the second begins (the trainer lines only, interleaved)."""
     a = [ln for ln in simulate("maskrcnn_benchmark", 520, MODEL).log_text().splitlines() if "iter: " in ln]
-    b = [ln for ln in simulate("maskrcnn_benchmark", 520, TimeModel(base=0.5)).log_text().splitlines() if "iter: " in ln]
+    b = [
+        ln for ln in simulate("maskrcnn_benchmark", 520, TimeModel(base=0.5)).log_text().splitlines() if "iter: " in ln
+    ]
     mixed = "\n".join(x for pair in zip(a, b) for x in pair)
     with pytest.raises(ParseError, match="two different records for iteration 20.*more than one run"):
         get_parser("maskrcnn_benchmark").measure(mixed, WINDOW, 16)

@@ -48,8 +48,11 @@ def test_maskrcnn_benchmark_resume_that_cannot_be_located_is_refused():
     sim = simulate("maskrcnn_benchmark", 10600, MODEL, start_iter=10000, checkpoint="/ckpt/last.pth")
     with pytest.raises(ParseError, match=r"first record is at iteration 10020.*not named model_NNNNNNN\.pth"):
         get_parser("maskrcnn_benchmark").measure(sim.log_text(), (10100, 10500), 16)
-    fragment = "\n".join(ln for ln in simulate("maskrcnn_benchmark", 10600, MODEL, start_iter=10000).log_text()
-                         .splitlines() if "iter: " in ln)
+    fragment = "\n".join(
+        ln
+        for ln in simulate("maskrcnn_benchmark", 10600, MODEL, start_iter=10000).log_text().splitlines()
+        if "iter: " in ln
+    )
     with pytest.raises(ParseError, match="no 'Loading checkpoint from ...' line"):
         get_parser("maskrcnn_benchmark").measure(fragment, (10100, 10500), 16)
 
@@ -58,8 +61,11 @@ def test_maskrcnn_benchmark_log_appended_by_a_crash_and_its_resume():
     crashed = simulate("maskrcnn_benchmark", 10013, MODEL).log_text()  # checkpoint at 10000, died at 10013
     resumed = simulate("maskrcnn_benchmark", 10600, OTHER, start_iter=10000)
     text = crashed + resumed.log_text()
-    with pytest.raises(SeveralRuns, match=r"holds 2 runs \(run 1: iterations 20\.\.10013 .*run 2: iterations "
-                                          r"10020\.\.10600 .*--run K"):
+    with pytest.raises(
+        SeveralRuns,
+        match=r"holds 2 runs \(run 1: iterations 20\.\.10013 .*run 2: iterations "
+        r"10020\.\.10600 .*--run K",
+    ):
         get_parser("maskrcnn_benchmark").measure(text, (10100, 10500), 16)
     for k in (2, -1):
         m = get_parser("maskrcnn_benchmark").measure(text, (10100, 10500), 16, run=k)
@@ -96,8 +102,9 @@ def test_detectron2_rerun_and_resume_in_one_file():
     assert "iterations 5003..c" in m.method  # IterationTimer's warm-up restarts with the run
 
 
-@pytest.mark.parametrize("fmt", ["detectron2", "maskrcnn_benchmark", "mmdetection", "simpledet", "tensorpack",
-                                 "detectron", "matterport"])
+@pytest.mark.parametrize(
+    "fmt", ["detectron2", "maskrcnn_benchmark", "mmdetection", "simpledet", "tensorpack", "detectron", "matterport"]
+)
 def test_restarted_job_appending_its_output(fmt):
     """A job restarted from scratch appends a second copy of the run to the same captured output."""
     a, b = simulate(fmt, 320, MODEL), simulate(fmt, 560, OTHER)

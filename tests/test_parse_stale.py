@@ -47,8 +47,9 @@ def test_older_log_is_refused(fmt):
     sim = simulate(fmt, 560, MODEL)
     text = mmdet_text_log(sim) if fmt == "mmdetection" else sim.log_text()
     later = START + dt.timedelta(days=3)  # a rerun three days later finds this file
-    with pytest.raises(StaleLog, match=f"{fmt} log is an older run's log: .* before this run started at "
-                                       "2021-01-03T23:58:30"):
+    with pytest.raises(
+        StaleLog, match=f"{fmt} log is an older run's log: .* before this run started at 2021-01-03T23:58:30"
+    ):
         get_parser(fmt).measure(text, (100, 500), sim.images_per_iter, not_before=later)
 
 
@@ -68,8 +69,9 @@ def test_yearless_stamp_read_in_the_year_nearest_the_start():
     """A run starting 2021-01-01 00:00:10 must read '12/31 23:59:50' as 2020 (10 s before: stale), not 2021."""
     sim = simulate("detectron2", 560, MODEL)
     with pytest.raises(StaleLog, match=r"read as 2020-12-31T23:5"):
-        get_parser("detectron2").measure(sim.log_text(), (100, 500), 16,
-                                         not_before=dt.datetime(2021, 1, 1, 0, 0, 10, tzinfo=dt.timezone.utc))
+        get_parser("detectron2").measure(
+            sim.log_text(), (100, 500), 16, not_before=dt.datetime(2021, 1, 1, 0, 0, 10, tzinfo=dt.timezone.utc)
+        )
 
 
 def test_simpledet_stamps_are_shanghai_time():
@@ -82,7 +84,9 @@ def test_simpledet_stamps_are_shanghai_time():
 
 def test_torchvision_stamps_are_posix_seconds():
     t0 = 1_700_000_000.0
-    text = "tvbench run: x\n" + "".join(f"tvbench iter={i} t={t0 + 0.3 * i:.6f} images=16 loss=1.0\n" for i in range(1, 11))
+    text = "tvbench run: x\n" + "".join(
+        f"tvbench iter={i} t={t0 + 0.3 * i:.6f} images=16 loss=1.0\n" for i in range(1, 11)
+    )
     nb = dt.datetime.fromtimestamp(t0, dt.timezone.utc)
     assert get_parser("torchvision").measure(text, (2, 10), 16, not_before=nb).window == (2, 10)
     with pytest.raises(StaleLog, match="iteration 1 is stamped 't=1700000000.300000'"):
@@ -107,8 +111,10 @@ def test_ambiguous_local_time_at_the_end_of_dst(monkeypatch):
     monkeypatch.setenv("TZ", "America/New_York")
     time.tzset()
     head = "[11/01 01:10:00] d2.engine.train_loop INFO: Starting training from iteration 0\n"
-    line = ("[11/01 {}] d2.utils.events INFO:  eta: 0:01:00  iter: {}  total_loss: 1.000  time: {:.4f}  "
-            "data_time: 0.0100  lr: 0.000400  max_mem: 3961M\n")
+    line = (
+        "[11/01 {}] d2.utils.events INFO:  eta: 0:01:00  iter: {}  total_loss: 1.000  time: {:.4f}  "
+        "data_time: 0.0100  lr: 0.000400  max_mem: 3961M\n"
+    )
     text = head + line.format("01:30:00", 19, 0.3) + line.format("01:30:06", 39, 0.3)
     after_first_0130 = dt.datetime(2020, 11, 1, 5, 45, tzinfo=dt.timezone.utc)  # 01:45 EDT, before 01:30 EST
     m = get_parser("detectron2").measure(text, (20, 40), 16, not_before=after_first_0130)

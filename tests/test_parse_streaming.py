@@ -31,15 +31,18 @@ def test_the_streamed_parse_finds_what_the_whole_text_parse_finds(name):
     for fmt in formats():
         p = get_parser(fmt)
         assert outcome(lambda: p.runs(read_log(FIX / name))) == outcome(lambda: p.runs(text)), (fmt, name)
-        assert outcome(lambda: p.measure(read_log(FIX / name), (20, 100), 16)) == \
-            outcome(lambda: p.measure(text, (20, 100), 16)), (fmt, name)
+        assert outcome(lambda: p.measure(read_log(FIX / name), (20, 100), 16)) == outcome(
+            lambda: p.measure(text, (20, 100), 16)
+        ), (fmt, name)
 
 
 def _parse_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     # VmHWM: this process's own peak (ru_maxrss may carry the forking parent's, a big pytest)
-    code = ("import re, sys; from launcher.parse.__main__ import main; rc = main(sys.argv[1:]); "
-            "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
-            "print('MAXRSS_KB', hwm, file=sys.stderr); sys.exit(rc)")
+    code = (
+        "import re, sys; from launcher.parse.__main__ import main; rc = main(sys.argv[1:]); "
+        "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
+        "print('MAXRSS_KB', hwm, file=sys.stderr); sys.exit(rc)"
+    )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=timeout)
 

@@ -15,8 +15,15 @@ from launcher.parse.base import Span, build_measurement
 
 FIX = Path(__file__).parent / "fixtures" / "logs"
 MODEL = TimeModel(base=0.3, warmup_iters=80, warmup_factor=5.0, noise=0.15, stall_every=37, stall=3.0, seed=11)
-PERIOD = {"detectron2": 20, "maskrcnn_benchmark": 20, "detectron": 20, "mmdetection": 50, "simpledet": 10,
-          "tensorpack": 50, "matterport": 50}
+PERIOD = {
+    "detectron2": 20,
+    "maskrcnn_benchmark": 20,
+    "detectron": 20,
+    "mmdetection": 50,
+    "simpledet": 10,
+    "tensorpack": 50,
+    "matterport": 50,
+}
 
 
 @pytest.mark.parametrize("window", [(100, 500), (105, 487), (233, 419)])
@@ -57,8 +64,9 @@ def test_simpledet_real_excerpt_20_to_60_takes_21_to_61():
 def test_missing_records_at_an_edge_are_refused():
     """Lines missing around the start would move it far past the request: refuse, do not measure 320..500."""
     sim = simulate("maskrcnn_benchmark", 520, MODEL)
-    text = "\n".join(ln for ln in sim.log_text().splitlines()
-                     if not any(f"iter: {i} " in ln for i in range(100, 320, 20)))
+    text = "\n".join(
+        ln for ln in sim.log_text().splitlines() if not any(f"iter: {i} " in ln for i in range(100, 320, 20))
+    )
     with pytest.raises(ParseError, match=r"no record near the window's start \(100\).*iteration 320"):
         get_parser("maskrcnn_benchmark").measure(text, (100, 500), 16)
 

@@ -30,13 +30,19 @@ PY, PLATFORM = "3.7", "manylinux2014_x86_64"
 #: on the index only as source distributions for Python 3.7 (checked: no cp37 wheel)
 SDIST_ONLY = {"fvcore", "mmcv", "horovod"}
 SEED_ROWS = ["detectron2", "mmdetection", "maskrcnn_benchmark", "tensorpack", "simpledet", "detectron", "matterport"]
-_SPEC = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*((?:==|!=|<=|>=|~=|<|>)\s*[^,;\s]+"
-                   r"(?:\s*,\s*(?:==|!=|<=|>=|~=|<|>)\s*[^,;\s]+)*)?$")
+_SPEC = re.compile(
+    r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*((?:==|!=|<=|>=|~=|<|>)\s*[^,;\s]+"
+    r"(?:\s*,\s*(?:==|!=|<=|>=|~=|<|>)\s*[^,;\s]+)*)?$"
+)
 
 
 def pip(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pip", *args, "--disable-pip-version-check"], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "pip", *args, "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -54,7 +60,7 @@ def _pins_of_create(lines: list[str]) -> list[str]:
         words = shlex.split(line)
         if "install" not in words or not any(w == "pip" or w.endswith("/pip") for w in words):
             continue
-        for w in words[words.index("install") + 1:]:
+        for w in words[words.index("install") + 1 :]:
             if not w.startswith("-") and "://" not in w and "/" not in w and _SPEC.match(w):
                 out.append(w)
     return out
@@ -85,8 +91,20 @@ def unresolved(pins: list[str]) -> list[str]:
     sdists = [p for p in pins if _name(p) in SDIST_ONLY]
     bad = []
     if wheels:
-        p = pip("install", "--dry-run", "--no-deps", "--ignore-installed", "--python-version", PY, "--platform", PLATFORM,
-                "--only-binary=:all:", "--target", "/nonexistent-launcher-pin-check", *wheels)
+        p = pip(
+            "install",
+            "--dry-run",
+            "--no-deps",
+            "--ignore-installed",
+            "--python-version",
+            PY,
+            "--platform",
+            PLATFORM,
+            "--only-binary=:all:",
+            "--target",
+            "/nonexistent-launcher-pin-check",
+            *wheels,
+        )
         if p.returncode != 0:
             why = [ln for ln in p.stderr.splitlines() if "ERROR" in ln] or p.stderr.strip().splitlines()[-2:]
             bad.append(f"{' '.join(wheels)}: {' '.join(why)[:500]}")
@@ -95,13 +113,17 @@ def unresolved(pins: list[str]) -> list[str]:
         out = pip("index", "versions", _name(pin), "--python-version", PY).stdout
         m = re.search(r"Available versions: (.*)", out)
         listed = []
-        for v in (m.group(1).split(", ") if m else []):
+        for v in m.group(1).split(", ") if m else []:
             try:
                 listed.append(Version(v.strip()))
             except InvalidVersion:
                 pass
         spec = SpecifierSet(_SPEC.match(pin).group(3) or "")
-        return None if any(v in spec for v in listed) else f"{pin}: no release on the index matches (has: {m.group(1)[:200] if m else 'none'})"
+        return (
+            None
+            if any(v in spec for v in listed)
+            else f"{pin}: no release on the index matches (has: {m.group(1)[:200] if m else 'none'})"
+        )
 
     with ThreadPoolExecutor(8) as pool:
         bad += [r for r in pool.map(versions, sdists) if r]

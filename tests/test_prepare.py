@@ -12,11 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from launcher.prepare import (CommitNotFound, PatchError, prepare, tree_state)
+from launcher.prepare import CommitNotFound, PatchError, prepare, tree_state
 from launcher.spec import JobSpec
 
-ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-       "GIT_COMMITTER_EMAIL": "t@t", "LC_ALL": "C"}
+ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+    "LC_ALL": "C",
+}
 
 
 def sh(*args, cwd) -> str:
@@ -35,7 +41,7 @@ FILES_V1 = {
     "pkg/model.py": "a = torch.uint8\nb = torch.uint8  # twice\n",
     "pkg/sub/deep/ops.py": "dtype=torch.uint8\n",
     "pkg/regexish.py": "keep = 'torchXuint8'\n",  # sed's `.` would match X; the literal patch must not
-    "csrc/cuda/kernel.cu": "AT_CHECK(x.is_cuda(), \"x\");\n",
+    "csrc/cuda/kernel.cu": 'AT_CHECK(x.is_cuda(), "x");\n',
     "csrc/deep/er/more.cu": "AT_CHECK(y);\nAT_CHECK(z);\n",
     "csrc/cpu/host.cpp": "AT_CHECK(x.is_cpu());\n",  # not a .cu file: left alone
     "README.md": "uses torch.uint8 masks\n",  # not a .py file: left alone
@@ -63,9 +69,19 @@ def upstream(tmp_path_factory) -> dict:
 
 
 def make_spec(repo, commit, patches=(), **kw) -> JobSpec:
-    base = dict(impl="toy", label="toy", title="toy", framework="PyTorch", command="python train.py",
-                images_per_iter=2, window=[1, 4], log_format="torchvision", repo=str(repo) if repo else None, commit=commit,
-                patches=list(patches))
+    base = dict(
+        impl="toy",
+        label="toy",
+        title="toy",
+        framework="PyTorch",
+        command="python train.py",
+        images_per_iter=2,
+        window=[1, 4],
+        log_format="torchvision",
+        repo=str(repo) if repo else None,
+        commit=commit,
+        patches=list(patches),
+    )
     base.update(kw)
     return JobSpec(**base)
 
@@ -132,7 +148,12 @@ def test_replace_patches_apply_everywhere_meant_and_nowhere_else(upstream, tmp_p
     # the patched state is staged on top of the upstream commit, which stays HEAD
     assert sh("git", "rev-parse", "HEAD", cwd=t) == upstream["v1"]
     assert set(sh("git", "diff", "--cached", "--name-only", cwd=t).split()) == {
-        "train.py", "pkg/model.py", "pkg/sub/deep/ops.py", "csrc/cuda/kernel.cu", "csrc/deep/er/more.cu"}
+        "train.py",
+        "pkg/model.py",
+        "pkg/sub/deep/ops.py",
+        "csrc/cuda/kernel.cu",
+        "csrc/deep/er/more.cu",
+    }
 
 
 def test_diff_patch_applies_and_warm_prepare_reuses_tree_quickly(upstream, tmp_path, jobs):
@@ -170,7 +191,11 @@ def test_a_diff_that_does_not_apply_names_patch_file_and_hunk_and_leaves_no_tree
     with pytest.raises(PatchError, match=r"no file matching '\*\*/\*\.rs' contains 'AT_CHECK'"):
         prepare(make_spec(upstream["path"], "v0.1", [dict(ATCHECK, glob="**/*.rs")]), cache, jobs_dir=jobs)
     with pytest.raises(PatchError, match="missing.diff does not exist"):
-        prepare(make_spec(upstream["path"], "v0.1", [{"name": "m", "kind": "diff", "file": "missing.diff"}]), cache, jobs_dir=jobs)
+        prepare(
+            make_spec(upstream["path"], "v0.1", [{"name": "m", "kind": "diff", "file": "missing.diff"}]),
+            cache,
+            jobs_dir=jobs,
+        )
 
 
 def test_unknown_commit_is_a_clear_error_and_new_upstream_commits_are_fetched(tmp_path, jobs):

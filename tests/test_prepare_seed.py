@@ -16,8 +16,15 @@ from launcher import CONF_DIR, JOBS_DIR
 from launcher.prepare import prepare
 from launcher.spec import JobSpec
 
-ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-       "LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
+ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+    "LC_ALL": "C",
+    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+    "HOME": os.environ.get("HOME", "/tmp"),
+}
 
 
 def sh(*args, cwd) -> str:
@@ -28,6 +35,7 @@ def write(root: Path, files: dict[str, str]) -> None:
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
+
 
 ROWS = sorted(p.stem for p in (CONF_DIR / "impl").glob("*.yaml"))
 DIFF = JOBS_DIR / "matterport" / "hyperparams.diff"
@@ -74,16 +82,27 @@ def _preimages(diff_text: str) -> dict[str, list[str]]:
 
 def test_matterport_diff_is_well_formed_and_carries_the_seed_settings(tmp_path):
     text = DIFF.read_text()
-    assert set(re.findall(r"^\+\+\+ w/(\S+)", text, re.M)) == {"mrcnn/model.py", "mrcnn/parallel_model.py", "samples/coco/coco.py"}
+    assert set(re.findall(r"^\+\+\+ w/(\S+)", text, re.M)) == {
+        "mrcnn/model.py",
+        "mrcnn/parallel_model.py",
+        "samples/coco/coco.py",
+    }
     # the seed page's hunk headers and index lines, kept
     for header in ("@@ -2367,8 +2367,8 @@", "@@ -32,6 +32,7 @@", "@@ -81,7 +81,10 @@", "@@ -496,29 +499,10 @@"):
         assert header in text
     for index in ("62cb2b0..61d7779", "d2bf53b..060172a", "5d172b5..239ed75"):
         assert f"index {index} 100644" in text
     added = [line[1:].strip() for line in text.splitlines() if line.startswith("+") and not line.startswith("+++")]
-    for setting in ("GPU_COUNT = 8", 'BACKBONE = "resnet50"', "STEPS_PER_EPOCH = 50", "TRAIN_ROIS_PER_IMAGE = 512",
-                    "layers='3+',", "#validation_data=val_generator,", "#validation_steps=self.config.VALIDATION_STEPS,",
-                    "super().__init__()"):
+    for setting in (
+        "GPU_COUNT = 8",
+        'BACKBONE = "resnet50"',
+        "STEPS_PER_EPOCH = 50",
+        "TRAIN_ROIS_PER_IMAGE = 512",
+        "layers='3+',",
+        "#validation_data=val_generator,",
+        "#validation_steps=self.config.VALIDATION_STEPS,",
+        "super().__init__()",
+    ):
         assert setting in added, setting
     repo = tmp_path / "mm"
     repo.mkdir()
@@ -115,12 +134,24 @@ def test_maskrcnn_benchmark_patches_reach_every_intended_file(tmp_path):
     write(src, files)
     sh("git", "add", "-A", cwd=src)
     sh("git", "commit", "-q", "-m", "layout of 0ce8f6f", cwd=src)
-    spec = JobSpec(impl="maskrcnn_benchmark", label="m", title="m", framework="PyTorch", command="true",
-                   images_per_iter=16, window=[100, 500], log_format="maskrcnn_benchmark", repo=str(src),
-                   commit="HEAD", patches=patches)
+    spec = JobSpec(
+        impl="maskrcnn_benchmark",
+        label="m",
+        title="m",
+        framework="PyTorch",
+        command="true",
+        images_per_iter=16,
+        window=[100, 500],
+        log_format="maskrcnn_benchmark",
+        repo=str(src),
+        commit="HEAD",
+        patches=patches,
+    )
     t = Path(prepare(spec, tmp_path / "cache").checkout_dir)
     assert (t / "demo/predictor.py").read_text() == "m = m.to(torch.bool)\n"
     assert (t / "maskrcnn_benchmark/modeling/roi_heads/keypoint_head/loss.py").read_text() == "dtype=torch.bool\n"
     assert (t / "maskrcnn_benchmark/csrc/cuda/deform_conv_cuda.cu").read_text() == "TORCH_CHECK(a);\nTORCH_CHECK(b);\n"
-    assert (t / "maskrcnn_benchmark/csrc/cpu/nms_cpu.cpp").read_text() == files["maskrcnn_benchmark/csrc/cpu/nms_cpu.cpp"]
+    assert (t / "maskrcnn_benchmark/csrc/cpu/nms_cpu.cpp").read_text() == files[
+        "maskrcnn_benchmark/csrc/cpu/nms_cpu.cpp"
+    ]
     assert (t / "demo/shapes_dataset_demo.ipynb").read_text() == files["demo/shapes_dataset_demo.ipynb"]

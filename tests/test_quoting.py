@@ -29,7 +29,7 @@ def nasty(pwned: Path) -> list[str]:
     """Data roots a user may really have (spaces, quotes, non-ASCII) and ones that try to run code."""
     return [
         "/data/my coco/coco",
-        "/data/it's \"quoted\"/coco",
+        '/data/it\'s "quoted"/coco',
         f"/data/$(touch {pwned})/coco",
         f"/data/`touch {pwned}`;touch {pwned}/coco",
         "/data/${HOME} $PATH; echo hi | cat &/coco",
@@ -134,9 +134,11 @@ def test_the_lines_that_make_an_environment_keep_their_paths_as_data(compose, ro
 def test_default_values_plan_to_the_seed_text(compose, tmp_path):
     """Quoting changes nothing that needs none: a plain path stays as the seed writes it."""
     spec = plan(compose("impl=mmdetection", "hardware=v100x8", "weights_dir=/w"), tmp_path)
-    assert spec.command == ("./tools/dist_train.sh configs/mask_rcnn/mask_rcnn_r50_caffe_fpn_1x_coco.py 8 "
-                            f"--work-dir {tmp_path.resolve()}/output "
-                            "--options model.pretrained=/w/mmcv/resnet50_msra-5891d200.pth")
+    assert spec.command == (
+        "./tools/dist_train.sh configs/mask_rcnn/mask_rcnn_r50_caffe_fpn_1x_coco.py 8 "
+        f"--work-dir {tmp_path.resolve()}/output "
+        "--options model.pretrained=/w/mmcv/resnet50_msra-5891d200.pth"
+    )
     spec = plan(compose("impl=simpledet", "hardware=v100x8", "weights_dir=/w"), tmp_path)
     assert spec.setup[-1] == "ln -sfn /w/simpledet/pretrain_model pretrain_model"
 
@@ -152,8 +154,9 @@ def test_the_launcher_checkout_path_is_quoted(compose, tmp_path, monkeypatch):
 
 def test_a_cache_dir_and_run_dir_with_odd_characters_are_quoted(compose, tmp_path):
     odd = tmp_path / "cache dir 'q' $(x) ü"
-    spec = plan(compose("impl=mmdetection", "hardware=v100x8", f"cache_dir={hydra_quote(str(odd))}"),
-                tmp_path / "run $x 'y'")
+    spec = plan(
+        compose("impl=mmdetection", "hardware=v100x8", f"cache_dir={hydra_quote(str(odd))}"), tmp_path / "run $x 'y'"
+    )
     spec.checkout_dir = str(odd / "trees" / "abc")
     (odd / "trees" / "abc").mkdir(parents=True)
     script = job_script(spec)
@@ -161,16 +164,19 @@ def test_a_cache_dir_and_run_dir_with_odd_characters_are_quoted(compose, tmp_pat
     assert words(cd[3:], tmp_path) == [str(odd / "trees" / "abc")]
 
 
-@pytest.mark.parametrize("template, expect", [
-    ('printf "%s" "${data.coco_root}"', "{v}"),                 # inside double quotes
-    ("printf '%s' '${data.coco_root}'", "{v}"),                 # inside single quotes
-    ("printf '%s' pre${data.coco_root}post", "pre{v}post"),     # glued to literal text
-    ('printf "%s" "$(basename ${data.coco_root})"', "{b}"),     # in $( ) inside double quotes
-    ("printf %s ${data.coco_root} # ${data.coco_root}", "{v}"),  # in a comment
-    ("printf %s ${lx.dirname:${data.coco_root}}", "{d}"),      # a data resolver's result
-    ("printf %s \"`printf %s ${data.coco_root}`\"", "{v}"),      # in backticks (bash unescapes there first)
-    ("printf '%s|' ${lx.flag:--opt,${data.coco_root}}", "--opt|{v}|"),  # a shell resolver keeps its data quoted
-])
+@pytest.mark.parametrize(
+    "template, expect",
+    [
+        ('printf "%s" "${data.coco_root}"', "{v}"),  # inside double quotes
+        ("printf '%s' '${data.coco_root}'", "{v}"),  # inside single quotes
+        ("printf '%s' pre${data.coco_root}post", "pre{v}post"),  # glued to literal text
+        ('printf "%s" "$(basename ${data.coco_root})"', "{b}"),  # in $( ) inside double quotes
+        ("printf %s ${data.coco_root} # ${data.coco_root}", "{v}"),  # in a comment
+        ("printf %s ${lx.dirname:${data.coco_root}}", "{d}"),  # a data resolver's result
+        ('printf %s "`printf %s ${data.coco_root}`"', "{v}"),  # in backticks (bash unescapes there first)
+        ("printf '%s|' ${lx.flag:--opt,${data.coco_root}}", "--opt|{v}|"),  # a shell resolver keeps its data quoted
+    ],
+)
 def test_values_are_quoted_for_where_they_land(compose, tmp_path, template, expect):
     pwned = tmp_path / "pwned"
     for v in nasty(pwned) + [f"/x/a\nb; touch {pwned}/coco"]:
@@ -209,16 +215,31 @@ def test_the_default_row_runs_with_odd_characters_in_every_path(tmp_path):
     pytest.importorskip("torchvision")
     tree = tmp_path / "launcher tree 'ü' $HOME"
     for name in ("launcher", "conf", "jobs"):
-        shutil.copytree(ROOT / name, tree / name, symlinks=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(ROOT / name, tree / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     pwned = tmp_path / "pwned"
     root = f"{tmp_path}/no coco $(touch {pwned}) `touch {pwned}`; 'q' ü"
     run_dir = tmp_path / "runs here" / "run 'one' $x"
     env = dict(os.environ, PYTHONPATH=str(tree))
-    p = subprocess.run([sys.executable, "-m", "launcher", "hardware.gpus=0", "window.start=1", "window.end=3",
-                        "impl.options.images_per_gpu=1", "impl.options.min_size=128", "impl.options.max_size=160",
-                        f"data.coco_root={hydra_quote(root)}", f"hydra.run.dir={hydra_quote(str(run_dir))}"],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launcher",
+            "hardware.gpus=0",
+            "window.start=1",
+            "window.end=3",
+            "impl.options.images_per_gpu=1",
+            "impl.options.min_size=128",
+            "impl.options.max_size=160",
+            f"data.coco_root={hydra_quote(root)}",
+            f"hydra.run.dir={hydra_quote(str(run_dir))}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     from launcher.rundir import read_result
 

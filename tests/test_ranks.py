@@ -30,12 +30,15 @@ def test_ranks_default_to_the_gpu_count_and_to_one_without_gpus(compose, tmp_pat
     assert Result.for_spec(v100, "failed").ranks == 8 and Result.for_spec(cpu, "failed").ranks == 1
 
 
-@pytest.mark.parametrize("row, launched, images", [
-    ("detectron2", "--num-gpus 2 ", 2),  # SOLVER.IMS_PER_BATCH is global: 1 image per rank
-    ("mmdetection", "dist_train.sh configs/launcher/mask_rcnn_r50_caffe_fpn_1x_coco_smoke.py 2 ", 4),  # 2 per rank
-    ("maskrcnn_benchmark", "torch.distributed.launch --nproc_per_node=2 tools/train_net.py", 2),  # global
-    ("torchvision", "torchrun --standalone --nproc_per_node=2 ", 2),  # 1 per rank at smoke scale
-])
+@pytest.mark.parametrize(
+    "row, launched, images",
+    [
+        ("detectron2", "--num-gpus 2 ", 2),  # SOLVER.IMS_PER_BATCH is global: 1 image per rank
+        ("mmdetection", "dist_train.sh configs/launcher/mask_rcnn_r50_caffe_fpn_1x_coco_smoke.py 2 ", 4),  # 2 per rank
+        ("maskrcnn_benchmark", "torch.distributed.launch --nproc_per_node=2 tools/train_net.py", 2),  # global
+        ("torchvision", "torchrun --standalone --nproc_per_node=2 ", 2),  # 1 per rank at smoke scale
+    ],
+)
 def test_two_ranks_on_a_cpu_start_the_rows_own_launcher_with_two_processes(compose, tmp_path, row, launched, images):
     spec = plan(compose(f"impl={row}", "stack=today", "hardware.gpus=0", "hardware.ranks_per_node=2"), tmp_path)
     assert spec.scale == "smoke" and launched in spec.command, spec.command
@@ -52,16 +55,27 @@ def test_more_ranks_than_gpus_and_zero_ranks_are_refused(compose, tmp_path):
 
 
 def _synth(tmp_path: Path) -> Path:
-    syn = subprocess.run([sys.executable, "-m", "launcher.data", "synth", "--out", str(tmp_path / "syn")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    syn = subprocess.run(
+        [sys.executable, "-m", "launcher.data", "synth", "--out", str(tmp_path / "syn")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert syn.returncode == 0, syn.stderr
     return tmp_path / "syn" / "coco"
 
 
 @pytest.mark.workload
 def test_torchvision_trains_with_two_cpu_ranks_through_ddp(tmp_path):
-    p = run_launcher("impl=torchvision", "hardware.gpus=0", "hardware.ranks_per_node=2", f"cache_dir={tmp_path / 'c'}",
-                     cwd=tmp_path, timeout=900)
+    p = run_launcher(
+        "impl=torchvision",
+        "hardware.gpus=0",
+        "hardware.ranks_per_node=2",
+        f"cache_dir={tmp_path / 'c'}",
+        cwd=tmp_path,
+        timeout=900,
+    )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     (res,) = list((tmp_path / "outputs").rglob("result.json"))
     r = read_result(res)
@@ -70,8 +84,11 @@ def test_torchvision_trains_with_two_cpu_ranks_through_ddp(tmp_path):
     assert "world_size=2" in log or "world size 2" in log or "ranks=2" in log, log[-2000:]
 
 
-ROWS = {"detectron2": ("detectron2.bundle", "detectron2"), "mmdetection": ("mmdetection.bundle", "mmdetection"),
-        "maskrcnn_benchmark": ("maskrcnn-benchmark.bundle", "maskrcnn_benchmark")}
+ROWS = {
+    "detectron2": ("detectron2.bundle", "detectron2"),
+    "mmdetection": ("mmdetection.bundle", "mmdetection"),
+    "maskrcnn_benchmark": ("maskrcnn-benchmark.bundle", "maskrcnn_benchmark"),
+}
 
 
 @pytest.mark.heavy
@@ -86,15 +103,25 @@ def test_each_pytorch_seed_row_trains_with_two_cpu_ranks_from_an_empty_cache(tmp
         pytest.skip(f"no {ROWS[row][0]} in ../shared/mirrors")
     coco = _synth(tmp_path)
     extra = ["window.end=20"] if row == "mmdetection" else []  # 100 images / 4 per iteration: one epoch is 25
-    p = run_launcher(f"impl={row}", "stack=today", f"impl.repo={bundle}", f"data.coco_root={coco}",
-                     f"data.coco2014_root={coco}", "hardware.ranks_per_node=2", f"cache_dir={tmp_path / 'cache'}",
-                     *extra, cwd=tmp_path, timeout=5400)
+    p = run_launcher(
+        f"impl={row}",
+        "stack=today",
+        f"impl.repo={bundle}",
+        f"data.coco_root={coco}",
+        f"data.coco2014_root={coco}",
+        "hardware.ranks_per_node=2",
+        f"cache_dir={tmp_path / 'cache'}",
+        *extra,
+        cwd=tmp_path,
+        timeout=5400,
+    )
     assert p.returncode == 0, p.stdout[-5000:] + p.stderr[-3000:]
     (res,) = list((tmp_path / "outputs").rglob("result.json"))
     r = read_result(res)
     assert (r.status, r.ranks, r.stack) == ("ok", 2, "today")
     spec = json.loads((res.parent / "spec.json").read_text())
     assert r.images_per_iter == spec["images_per_iter"]
-    again = parse.get_parser(spec["log_format"]).measure(Path(r.log_path).read_text(), tuple(r.window_requested),
-                                                         r.images_per_iter)
+    again = parse.get_parser(spec["log_format"]).measure(
+        Path(r.log_path).read_text(), tuple(r.window_requested), r.images_per_iter
+    )
     assert again.throughput == r.throughput

@@ -21,8 +21,10 @@ from launcher.spec import JobSpec
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
-PROBE = ("import time\nprint('tvbench run: probe', flush=True)\nfor i in range(1, 12):\n    time.sleep(0.1)\n"
-         "    print(f'tvbench iter={i} t={time.time():.6f} images=2 loss=1.0', flush=True)\n")
+PROBE = (
+    "import time\nprint('tvbench run: probe', flush=True)\nfor i in range(1, 12):\n    time.sleep(0.1)\n"
+    "    print(f'tvbench iter={i} t={time.time():.6f} images=2 loss=1.0', flush=True)\n"
+)
 
 
 def status_of(url: str, headers: dict | None = None, data: bytes | None = None) -> int:
@@ -39,11 +41,26 @@ def test_the_embedded_head_demands_a_token_only_its_user_can_read(tmp_path):
     probe.write_text(PROBE)
     run = tmp_path / "run"
     run.mkdir()
-    spec = JobSpec(impl="probe", label="probe", title="probe", framework="stand-in",
-                   command=f"{sys.executable} {probe}", images_per_iter=2, window=[2, 10], log_format="torchvision",
-                   gpus=0, cpus=1, time_limit_min=5, hardware="ci", backend="ray", scale="smoke",
-                   backend_config={"name": "ray", "address": None, "runtime_env": {}}, run_dir=str(run),
-                   stop_when_covered=False, min_gpus=0)
+    spec = JobSpec(
+        impl="probe",
+        label="probe",
+        title="probe",
+        framework="stand-in",
+        command=f"{sys.executable} {probe}",
+        images_per_iter=2,
+        window=[2, 10],
+        log_format="torchvision",
+        gpus=0,
+        cpus=1,
+        time_limit_min=5,
+        hardware="ci",
+        backend="ray",
+        scale="smoke",
+        backend_config={"name": "ray", "address": None, "runtime_env": {}},
+        run_dir=str(run),
+        stop_when_covered=False,
+        min_gpus=0,
+    )
     spec.save()
     backend = RayBackend({"address": None})
     try:

@@ -22,8 +22,17 @@ from tests.test_clear_errors import read_only  # noqa: F401  (fixture)
 
 def planned(run_dir, impl="detectron2") -> JobSpec:
     run_dir.mkdir(parents=True, exist_ok=True)
-    spec = JobSpec(impl=impl, label=impl, title=impl, framework="none", command="true", images_per_iter=16,
-                   window=[100, 500], log_format="detectron2", run_dir=str(run_dir.resolve()))
+    spec = JobSpec(
+        impl=impl,
+        label=impl,
+        title=impl,
+        framework="none",
+        command="true",
+        images_per_iter=16,
+        window=[100, 500],
+        log_format="detectron2",
+        run_dir=str(run_dir.resolve()),
+    )
     spec.save()
     return spec
 
@@ -34,8 +43,9 @@ def test_a_fifo_planted_as_a_result_never_blocks_gather(tmp_path):
     os.mkfifo(tmp_path / "sweep" / "0_detectron2" / "result.json")
     os.mkfifo(tmp_path / "sweep" / "manifest.jsonl")
     out: dict = {}
-    t = threading.Thread(target=lambda: out.update(r=gather([tmp_path / "sweep"], db=None, job_state=False)),
-                         daemon=True)
+    t = threading.Thread(
+        target=lambda: out.update(r=gather([tmp_path / "sweep"], db=None, job_state=False)), daemon=True
+    )
     t.start()
     t.join(30)
     assert not t.is_alive(), "gather blocked on a FIFO"
@@ -50,9 +60,19 @@ def test_a_fifo_planted_as_a_result_never_blocks_gather(tmp_path):
 # class 10 (other readers): a figure whose window outlasts the run that wrote it is not tabled
 def test_gather_refuses_a_figure_longer_than_its_run(tmp_path):
     spec = planned(tmp_path / "sweep" / "0_detectron2")
-    write_result(spec.run_dir, Result.for_spec(spec, "ok", throughput=0.0017, window=[100, 500], mean_step_time=9.0,
-                                               error_bound=0.0, started_at="2026-01-01T00:00:00+00:00",
-                                               finished_at="2026-01-01T00:00:02+00:00"))
+    write_result(
+        spec.run_dir,
+        Result.for_spec(
+            spec,
+            "ok",
+            throughput=0.0017,
+            window=[100, 500],
+            mean_step_time=9.0,
+            error_bound=0.0,
+            started_at="2026-01-01T00:00:00+00:00",
+            finished_at="2026-01-01T00:00:02+00:00",
+        ),
+    )
     runs, problems = gather([tmp_path / "sweep"], db=None, job_state=False)
     assert runs.to_dict("records")[0]["status"] != "ok"
     assert any("lasted 3600.0 s" in p.message and "lasted 2 s" in p.message for p in problems)
@@ -66,8 +86,11 @@ def test_a_published_checksum_file_is_read_bounded(tmp_path):
     for p in (blob, md5):
         p.chmod(0o644)
     with pytest.raises(WeightsError, match="not a checksum file"):
-        fetch(tmp_path / "weights", {"dest": "x/w.pkl", "urls": [blob.as_uri()], "md5_url": md5.as_uri()},
-              log=lambda s: None)
+        fetch(
+            tmp_path / "weights",
+            {"dest": "x/w.pkl", "urls": [blob.as_uri()], "md5_url": md5.as_uri()},
+            log=lambda s: None,
+        )
 
 
 # class 11 (other commands): a truncated weights lock is a clear error, not a traceback
@@ -83,9 +106,19 @@ def test_a_truncated_weights_lock_is_a_clear_error(tmp_path):
 # class 7 (other writers at the end of a launch): table files that cannot be written do not fail the launch
 def test_table_files_that_cannot_be_written_are_said_not_fatal(tmp_path, read_only):  # noqa: F811
     spec = planned(tmp_path / "sweep" / "0_detectron2")
-    write_result(spec.run_dir, Result.for_spec(spec, "ok", throughput=61.0, window=[100, 500], mean_step_time=0.2,
-                                               error_bound=0.001, started_at="2026-01-01T00:00:00+00:00",
-                                               finished_at="2026-01-01T00:10:00+00:00"))
+    write_result(
+        spec.run_dir,
+        Result.for_spec(
+            spec,
+            "ok",
+            throughput=61.0,
+            window=[100, 500],
+            mean_step_time=0.2,
+            error_bound=0.001,
+            started_at="2026-01-01T00:00:00+00:00",
+            finished_at="2026-01-01T00:10:00+00:00",
+        ),
+    )
     text, problems = report([tmp_path / "sweep"], out_dir=read_only / "inside", db=None)
     assert "61" in text and problems and not any(p.fatal for p in problems)
     assert "table files not written" in str(problems[0])
@@ -105,9 +138,21 @@ def test_settling_a_row_keeps_the_nodes_result(tmp_path):
 # class 8 (other keys): credentials in a Ray runtime_env's env_vars are refused too
 def test_a_token_in_ray_env_vars_is_refused(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    p = subprocess.run([sys.executable, "-m", "launcher", "backend=ray", "dry_run=true",
-                        "+backend.runtime_env.env_vars.WANDB_API_KEY=0123456789abcdef"], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launcher",
+            "backend=ray",
+            "dry_run=true",
+            "+backend.runtime_env.env_vars.WANDB_API_KEY=0123456789abcdef",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2 and "impl.env_pass=[WANDB_API_KEY]" in p.stderr, p.stderr
     assert "0123456789abcdef" not in p.stderr
 
@@ -119,8 +164,10 @@ def test_a_truncated_stage_marker_is_a_clear_error(tmp_path, compose):
     from launcher.plan import plan
 
     coco = make_coco(tmp_path / "coco")
-    spec = plan(compose("impl=detectron2", f"cache_dir={tmp_path / 'cache'}", f"data.coco_root={coco['coco_root']}"),
-                tmp_path / "run")
+    spec = plan(
+        compose("impl=detectron2", f"cache_dir={tmp_path / 'cache'}", f"data.coco_root={coco['coco_root']}"),
+        tmp_path / "run",
+    )
     stage(spec, log=lambda s: None)
     marker = next((tmp_path / "cache" / "data").glob("*.stage.json"))
     marker.write_text(marker.read_text()[:20])
@@ -137,24 +184,56 @@ def test_a_truncated_annotation_file_is_not_complete(tmp_path):
     text = ann.read_bytes()
     ann.write_bytes(text[: len(text) * 2 // 3])
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    p = subprocess.run([sys.executable, "-m", "launcher.data", "stage", "impl=detectron2",
-                        f"cache_dir={tmp_path / 'cache'}", f"data.coco_root={coco['coco_root']}"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launcher.data",
+            "stage",
+            "impl=detectron2",
+            f"cache_dir={tmp_path / 'cache'}",
+            f"data.coco_root={coco['coco_root']}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 1 and "(complete)" not in p.stdout, p.stdout + p.stderr
     assert "not complete JSON" in p.stdout and "cut short" in p.stdout
     ann.write_bytes(text)
     time.sleep(0.01)
-    p = subprocess.run([sys.executable, "-m", "launcher.data", "stage", "impl=detectron2",
-                        f"cache_dir={tmp_path / 'cache'}", f"data.coco_root={coco['coco_root']}"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launcher.data",
+            "stage",
+            "impl=detectron2",
+            f"cache_dir={tmp_path / 'cache'}",
+            f"data.coco_root={coco['coco_root']}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0 and "(complete)" in p.stdout, p.stdout + p.stderr
 
 
 # class 11 (launcher.data synth): an unwritable place is a clear error
 def test_synth_into_an_unwritable_place_is_a_clear_error(tmp_path, read_only):  # noqa: F811
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    p = subprocess.run([sys.executable, "-m", "launcher.data", "synth", "--out", str(read_only / "inside" / "syn")],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "launcher.data", "synth", "--out", str(read_only / "inside" / "syn")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
     assert "cannot write" in p.stderr and "--out" in p.stderr
 

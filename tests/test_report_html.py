@@ -31,16 +31,31 @@ from tests.headless_chromium import Browser, find_chromium
 
 ARTIFACTS = ROOT / "outputs" / "test-artifacts"
 # CI (.ci/run) installs Debian's chromium and sets LAUNCHER_REQUIRE_CHROMIUM=1: there a missing browser fails
-needs_chromium = pytest.mark.skipif(find_chromium() is None and not os.environ.get("LAUNCHER_REQUIRE_CHROMIUM"),
-                                    reason="no chromium on PATH (.ci/run installs Debian's: bash .ci/browser.sh)")
+needs_chromium = pytest.mark.skipif(
+    find_chromium() is None and not os.environ.get("LAUNCHER_REQUIRE_CHROMIUM"),
+    reason="no chromium on PATH (.ci/run installs Debian's: bash .ci/browser.sh)",
+)
 
 
 def _telemetry(gpus: int, watts: float, mem: float, seconds: float, images: int) -> dict:
     start = 1_714_521_600.0
-    samples = [{"t": start + k * 0.5, "index": str(i), "uuid": f"GPU-{i}", "name": "Tesla V100-SXM2-32GB",
-                "memory.used": mem + 10 * (k % 3), "memory.total": 32510.0, "utilization.gpu": 97.0,
-                "power.draw": watts + (k % 2), "clocks.sm": 1530.0, "clocks.mem": 877.0, "temperature.gpu": 61.0}
-               for k in range(int(seconds * 2) + 1) for i in range(gpus)]
+    samples = [
+        {
+            "t": start + k * 0.5,
+            "index": str(i),
+            "uuid": f"GPU-{i}",
+            "name": "Tesla V100-SXM2-32GB",
+            "memory.used": mem + 10 * (k % 3),
+            "memory.total": 32510.0,
+            "utilization.gpu": 97.0,
+            "power.draw": watts + (k % 2),
+            "clocks.sm": 1530.0,
+            "clocks.mem": 877.0,
+            "temperature.gpu": 61.0,
+        }
+        for k in range(int(seconds * 2) + 1)
+        for i in range(gpus)
+    ]
     host = [(start + k * 0.5, 100 * k, 160 * k, 2_000_000) for k in range(int(seconds * 2) + 1)]
     return telemetry.reduce_samples(samples, host, start, start + seconds, images, period_ms=500)
 
@@ -60,8 +75,14 @@ def make_runs(root: Path) -> tuple[Path, Path]:
     for v in (62.0, 61.7, 62.3):
         add(old, "detectron2", thr=v)
     for v in (61.0, 62.5, 61.8):
-        add(sweep, "detectron2", thr=v, host="gpu-node-07",
-            telemetry=_telemetry(8, 231.0, 14200.0, 103.2, 6400), method="(S(500) - S(100)) / 400 (running means)")
+        add(
+            sweep,
+            "detectron2",
+            thr=v,
+            host="gpu-node-07",
+            telemetry=_telemetry(8, 231.0, 14200.0, 103.2, 6400),
+            method="(S(500) - S(100)) / 400 (running means)",
+        )
     for v in (50.2, 56.1):  # disagree beyond their noise: unstable
         add(sweep, "mmdetection", thr=v)
     add(sweep, "maskrcnn_benchmark", thr=54.3, window=[100, 520], window_requested=[100, 500])
@@ -69,15 +90,26 @@ def make_runs(root: Path) -> tuple[Path, Path]:
     for v in (33.0,):
         add(sweep, "simpledet", thr=v)
     for gpus, nodes, v in ((8, 1, 40.0), (16, 2, 74.0), (32, 4, 132.0)):
-        add(sweep, "torchvision", thr=v, hardware="a100x8", gpus=8, nodes=nodes, ranks=gpus, reference=None,
-            reference_hardware=None, provenance={"accelerator_model_name": "NVIDIA A100-SXM4-80GB", "number_of_nodes": nodes})
+        add(
+            sweep,
+            "torchvision",
+            thr=v,
+            hardware="a100x8",
+            gpus=8,
+            nodes=nodes,
+            ranks=gpus,
+            reference=None,
+            reference_hardware=None,
+            provenance={"accelerator_model_name": "NVIDIA A100-SXM4-80GB", "number_of_nodes": nodes},
+        )
     return sweep, old
 
 
 def _gather_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "launcher.gather", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "launcher.gather", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,10 +136,22 @@ def test_the_page_is_self_contained(report):
 
 
 def test_labels_and_reasons_are_text_never_markup(tmp_path):
-    result(tmp_path / "sweep" / "001_x", "detectron2", "failed", None,
-           error='<script>alert(1)</script><img src=x onerror=alert(2)> "quoted"')
-    p = _gather_cli(str(tmp_path / "sweep"), "--html", str(tmp_path / "r.html"), "--no-record", "--db",
-                    str(tmp_path / "h.sqlite"), cwd=tmp_path)
+    result(
+        tmp_path / "sweep" / "001_x",
+        "detectron2",
+        "failed",
+        None,
+        error='<script>alert(1)</script><img src=x onerror=alert(2)> "quoted"',
+    )
+    p = _gather_cli(
+        str(tmp_path / "sweep"),
+        "--html",
+        str(tmp_path / "r.html"),
+        "--no-record",
+        "--db",
+        str(tmp_path / "h.sqlite"),
+        cwd=tmp_path,
+    )
     assert p.returncode == 0, p.stderr
     text = (tmp_path / "r.html").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "<img src=x" not in text
@@ -118,8 +162,15 @@ def test_an_unwritable_report_path_is_named_and_the_table_still_printed(tmp_path
     result(tmp_path / "sweep" / "001_x", "detectron2", "ok", 60.0)
     (tmp_path / "ro").mkdir()
     (tmp_path / "ro" / "report.html").mkdir()  # a directory where the file should go
-    p = _gather_cli(str(tmp_path / "sweep"), "--html", str(tmp_path / "ro" / "report.html"), "--no-record",
-                    "--db", str(tmp_path / "h.sqlite"), cwd=tmp_path)
+    p = _gather_cli(
+        str(tmp_path / "sweep"),
+        "--html",
+        str(tmp_path / "ro" / "report.html"),
+        "--no-record",
+        "--db",
+        str(tmp_path / "h.sqlite"),
+        cwd=tmp_path,
+    )
     assert p.returncode == 1 and "cannot write the report" in p.stderr and "--html" in p.stderr
     assert "Traceback" not in p.stderr and "60.0" in p.stdout
 
@@ -131,9 +182,11 @@ def test_an_unwritable_report_path_is_named_and_the_table_still_printed(tmp_path
 def test_the_browser_check_can_fail(tmp_path):
     """The checks below would see a broken page: a console error, an exception, a blocked load are all caught."""
     page = tmp_path / "broken.html"
-    page.write_text("<!DOCTYPE html><meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
-                    "script-src 'unsafe-inline'\"><body><img src='http://example.invalid/x.png'>"
-                    "<script>console.error('boom'); undefined_function();</script>")
+    page.write_text(
+        "<!DOCTYPE html><meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
+        "script-src 'unsafe-inline'\"><body><img src='http://example.invalid/x.png'>"
+        "<script>console.error('boom'); undefined_function();</script>"
+    )
     with Browser() as b:
         problems = b.open(page).problems
     text = "\n".join(problems)
@@ -175,8 +228,17 @@ def test_the_report_renders_in_chromium_without_console_errors(report):
     assert seen["details"] == seen["rows"] and seen["scaling"] == 3 and seen["regressions"] == 1
     assert seen["tableWidth"] <= seen["wrapWidth"]  # the whole table on a 1280 px screen, no sideways scrolling
     assert opened is True
-    for what in ("gpu-node-07", "Tesla V100-SXM2-32GB", "535.54.03", "0123456789abcdef", "Recipe hash",
-                 "(S(500) - S(100)) / 400", "Error bound", "J/img", "Telemetry"):
+    for what in (
+        "gpu-node-07",
+        "Tesla V100-SXM2-32GB",
+        "535.54.03",
+        "0123456789abcdef",
+        "Recipe hash",
+        "(S(500) - S(100)) / 400",
+        "Error bound",
+        "J/img",
+        "Telemetry",
+    ):
         assert what in prov, what
     assert shot.stat().st_size > 10_000
 

@@ -27,8 +27,16 @@ def dead_pid() -> int:
 
 
 def plant_lease(run_dir: Path, **fields) -> None:
-    holder = {"owner": "someone", "host": socket.gethostname(), "boot_id": lease.boot_id(), "pid": dead_pid(),
-              "pid_start": "1", "heartbeat": time.time(), "since": "earlier", "what": "node"}
+    holder = {
+        "owner": "someone",
+        "host": socket.gethostname(),
+        "boot_id": lease.boot_id(),
+        "pid": dead_pid(),
+        "pid_start": "1",
+        "heartbeat": time.time(),
+        "since": "earlier",
+        "what": "node",
+    }
     holder.update(fields)
     (run_dir / lease.LEASE_FILE).write_text(json.dumps(holder))
 
@@ -77,11 +85,24 @@ def test_rerun_failed_while_the_first_sweep_runs_leaves_its_rows_alone(tmp_path)
     """The issue's case: rerun=failed issued while the first sweep is still running used to resubmit the rows
     that sweep had planned but not started; both then trained the same row in the same run dir."""
     sweep = tmp_path / "sweep"
-    rows = ["-m", *STANDIN, "impl.options.iters=40", "impl.options.base=0.15,0.05", "window.start=10",
-            "window.end=30", f"hydra.sweep.dir={sweep}"]
+    rows = [
+        "-m",
+        *STANDIN,
+        "impl.options.iters=40",
+        "impl.options.base=0.15,0.05",
+        "window.start=10",
+        "window.end=30",
+        f"hydra.sweep.dir={sweep}",
+    ]
     e = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    first = subprocess.Popen([sys.executable, "-m", "launcher", *rows], cwd=tmp_path, env=e,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "launcher", *rows],
+        cwd=tmp_path,
+        env=e,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(sweep.glob("0_*/train.log")):
         time.sleep(0.2)

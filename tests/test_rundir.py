@@ -13,8 +13,17 @@ from launcher.rundir import CorruptResult, Result, read_result, write_result
 
 
 def ok_result(**kw):
-    base = dict(impl="torchvision", hardware="local", backend="local", status="ok", throughput=1.5,
-                window=[2, 8], images_per_iter=2, method="m", error_bound=1e-6)
+    base = dict(
+        impl="torchvision",
+        hardware="local",
+        backend="local",
+        status="ok",
+        throughput=1.5,
+        window=[2, 8],
+        images_per_iter=2,
+        method="m",
+        error_bound=1e-6,
+    )
     base.update(kw)
     return Result(**base)
 
@@ -25,14 +34,15 @@ def test_roundtrip(tmp_path):
     assert r.status == "ok" and r.throughput == 1.5 and r.window == [2, 8]
 
 
-@pytest.mark.parametrize("kw", [dict(throughput=None), dict(throughput=0.0), dict(status="failed"),
-                                dict(status="finished")])
+@pytest.mark.parametrize(
+    "kw", [dict(throughput=None), dict(throughput=0.0), dict(status="failed"), dict(status="finished")]
+)
 def test_invalid_results_are_refused(kw):
     with pytest.raises(ValueError):
         ok_result(**kw)
 
 
-@pytest.mark.parametrize("content", ["", "{\"impl\": \"x\", ", "[1, 2]", "{\"impl\": 3}", "\x00\x01"])
+@pytest.mark.parametrize("content", ["", '{"impl": "x", ', "[1, 2]", '{"impl": 3}', "\x00\x01"])
 def test_corrupt_file_is_named(tmp_path, content):
     (tmp_path / "result.json").write_text(content)
     with pytest.raises(CorruptResult, match=str(tmp_path / "result.json")):

@@ -30,19 +30,30 @@ def test_a_secret_named_variable_with_a_value_is_refused(tmp_path):
 
 
 def test_a_token_that_arrives_by_interpolation_is_refused_and_hydras_copies_taken_back(tmp_path):
-    p = run_launcher(*STANDIN, "+impl.env.MODEL_HUB=${oc.env:LX_TEST_HUB}", cwd=tmp_path, timeout=120,
-                     env={"LX_TEST_HUB": TOKEN})
+    p = run_launcher(
+        *STANDIN, "+impl.env.MODEL_HUB=${oc.env:LX_TEST_HUB}", cwd=tmp_path, timeout=120, env={"LX_TEST_HUB": TOKEN}
+    )
     assert p.returncode == 2 and "looks like a credential" in p.stderr, p.stderr
     assert files_holding(tmp_path, TOKEN) == []
 
 
 def test_env_pass_gives_the_command_the_value_and_writes_only_its_name(tmp_path):
     cmd = tmp_path / "cmd.sh"
-    cmd.write_text('echo "the secret has ${#LX_TEST_SECRET} characters"\n'
-                   "exec python -m launcher.jobs.standin.standin_impl --format detectron2 --iters 40 --base 0.05 "
-                   "--noise 0.05 --seed 0 --images-per-iter 2 --truth standin-truth.json\n")
-    p = run_launcher(*STANDIN, f"impl.command=bash {cmd}", "+impl.env_pass=[LX_TEST_SECRET]", "window.start=10",
-                     "window.end=30", cwd=tmp_path, timeout=300, env={"LX_TEST_SECRET": TOKEN})
+    cmd.write_text(
+        'echo "the secret has ${#LX_TEST_SECRET} characters"\n'
+        "exec python -m launcher.jobs.standin.standin_impl --format detectron2 --iters 40 --base 0.05 "
+        "--noise 0.05 --seed 0 --images-per-iter 2 --truth standin-truth.json\n"
+    )
+    p = run_launcher(
+        *STANDIN,
+        f"impl.command=bash {cmd}",
+        "+impl.env_pass=[LX_TEST_SECRET]",
+        "window.start=10",
+        "window.end=30",
+        cwd=tmp_path,
+        timeout=300,
+        env={"LX_TEST_SECRET": TOKEN},
+    )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     logs = list((tmp_path / "outputs").rglob("train.log"))
     assert logs and f"the secret has {len(TOKEN)} characters" in logs[0].read_text()

@@ -28,11 +28,21 @@ def test_detectron2_v012_runs_for_real_on_todays_stack(tmp_path):
     mirrors = mirrors_dir()
     if mirrors is None:
         pytest.skip("no detectron2.bundle in ../shared/mirrors (or $LAUNCHER_MIRRORS): the seed's code is not here")
-    syn = subprocess.run([sys.executable, "-m", "launcher.data", "synth", "--out", str(tmp_path / "syn")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    syn = subprocess.run(
+        [sys.executable, "-m", "launcher.data", "synth", "--out", str(tmp_path / "syn")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert syn.returncode == 0, syn.stderr
-    args = ("impl=detectron2", "stack=today", f"impl.repo={mirrors / 'detectron2.bundle'}",
-            f"data.coco_root={tmp_path / 'syn' / 'coco'}", f"cache_dir={tmp_path / 'cache'}")
+    args = (
+        "impl=detectron2",
+        "stack=today",
+        f"impl.repo={mirrors / 'detectron2.bundle'}",
+        f"data.coco_root={tmp_path / 'syn' / 'coco'}",
+        f"cache_dir={tmp_path / 'cache'}",
+    )
 
     first = run_launcher(*args, cwd=tmp_path, timeout=1800)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
@@ -66,5 +76,6 @@ def test_detectron2_v012_runs_for_real_on_todays_stack(tmp_path):
     assert r2.status == "ok" and r2.recipe_hash == r1.recipe_hash and r2.stack == "today"
     assert Path(r2.log_path) == run2 / "output" / "log.txt"  # its own log, not the first run's
     assert r2.started_at >= r1.finished_at
-    assert parse.get_parser("detectron2").measure(Path(r2.log_path).read_text(), (20, 40), 2).throughput \
-        == r2.throughput
+    assert (
+        parse.get_parser("detectron2").measure(Path(r2.log_path).read_text(), (20, 40), 2).throughput == r2.throughput
+    )

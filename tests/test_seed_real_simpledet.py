@@ -27,20 +27,39 @@ SD_COMMIT = "9187a10569dd4eab6bfe5c64361a280357b8cd6c"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("LAUNCHER_REAL_MX"), reason="~7 min (an MXNet venv, C++ operators, a CPU "
-                    "training): outside CI's time budget; run with LAUNCHER_REAL_MX=1")
+@pytest.mark.skipif(
+    not os.environ.get("LAUNCHER_REAL_MX"),
+    reason="~7 min (an MXNet venv, C++ operators, a CPU "
+    "training): outside CI's time budget; run with LAUNCHER_REAL_MX=1",
+)
 def test_simpledet_9187a10_runs_for_real_on_mxnet_191(tmp_path):
     bundle = mirror("simpledet.bundle")
     if bundle is None:
         pytest.skip("no simpledet.bundle in ../shared/mirrors (or $LAUNCHER_MIRRORS): the seed's code is not here")
-    syn = subprocess.run([sys.executable, "-m", "launcher.data", "synth", "--out", str(tmp_path / "syn")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    syn = subprocess.run(
+        [sys.executable, "-m", "launcher.data", "synth", "--out", str(tmp_path / "syn")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert syn.returncode == 0, syn.stderr
-    extra = [f"++impl.options.{k}={os.environ[v]}" for k, v in (("mxnet_repo", "LAUNCHER_MXNET_REPO"),
-                                                                  ("mxnext_repo", "LAUNCHER_MXNEXT_REPO")) if os.environ.get(v)]
-    run = run_launcher("impl=simpledet", "stack=today", f"impl.repo={bundle}",
-                       f"data.coco_root={tmp_path / 'syn' / 'coco'}", f"cache_dir={tmp_path / 'cache'}", *extra,
-                       cwd=tmp_path, timeout=3000)
+    extra = [
+        f"++impl.options.{k}={os.environ[v]}"
+        for k, v in (("mxnet_repo", "LAUNCHER_MXNET_REPO"), ("mxnext_repo", "LAUNCHER_MXNEXT_REPO"))
+        if os.environ.get(v)
+    ]
+    run = run_launcher(
+        "impl=simpledet",
+        "stack=today",
+        f"impl.repo={bundle}",
+        f"data.coco_root={tmp_path / 'syn' / 'coco'}",
+        f"cache_dir={tmp_path / 'cache'}",
+        *extra,
+        cwd=tmp_path,
+        timeout=3000,
+    )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     assert "SimpleDet (stack=today)" in run.stdout and "ok (smoke)" in run.stdout
     assert "with SimpleDet operators" in run.stdout  # the build's own check that the operators registered

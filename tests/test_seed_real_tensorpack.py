@@ -25,18 +25,32 @@ TP_COMMIT = "caafda80b17898b3532c86108155bf7ec0c4d245"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("LAUNCHER_REAL_TF"), reason="3-10 min (a TensorFlow venv, a CPU training): "
-                    "outside CI's time budget; run with LAUNCHER_REAL_TF=1")
+@pytest.mark.skipif(
+    not os.environ.get("LAUNCHER_REAL_TF"),
+    reason="3-10 min (a TensorFlow venv, a CPU training): outside CI's time budget; run with LAUNCHER_REAL_TF=1",
+)
 def test_tensorpack_caafda8_runs_for_real_on_tf2(tmp_path):
     bundle = mirror("tensorpack.bundle")
     if bundle is None:
         pytest.skip("no tensorpack.bundle in ../shared/mirrors (or $LAUNCHER_MIRRORS): the seed's code is not here")
-    syn = subprocess.run([sys.executable, "-m", "launcher.data", "synth", "--out", str(tmp_path / "syn")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    syn = subprocess.run(
+        [sys.executable, "-m", "launcher.data", "synth", "--out", str(tmp_path / "syn")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert syn.returncode == 0, syn.stderr
-    run = run_launcher("impl=tensorpack", "stack=today", f"impl.repo={bundle}",
-                       f"data.coco_root={tmp_path / 'syn' / 'coco'}", f"cache_dir={tmp_path / 'cache'}",
-                       cwd=tmp_path, timeout=1800)
+    run = run_launcher(
+        "impl=tensorpack",
+        "stack=today",
+        f"impl.repo={bundle}",
+        f"data.coco_root={tmp_path / 'syn' / 'coco'}",
+        f"cache_dir={tmp_path / 'cache'}",
+        cwd=tmp_path,
+        timeout=1800,
+    )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     assert "tensorpack (stack=today)" in run.stdout and "ok (smoke)" in run.stdout
     assert "[launcher] venv: made" in run.stdout
@@ -57,5 +71,7 @@ def test_tensorpack_caafda8_runs_for_real_on_tf2(tmp_path):
     assert "tf.disable_v2_behavior()" in (tree / "tensorpack/compat/__init__.py").read_text()
     prov = json.loads((run_dir / "provenance.json").read_text())
     assert "2.15.1" in json.dumps(prov)
-    probe = subprocess.run([sys.executable, "-c", "import tensorflow"], cwd=tmp_path, capture_output=True, text=True, check=False)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import tensorflow"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
     assert probe.returncode != 0  # nothing went into the launcher's own interpreter

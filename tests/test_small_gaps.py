@@ -43,8 +43,7 @@ def test_torchvision_logs_start_covering_at_iteration_1():
         measure("torchvision", text, (0, 10), 2)
 
 
-@pytest.mark.parametrize("row, start", [("detectron2", 1), ("detectron", 20), ("simpledet", 0),
-                                        ("torchvision", 0)])
+@pytest.mark.parametrize("row, start", [("detectron2", 1), ("detectron", 20), ("simpledet", 0), ("torchvision", 0)])
 def test_a_window_start_the_format_can_never_cover_is_refused(compose, tmp_path, row, start):
     first = earliest_start(row)  # each row's log format is named after it
     with pytest.raises(ConfigError, match=rf"window.start={start} .*{row}.*window.start={first} or later"):
@@ -52,12 +51,17 @@ def test_a_window_start_the_format_can_never_cover_is_refused(compose, tmp_path,
     assert plan(compose(f"impl={row}", "hardware=v100x8", f"window.start={first}"), tmp_path).window[0] == first
 
 
-@pytest.mark.parametrize("override, key", [("hardware.gpus=-1", "hardware.gpus"),
-                                           ("hardware.time_limit_min=0", "hardware.time_limit_min"),
-                                           ("hardware.time_limit_min=-5", "hardware.time_limit_min"),
-                                           ("hardware.cpus=0", "hardware.cpus"),
-                                           ("hardware.nodes=0", "hardware.nodes"),
-                                           ("hardware.mem_gb=-1", "hardware.mem_gb")])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("hardware.gpus=-1", "hardware.gpus"),
+        ("hardware.time_limit_min=0", "hardware.time_limit_min"),
+        ("hardware.time_limit_min=-5", "hardware.time_limit_min"),
+        ("hardware.cpus=0", "hardware.cpus"),
+        ("hardware.nodes=0", "hardware.nodes"),
+        ("hardware.mem_gb=-1", "hardware.mem_gb"),
+    ],
+)
 def test_impossible_hardware_is_refused(compose, tmp_path, override, key):
     with pytest.raises(ConfigError, match=key) as e:
         plan(compose("impl=torchvision", override), tmp_path)
@@ -152,13 +156,23 @@ def test_two_gathers_writing_one_out_leave_one_set(tmp_path):
 def test_control_characters_in_labels_and_reasons_do_not_reach_the_tables(tmp_path):
     evil = "D2 \x1b[31mRED\x1b[0m \u202egnp.exe\u202c \x07bell\x00"
     result(tmp_path / "s" / "0_custom", "custom_row", "ok", 61.0, label=evil)  # not a catalog row: its own label
-    result(tmp_path / "s" / "1_mmdetection", "mmdetection", "failed", n=1,
-           error="\x1b]0;owned\x07boom \x1b[1;32mgreen\x1b[0m\u2066x\u2069\r\nsecond line")
+    result(
+        tmp_path / "s" / "1_mmdetection",
+        "mmdetection",
+        "failed",
+        n=1,
+        error="\x1b]0;owned\x07boom \x1b[1;32mgreen\x1b[0m\u2066x\u2069\r\nsecond line",
+    )
     runs, _ = gather([tmp_path / "s"], job_state=False)
     for fmt in ("rst", "md", "csv", "console"):
         text = render(runs, fmt)
-        bad = [c for c in text if (ord(c) < 32 and c not in "\n") or 0x7f <= ord(c) < 0xa0
-               or c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"]
+        bad = [
+            c
+            for c in text
+            if (ord(c) < 32 and c not in "\n")
+            or 0x7F <= ord(c) < 0xA0
+            or c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+        ]
         assert not bad, (fmt, bad)
         if fmt in ("rst", "csv"):
             assert "RED" in text and "gnp.exe" in text  # the label's text is kept, its controls are not

@@ -30,10 +30,16 @@ def test_stack_today_selects_the_rows_own_entry(compose, tmp_path):
     assert (seed.stack, today.stack) == ("seed", "today")
     assert seed.compat_patches == [] and seed.environment["kind"] == "conda"
     assert seed.build[-1] == "python -m pip install --no-build-isolation --no-deps -e ."  # the seed's own environment
-    assert [p["name"] for p in today.compat_patches][:3] == ["tensor-type-is-cuda", "tensor-type-to-scalar-type",
-                                                             "thc-atomics-to-aten"]  # then CPU ranks (gloo)
+    assert [p["name"] for p in today.compat_patches][:3] == [
+        "tensor-type-is-cuda",
+        "tensor-type-to-scalar-type",
+        "thc-atomics-to-aten",
+    ]  # then CPU ranks (gloo)
     assert today.patches == seed.patches  # the seed's own patches stay, separate
-    assert today.environment["managed"] and today.environment["requirements"][-2:] == ["pillow==9.5.0", "pycocotools==2.0.11"]
+    assert today.environment["managed"] and today.environment["requirements"][-2:] == [
+        "pillow==9.5.0",
+        "pycocotools==2.0.11",
+    ]
     assert today.build == ["python -m pip install --no-build-isolation -e ."]
     assert today.command == seed.command and today.scale == "full" and today.window == [100, 500]
     # on a machine without GPUs the seed stack cannot run the row; today's runs it at smoke scale
@@ -46,16 +52,21 @@ def test_stack_today_selects_the_rows_own_entry(compose, tmp_path):
 
 def test_compat_patches_and_the_stack_are_in_the_recipe_hash(compose, tmp_path):
     seed = dataclasses.replace(plan(compose("impl=detectron2", "hardware=v100x8"), tmp_path), commit_full=D2)
-    today = dataclasses.replace(plan(compose("impl=detectron2", "hardware=v100x8", "stack=today"), tmp_path),
-                                commit_full=D2)
+    today = dataclasses.replace(
+        plan(compose("impl=detectron2", "hardware=v100x8", "stack=today"), tmp_path), commit_full=D2
+    )
     assert "compat_patches" not in recipe_document(seed) and "stack" not in recipe_document(seed)
-    assert recipe_document(today)["stack"] == "today" and len(recipe_document(today)["compat_patches"]) == len(today.compat_patches) >= 3
+    assert (
+        recipe_document(today)["stack"] == "today"
+        and len(recipe_document(today)["compat_patches"]) == len(today.compat_patches) >= 3
+    )
     assert recipe_hash(seed) != recipe_hash(today)
     other = dataclasses.replace(today, compat_patches=today.compat_patches[:1])
     assert recipe_hash(other) != recipe_hash(today)
     # the run directory (in the command, via ${lx.run_dir:}) is not part of the recipe
-    elsewhere = dataclasses.replace(plan(compose("impl=detectron2", "hardware=v100x8", "stack=today"),
-                                         tmp_path / "other"), commit_full=D2)
+    elsewhere = dataclasses.replace(
+        plan(compose("impl=detectron2", "hardware=v100x8", "stack=today"), tmp_path / "other"), commit_full=D2
+    )
     assert elsewhere.command != today.command and recipe_hash(elsewhere) == recipe_hash(today)
 
 
@@ -66,8 +77,13 @@ def test_run_dir_is_resolved_into_command_and_log_path(compose, tmp_path):
 
 
 def test_user_overrides_win_over_the_stack(compose, tmp_path):
-    over = ["impl=detectron2", "stack=today", "hardware=v100x8", "impl.build=[make]",
-            "impl.environment.requirements=[pycocotools]"]
+    over = [
+        "impl=detectron2",
+        "stack=today",
+        "hardware=v100x8",
+        "impl.build=[make]",
+        "impl.environment.requirements=[pycocotools]",
+    ]
     spec = plan(compose(*over), tmp_path, overrides=over)
     assert spec.build == ["make"] and spec.environment["requirements"] == ["pycocotools"]
     assert spec.environment["managed"]  # the rest of the stack's environment still applies
@@ -83,6 +99,7 @@ def test_rows_without_the_stack_are_blocked_and_repo_less_rows_are_not(compose, 
     spec = plan(cfg, tmp_path)
     assert "declares no such stack" in spec.blocker and runnable_problems(spec) == []
     from launcher.prepare import prepare
+
     with pytest.raises(StackBlocked, match="declares no such stack"):
         prepare(spec, tmp_path / "cache")
     assert not (tmp_path / "cache").exists()  # nothing checked out
@@ -90,7 +107,9 @@ def test_rows_without_the_stack_are_blocked_and_repo_less_rows_are_not(compose, 
     assert tv.stack == "today" and not tv.blocker and not tv.compat_patches
 
 
-@pytest.mark.parametrize("row", ["matterport", "detectron"])  # tensorpack, SimpleDet (issue 19), maskrcnn_benchmark (issue 18) run
+@pytest.mark.parametrize(
+    "row", ["matterport", "detectron"]
+)  # tensorpack, SimpleDet (issue 19), maskrcnn_benchmark (issue 18) run
 def test_known_blockers_are_declared(compose, tmp_path, row):
     spec = plan(compose(f"impl={row}", "stack=today"), tmp_path)
     assert len(spec.blocker) > 80 and ("Not tried" in spec.blocker or "What would fix it" in spec.blocker)
@@ -107,14 +126,28 @@ def test_a_blocked_row_is_a_failed_row_saying_why(tmp_path):
 
 # ---------------------------------------------------------------- the managed venv
 
+
 def managed_spec(tmp_path: Path, **kw):
     tree = tmp_path / "cache" / "trees" / "toy-0123456789abcdef"
     tree.mkdir(parents=True)
     from launcher.spec import JobSpec
-    base = dict(impl="toy", label="toy", title="Toy", framework="PyTorch", command="true", images_per_iter=1,
-                window=[1, 2], log_format="torchvision", repo="/x", checkout_dir=str(tree), recipe_hash="ab" * 32,
-                environment={"kind": "venv", "managed": True, "host_packages": True, "requirements": []},
-                build=["python -c 'import sys, omegaconf; print(\"prefix\", sys.prefix)'"], run_dir=str(tmp_path / "run"))
+
+    base = dict(
+        impl="toy",
+        label="toy",
+        title="Toy",
+        framework="PyTorch",
+        command="true",
+        images_per_iter=1,
+        window=[1, 2],
+        log_format="torchvision",
+        repo="/x",
+        checkout_dir=str(tree),
+        recipe_hash="ab" * 32,
+        environment={"kind": "venv", "managed": True, "host_packages": True, "requirements": []},
+        build=["python -c 'import sys, omegaconf; print(\"prefix\", sys.prefix)'"],
+        run_dir=str(tmp_path / "run"),
+    )
     base.update(kw)
     return JobSpec(**base)
 
@@ -131,7 +164,9 @@ def test_managed_venv_sees_the_host_packages_is_made_once_and_changes_nothing_he
     py = venv / "bin" / "python"
     out = subprocess.run([str(py), "-m", "pip", "--version"], capture_output=True, text=True, check=True).stdout
     assert "pip" in out
-    here = subprocess.run([sys.executable, "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True).stdout
+    here = subprocess.run(
+        [sys.executable, "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True
+    ).stdout
     assert str(venv) not in here
     lines.clear()
     assert build_once(s, lines.append) is False and any("venv: reusing" in x for x in lines)

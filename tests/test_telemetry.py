@@ -29,15 +29,24 @@ FIX = Path(__file__).parent / "fixtures" / "logs"
 PERIOD_MS = 200
 
 # A command that writes the torchvision row's log format (posix stamps per iteration), 0.15 s per iteration.
-TV_CMD = ("for i in $(seq 1 {n}); do printf 'tvbench iter=%d t=%s images=2 loss=1.0\\n' $i "
-          "$(python -c 'import time; print(f\"{{time.time():.6f}}\")'); sleep 0.15; done")
+TV_CMD = (
+    "for i in $(seq 1 {n}); do printf 'tvbench iter=%d t=%s images=2 loss=1.0\\n' $i "
+    "$(python -c 'import time; print(f\"{{time.time():.6f}}\")'); sleep 0.15; done"
+)
 
 
 def _run(tmp_path: Path, path: str, **env: str) -> tuple[subprocess.CompletedProcess, Path]:
     cmd = tmp_path / "cmd.sh"
     cmd.write_text(TV_CMD.format(n=30) + "\n")
-    p = run_launcher(f"impl.command=bash {cmd}", "scale=full", "window.start=5", "window.end=25", cwd=tmp_path,
-                     timeout=180, env={"PATH": path, "LAUNCHER_TELEMETRY_PERIOD_MS": str(PERIOD_MS), **env})
+    p = run_launcher(
+        f"impl.command=bash {cmd}",
+        "scale=full",
+        "window.start=5",
+        "window.end=25",
+        cwd=tmp_path,
+        timeout=180,
+        env={"PATH": path, "LAUNCHER_TELEMETRY_PERIOD_MS": str(PERIOD_MS), **env},
+    )
     results = list((tmp_path / "outputs").rglob("result.json"))
     assert len(results) == 1, p.stdout + p.stderr
     return p, results[0].parent
@@ -55,13 +64,21 @@ def _log_times(run_dir: Path) -> dict[int, float]:
 def test_the_stand_in_prints_nvidia_smis_csv():
     """The stand-in's output is what the real tool prints (header with units, values without with nounits)."""
     exe = STANDIN_BIN / "nvidia-smi"
-    out = subprocess.run([exe, "--query-gpu=timestamp,index,memory.used,utilization.gpu,power.draw,temperature.gpu",
-                          "--format=csv"], capture_output=True, text=True, check=True).stdout.splitlines()
+    out = subprocess.run(
+        [exe, "--query-gpu=timestamp,index,memory.used,utilization.gpu,power.draw,temperature.gpu", "--format=csv"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     assert out[0] == "timestamp, index, memory.used [MiB], utilization.gpu [%], power.draw [W], temperature.gpu"
     assert out[1].split(", ")[2:] == ["20000 MiB", "95 %", "250.00 W", "60"]
     dt.datetime.strptime(out[1].split(", ")[0], telemetry.TIMESTAMP_FORMAT)
-    rows = subprocess.run([exe, f"--query-gpu={','.join(telemetry.GPU_QUERY)}", "--format=csv,noheader,nounits"],
-                          capture_output=True, text=True, check=True).stdout
+    rows = subprocess.run(
+        [exe, f"--query-gpu={','.join(telemetry.GPU_QUERY)}", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     samples = telemetry.parse_gpu_csv(rows)
     assert [s["index"] for s in samples] == ["0", "1"] and samples[1]["power.draw"] == 275.0
     bad = subprocess.run([exe, "--query-gpu=power.bogus", "--format=csv"], capture_output=True, text=True)
@@ -69,24 +86,39 @@ def test_the_stand_in_prints_nvidia_smis_csv():
 
 
 def test_parse_gpu_csv_keeps_only_whole_samples_and_reads_na_as_missing():
-    text = ("2024/05/01 12:00:00.250, 0, GPU-a, Tesla V100-SXM2-32GB, 1200, 32768, 97, 251.30, 1530, 877, 61\n"
-            "2024/05/01 12:00:00.250, 1, GPU-b, Tesla V100-SXM2-32GB, 1300, 32768, 95, [N/A], 1530, 877, 60\n"
-            "2024/05/01 12:00:00.750, 0, GPU-a, Tesla V100-SXM2-32GB, 14\n"  # killed mid-line
-            "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n")
+    text = (
+        "2024/05/01 12:00:00.250, 0, GPU-a, Tesla V100-SXM2-32GB, 1200, 32768, 97, 251.30, 1530, 877, 61\n"
+        "2024/05/01 12:00:00.250, 1, GPU-b, Tesla V100-SXM2-32GB, 1300, 32768, 95, [N/A], 1530, 877, 60\n"
+        "2024/05/01 12:00:00.750, 0, GPU-a, Tesla V100-SXM2-32GB, 14\n"  # killed mid-line
+        "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n"
+    )
     s = telemetry.parse_gpu_csv(text)
     assert len(s) == 2 and s[0]["power.draw"] == 251.3 and s[1]["power.draw"] is None
     assert s[0]["t"] == dt.datetime(2024, 5, 1, 12, 0, 0, 250000).timestamp()  # local time, as printed
 
 
 def _sample(t, index, mem, util, power):
-    return {"t": t, "index": str(index), "uuid": f"GPU-{index}", "name": "X", "memory.used": mem,
-            "memory.total": 80000.0, "utilization.gpu": util, "power.draw": power, "clocks.sm": 1980.0,
-            "clocks.mem": 2619.0, "temperature.gpu": 60.0}
+    return {
+        "t": t,
+        "index": str(index),
+        "uuid": f"GPU-{index}",
+        "name": "X",
+        "memory.used": mem,
+        "memory.total": 80000.0,
+        "utilization.gpu": util,
+        "power.draw": power,
+        "clocks.sm": 1980.0,
+        "clocks.mem": 2619.0,
+        "temperature.gpu": 60.0,
+    }
 
 
 def test_reduce_counts_only_samples_inside_the_window():
-    gpu = [_sample(t, i, mem=1000 * t + i, util=50 + t, power=100.0 + 100 * i + (900 if t in (0, 10) else 0))
-           for t in range(11) for i in (0, 1)]
+    gpu = [
+        _sample(t, i, mem=1000 * t + i, util=50 + t, power=100.0 + 100 * i + (900 if t in (0, 10) else 0))
+        for t in range(11)
+        for i in (0, 1)
+    ]
     host = [(float(t), 10 * t, 20 * t, 1024 * t) for t in range(11)]
     r = telemetry.reduce_samples(gpu, host, 2.0, 8.0, images=120, period_ms=1000)
     assert r["gpu_sampled"] and r["span"]["seconds"] == 6.0
@@ -174,8 +206,9 @@ def test_a_failing_nvidia_smi_is_named_and_costs_the_run_nothing(tmp_path):
     bindir = tmp_path / "bin"
     bindir.mkdir()
     exe = bindir / "nvidia-smi"
-    exe.write_text("#!/bin/sh\necho \"NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA "
-                   "driver.\"\nexit 9\n")
+    exe.write_text(
+        '#!/bin/sh\necho "NVIDIA-SMI has failed because it couldn\'t communicate with the NVIDIA driver."\nexit 9\n'
+    )
     exe.chmod(0o755)
     p, run_dir = _run(tmp_path, f"{bindir}{os.pathsep}{os.environ['PATH']}")
     r = read_result(run_dir)
@@ -210,12 +243,20 @@ def test_a_multi_node_job_gets_no_energy_per_image_from_one_node_s_gpus(tmp_path
     from types import SimpleNamespace
 
     t0 = 1_714_521_600.0
-    lines = [f"{dt.datetime.fromtimestamp(t0 + k * 0.5).strftime(telemetry.TIMESTAMP_FORMAT)[:-3]}, {i}, GPU-{i}, "
-             f"NVIDIA H100 80GB HBM3, 1000, 81559, 90, 300.00, 1980, 2619, 60" for k in range(21) for i in (0, 1)]
+    lines = [
+        f"{dt.datetime.fromtimestamp(t0 + k * 0.5).strftime(telemetry.TIMESTAMP_FORMAT)[:-3]}, {i}, GPU-{i}, "
+        f"NVIDIA H100 80GB HBM3, 1000, 81559, 90, 300.00, 1980, 2619, 60"
+        for k in range(21)
+        for i in (0, 1)
+    ]
     s = telemetry.Sampler(tmp_path, nvidia_smi="unused")
     s.gpu_path.write_text("\n".join(lines) + "\n")
-    m = SimpleNamespace(window=(10, 30), images_per_iter=16, throughput=32.0,
-                        details={"window_wall_start": t0 + 1, "window_wall_end": t0 + 9, "elapsed_s": 10.0})
+    m = SimpleNamespace(
+        window=(10, 30),
+        images_per_iter=16,
+        throughput=32.0,
+        details={"window_wall_start": t0 + 1, "window_wall_end": t0 + 9, "elapsed_s": 10.0},
+    )
     one = s.reduce(m, SimpleNamespace(images_per_iter=16, nodes=1))
     assert one["power_mean_w"] == 600.0 and one["images"] == 320
     assert one["energy_j_per_img"] == pytest.approx(600.0 * 8 / 320)

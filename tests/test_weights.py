@@ -115,7 +115,15 @@ def test_every_seed_rows_command_points_at_its_local_files(compose, tmp_path):
     (or, for SimpleDet's fixed pretrain_model/ path, in the link its setup makes)."""
     from launcher.plan import plan
 
-    for row in ("detectron2", "mmdetection", "maskrcnn_benchmark", "tensorpack", "simpledet", "detectron", "matterport"):
+    for row in (
+        "detectron2",
+        "mmdetection",
+        "maskrcnn_benchmark",
+        "tensorpack",
+        "simpledet",
+        "detectron",
+        "matterport",
+    ):
         spec = plan(compose(f"impl={row}", "hardware=v100x8", "weights_dir=/w"), tmp_path / "run")
         assert spec.weights, row
         for w in spec.weights:
@@ -131,9 +139,9 @@ def test_the_small_clis_plan_the_cluster_run_on_a_host_without_gpus():
     files are the cluster run's, even where `scale=auto` would pick its CPU smoke scale (no pretrained file)."""
     from launcher.cli import plan_rows
 
-    (_, full), = plan_rows(["impl=detectron2", "hardware.gpus=0"])
+    ((_, full),) = plan_rows(["impl=detectron2", "hardware.gpus=0"])
     assert full.scale == "full" and [w["dest"] for w in full.weights] == ["detectron2/ImageNetPretrained/MSRA/R-50.pkl"]
-    (_, smoke), = plan_rows(["impl=detectron2", "hardware.gpus=0", "scale=smoke"])
+    ((_, smoke),) = plan_rows(["impl=detectron2", "hardware.gpus=0", "scale=smoke"])
     assert smoke.scale == "smoke" and smoke.weights == []
 
 
@@ -141,10 +149,19 @@ def test_fetch_command_fetches_every_named_rows_files_once(tmp_path, server):
     url, www = server
     (www / "R-50.pkl").write_bytes(BLOB)
     (www / "R-50.pkl.md5sum").write_text(hashlib.md5(BLOB).hexdigest() + "\n")
-    args = [f"weights_dir={tmp_path / 'w'}", f"impl.weights.0.urls=[{url}/R-50.pkl]",
-            f"impl.weights.0.md5_url={url}/R-50.pkl.md5sum"]
-    run = lambda *a: subprocess.run([sys.executable, "-m", "launcher.weights", *a], cwd=ROOT, capture_output=True,
-                                    text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    args = [
+        f"weights_dir={tmp_path / 'w'}",
+        f"impl.weights.0.urls=[{url}/R-50.pkl]",
+        f"impl.weights.0.md5_url={url}/R-50.pkl.md5sum",
+    ]
+    run = lambda *a: subprocess.run(
+        [sys.executable, "-m", "launcher.weights", *a],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     p = run("list", "impl=maskrcnn_benchmark,detectron", *args)
     assert p.returncode == 0 and len(p.stdout.splitlines()) == 1 and "(maskrcnn_benchmark, detectron)" in p.stdout
     p = run("fetch", "impl=maskrcnn_benchmark,detectron", *args)

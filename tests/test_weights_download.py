@@ -120,8 +120,20 @@ def test_a_link_out_of_weights_dir_is_refused(tmp_path):
 
 def test_fetch_into_an_unwritable_place_is_a_clear_error(tmp_path, read_only):  # noqa: F811
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    p = subprocess.run([sys.executable, "-m", "launcher.weights", "fetch", "impl=detectron2",
-                        f"weights_dir={read_only / 'inside' / 'weights'}"], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launcher.weights",
+            "fetch",
+            "impl=detectron2",
+            f"weights_dir={read_only / 'inside' / 'weights'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
     assert "cannot write" in p.stderr and "weights_dir" in p.stderr

@@ -34,13 +34,20 @@ TINY = ["--images-per-gpu", "1", "--min-size", "64", "--max-size", "96", "--seed
 
 def run_train(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
     """Run train.py the way the launcher does: a script in its own process, output captured."""
-    return subprocess.run([sys.executable, str(TRAIN), *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.run(
+        [sys.executable, str(TRAIN), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # Synthetic data
 # ------------------------------------------------------------------------------------------------
+
 
 def test_synthetic_targets_are_valid_detection_targets():
     ds = data.SyntheticCoco(length=40, seed=3)
@@ -80,6 +87,7 @@ def test_synthetic_data_is_deterministic_from_the_seed():
 # Choosing the data
 # ------------------------------------------------------------------------------------------------
 
+
 def make_coco(root: Path, n_images: int = 3) -> Path:
     """A COCO 2017 layout with tiny images: real JPEG files and an instances JSON in COCO's schema."""
     from PIL import Image
@@ -93,18 +101,45 @@ def make_coco(root: Path, n_images: int = 3) -> Path:
         name = f"{i + 1:012d}.jpg"
         Image.new("RGB", (w, h), (40 * i, 100, 200)).save(root / "train2017" / name)
         images.append({"id": i + 1, "file_name": name, "width": w, "height": h})
-        anns.append({"id": 10 * i + 1, "image_id": i + 1, "category_id": [1, 18, 90][i % 3], "iscrowd": 0,
-                     "bbox": [10, 10, 30, 20], "area": 300.0,
-                     "segmentation": [[10, 10, 40, 10, 40, 30, 10, 30]]})
-        anns.append({"id": 10 * i + 2, "image_id": i + 1, "category_id": 18, "iscrowd": 1, "bbox": [0, 0, 5, 5],
-                     "area": 25.0, "segmentation": {"counts": [0, 25], "size": [h, w]}})
+        anns.append(
+            {
+                "id": 10 * i + 1,
+                "image_id": i + 1,
+                "category_id": [1, 18, 90][i % 3],
+                "iscrowd": 0,
+                "bbox": [10, 10, 30, 20],
+                "area": 300.0,
+                "segmentation": [[10, 10, 40, 10, 40, 30, 10, 30]],
+            }
+        )
+        anns.append(
+            {
+                "id": 10 * i + 2,
+                "image_id": i + 1,
+                "category_id": 18,
+                "iscrowd": 1,
+                "bbox": [0, 0, 5, 5],
+                "area": 25.0,
+                "segmentation": {"counts": [0, 25], "size": [h, w]},
+            }
+        )
     # an image whose only annotation is a crowd: Detectron skips it, so must we
     Image.new("RGB", (64, 48)).save(root / "train2017" / "000000000099.jpg")
     images.append({"id": 99, "file_name": "000000000099.jpg", "width": 64, "height": 48})
-    anns.append({"id": 999, "image_id": 99, "category_id": 1, "iscrowd": 1, "bbox": [0, 0, 5, 5], "area": 25.0,
-                 "segmentation": {"counts": [0, 25], "size": [48, 64]}})
+    anns.append(
+        {
+            "id": 999,
+            "image_id": 99,
+            "category_id": 1,
+            "iscrowd": 1,
+            "bbox": [0, 0, 5, 5],
+            "area": 25.0,
+            "segmentation": {"counts": [0, 25], "size": [48, 64]},
+        }
+    )
     (root / "annotations" / "instances_train2017.json").write_text(
-        json.dumps({"images": images, "annotations": anns, "categories": cats}))
+        json.dumps({"images": images, "annotations": anns, "categories": cats})
+    )
     return root
 
 
@@ -173,6 +208,7 @@ def test_lr_schedule_is_detectrons():
 # Real tiny trainings
 # ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.timeout(180)
 def test_tiny_synthetic_training_gives_a_throughput(tmp_path):
     proc = run_train("--iters", "3", "--coco-root", str(tmp_path / "no-coco"), *TINY)
@@ -207,13 +243,15 @@ def test_backbone_weights_give_detectrons_frozen_backbone(tmp_path):
 
     weights = tmp_path / "r50.pth"
     torch.save(resnet50(weights=None).state_dict(), weights)
-    proc = run_train("--iters", "1", "--coco-root", str(tmp_path / "no-coco"), "--backbone-weights", str(weights),
-                     *TINY)
+    proc = run_train(
+        "--iters", "1", "--coco-root", str(tmp_path / "no-coco"), "--backbone-weights", str(weights), *TINY
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "(frozen BN, stem+res2 frozen)" in proc.stdout and len(ITER_RE.findall(proc.stdout)) == 1
 
     from argparse import Namespace
     from launcher.jobs.torchvision.train import build_model
+
     model = build_model(Namespace(backbone_weights=str(weights), min_size=64, max_size=96), torch.device("cpu"))
     body = model.backbone.body
     assert not any(p.requires_grad for n, p in body.named_parameters() if n.startswith(("conv1", "layer1")))

@@ -43,8 +43,17 @@ from .other_writers import run_detectron, run_matterport, run_simpledet, run_ten
 from .pytorch_writers import run_detectron2, run_maskrcnn_benchmark, run_mmdetection
 from .sim import FileSink, MemorySink, RealClock, SimClock, Simulation, TimeModel
 
-__all__ = ["DEFAULT_START", "FORMATS", "FileSink", "FormatInfo", "MemorySink", "Simulation", "TimeModel",
-           "default_images_per_iter", "simulate"]
+__all__ = [
+    "DEFAULT_START",
+    "FORMATS",
+    "FileSink",
+    "FormatInfo",
+    "MemorySink",
+    "Simulation",
+    "TimeModel",
+    "default_images_per_iter",
+    "simulate",
+]
 
 
 @dataclass(frozen=True)
@@ -70,8 +79,16 @@ FORMATS: dict[str, FormatInfo] = {
 DEFAULT_START = dt.datetime(2020, 12, 31, 23, 58, 30, tzinfo=dt.timezone.utc).timestamp()
 
 
-def simulate(fmt: str, iters: int, model: TimeModel | None = None, *, realtime: bool = False, sink=None,
-             start: float | None = None, **opts) -> Simulation:
+def simulate(
+    fmt: str,
+    iters: int,
+    model: TimeModel | None = None,
+    *,
+    realtime: bool = False,
+    sink=None,
+    start: float | None = None,
+    **opts,
+) -> Simulation:
     """Run the stand-in for `fmt` up to completed iteration `iters`; the default start (UTC 2020-12-31
     23:58:30) makes yearless timestamps cross midnight and the new year in a few minutes of simulated time.
 

@@ -23,7 +23,9 @@ def _humanize(sec: float) -> str:
         return "{:.3g} seconds".format(sec)
     t = dt.datetime(2000, 1, 1) + dt.timedelta(seconds=int(sec))
     vals = [int(sec // 86400), t.hour, t.minute, t.second]
-    return " ".join(f"{v} {u}{'s' if v > 1 else ''}" for v, u in zip(vals, ["day", "hour", "minute", "second"]) if v > 0)
+    return " ".join(
+        f"{v} {u}{'s' if v > 1 else ''}" for v, u in zip(vals, ["day", "hour", "minute", "second"]) if v > 0
+    )
 
 
 def run_tensorpack(n, times, clock, sink, opts):
@@ -57,18 +59,31 @@ def run_tensorpack(n, times, clock, sink, opts):
             if step % 10 == 9 or step == spe - 1:  # tqdm bar, every rank, on stderr
                 el = clock.now() - t0
                 for _ in range(ranks):
-                    sink.write("stderr", f"\r{int(100 * (step + 1) / spe):3d}%|{'#' * ((step + 1) * 20 // spe):20s}|"
-                                         f"{step + 1}/{spe}[{int(el) // 60:02d}:{int(el) % 60:02d}<00:00,"
-                                         f"{(step + 1) / max(el, 1e-9):5.2f}it/s]" + ("\n" if step == spe - 1 else ""))
+                    sink.write(
+                        "stderr",
+                        f"\r{int(100 * (step + 1) / spe):3d}%|{'#' * ((step + 1) * 20 // spe):20s}|"
+                        f"{step + 1}/{spe}[{int(el) // 60:02d}:{int(el) % 60:02d}<00:00,"
+                        f"{(step + 1) / max(el, 1e-9):5.2f}it/s]" + ("\n" if step == spe - 1 else ""),
+                    )
         secs = clock.now() - t0  # _after_epoch
         log(f"Epoch {epoch} (global_step {g}) finished, time:{_humanize(secs)}.", "base.py:285")
         clock.run(overhead)
         thr = spe * ranks / secs
-        scalars = {"GPUUtil/0": 95.0 + rng.random(), "HostFreeMemory (GB)": 32.8, "PeakMemory(MB)/gpu:0": 7201.6,
-                   "QueueInput/queue_size": 49.8, "Throughput (samples/sec)": thr, "learning_rate": 0.01,
-                   "total_cost": 2.0 / (1 + g / 300), "wd_cost": 0.6169}
-        log("Estimated Time Left: " + _humanize(secs * (opts.get("max_epoch", 360) - epoch)), "misc.py:109",
-            chief_only=True)
+        scalars = {
+            "GPUUtil/0": 95.0 + rng.random(),
+            "HostFreeMemory (GB)": 32.8,
+            "PeakMemory(MB)/gpu:0": 7201.6,
+            "QueueInput/queue_size": 49.8,
+            "Throughput (samples/sec)": thr,
+            "learning_rate": 0.01,
+            "total_cost": 2.0 / (1 + g / 300),
+            "wd_cost": 0.6169,
+        }
+        log(
+            "Estimated Time Left: " + _humanize(secs * (opts.get("max_epoch", 360) - epoch)),
+            "misc.py:109",
+            chief_only=True,
+        )
         for k in sorted(scalars):
             log(f"{k}: {scalars[k]:.5g}", "monitor.py:474", chief_only=True)
     return timed
@@ -117,8 +132,11 @@ def run_simpledet(n, times, clock, sink, opts):
                     head = f"Epoch[{epoch}] Batch [{nbatch}]\t"
                     if later:
                         head += f"Iter: {g}/{total}\tLr: {0.02:.5f}\t"
-                    log(head + f"Speed: {speed:.2f} samples/sec\tTrain-"
-                        + "".join(f"{k}={v:f},\t" for k, v in metrics.items()))
+                    log(
+                        head
+                        + f"Speed: {speed:.2f} samples/sec\tTrain-"
+                        + "".join(f"{k}={v:f},\t" for k, v in metrics.items())
+                    )
                     tic = clock.now()
             else:
                 init, tic = True, clock.now()
@@ -146,8 +164,11 @@ def run_detectron(n, times, clock, sink, opts):
     timed = []
     sink.write("stdout", "INFO train_net.py:  95: Called with args:\n")
     if start_iter:
-        sink.write("stdout", f"INFO train.py: 139: ========> Resuming from checkpoint /out/model_iter{start_iter - 1}.pkl"
-                             f" at start iter {start_iter}\n")
+        sink.write(
+            "stdout",
+            f"INFO train.py: 139: ========> Resuming from checkpoint /out/model_iter{start_iter - 1}.pkl"
+            f" at start iter {start_iter}\n",
+        )
     sink.write("stdout", "INFO train.py: 144: Building model: generalized_rcnn\n")
     for cur_iter in range(start_iter, n):
         t0 = clock.now()  # IterTic
@@ -160,9 +181,19 @@ def run_detectron(n, times, clock, sink, opts):
         stderr_noise(opts, sink, rng)
         if cur_iter % 20 == 0 or cur_iter == n - 1:
             avg = total / calls
-            stats = {"accuracy_cls": 0.9 + 0.05 * rng.random(), "eta": fmt_td(avg * (schedule - cur_iter)),
-                     "iter": cur_iter, "loss": 1.0 / (1 + cur_iter / 300), "loss_bbox": 0.2, "loss_cls": 0.3,
-                     "loss_mask": 0.4, "lr": 0.02, "mb_qsize": 64, "mem": 3084, "time": avg}
+            stats = {
+                "accuracy_cls": 0.9 + 0.05 * rng.random(),
+                "eta": fmt_td(avg * (schedule - cur_iter)),
+                "iter": cur_iter,
+                "loss": 1.0 / (1 + cur_iter / 300),
+                "loss_bbox": 0.2,
+                "loss_cls": 0.3,
+                "loss_mask": 0.4,
+                "lr": 0.02,
+                "mb_qsize": 64,
+                "mem": 3084,
+                "time": avg,
+            }
             for lvl in range(2, 7):
                 stats[f"loss_rpn_bbox_fpn{lvl}"] = 0.01 * rng.random()
                 stats[f"loss_rpn_cls_fpn{lvl}"] = 0.01 * rng.random()
@@ -194,7 +225,10 @@ def run_matterport(n, times, clock, sink, opts):
     rng = random.Random(opts.get("seed", 0) + 7)
     names = ["loss", "rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss"]
     timed, g = [], 0
-    sink.write("stdout", "Starting at epoch 0. LR=0.02\n\nCheckpoint Path: /logs/coco20200101T0000/mask_rcnn_coco_{epoch:04d}.h5\n")
+    sink.write(
+        "stdout",
+        "Starting at epoch 0. LR=0.02\n\nCheckpoint Path: /logs/coco20200101T0000/mask_rcnn_coco_{epoch:04d}.h5\n",
+    )
     for epoch in range(1, math.ceil(n / spe) + 1):
         sink.write("stdout", f"Epoch {epoch}/{epochs_total}\n")
         start = clock.now()  # Progbar created in on_epoch_begin
@@ -220,14 +254,24 @@ def run_matterport(n, times, clock, sink, opts):
             bar += "." * (30 - prog_width) + "]"
             if step < spe:
                 eta = (now - start) / step * (spe - step)
-                eta_s = ("%d:%02d:%02d" % (eta // 3600, (eta % 3600) // 60, eta % 60) if eta > 3600
-                         else "%d:%02d" % (eta // 60, eta % 60) if eta > 60 else "%ds" % eta)
+                eta_s = (
+                    "%d:%02d:%02d" % (eta // 3600, (eta % 3600) // 60, eta % 60)
+                    if eta > 3600
+                    else "%d:%02d" % (eta // 60, eta % 60)
+                    if eta > 60
+                    else "%ds" % eta
+                )
                 info = " - ETA: " + eta_s
             else:
                 tpu = (now - start) / step
                 info = " - %.0fs" % (now - start)
-                info += (" %.0fs/step" % tpu if tpu >= 1 else " %.0fms/step" % (tpu * 1e3) if tpu >= 1e-3
-                         else " %.0fus/step" % (tpu * 1e6))
+                info += (
+                    " %.0fs/step" % tpu
+                    if tpu >= 1
+                    else " %.0fms/step" % (tpu * 1e3)
+                    if tpu >= 1e-3
+                    else " %.0fus/step" % (tpu * 1e6)
+                )
             for k in names:
                 avg = sums[k] / step
                 info += " - %s:" % k + (" %.4f" % avg if abs(avg) > 1e-3 else " %.4e" % avg)

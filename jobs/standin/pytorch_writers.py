@@ -32,10 +32,16 @@ def run_detectron2(n, times, clock, sink, opts):
     timed = []
     names = ["loss_cls", "loss_box_reg", "loss_mask", "loss_rpn_cls", "loss_rpn_loc"]
     loss_hist: dict[str, list[float]] = {k: [] for k in names}
-    sink.write("stdout", f"{GREEN}[{clock_stamp(clock.now(), '%m/%d %H:%M:%S')} d2.engine.train_loop]: {RESET}"
-                         f"Starting training from iteration {start_iter}\n")
-    sink.write("output/log.txt", f"[{clock_stamp(clock.now(), '%m/%d %H:%M:%S')}] d2.engine.train_loop INFO: "
-                                 f"Starting training from iteration {start_iter}\n")
+    sink.write(
+        "stdout",
+        f"{GREEN}[{clock_stamp(clock.now(), '%m/%d %H:%M:%S')} d2.engine.train_loop]: {RESET}"
+        f"Starting training from iteration {start_iter}\n",
+    )
+    sink.write(
+        "output/log.txt",
+        f"[{clock_stamp(clock.now(), '%m/%d %H:%M:%S')}] d2.engine.train_loop INFO: "
+        f"Starting training from iteration {start_iter}\n",
+    )
     for k in range(start_iter, n):
         t0 = clock.now()  # IterationTimer.before_step
         clock.run(times[k - start_iter])
@@ -83,13 +89,17 @@ def run_mmdetection(n, times, clock, sink, opts):
     stamp0 = clock_stamp(clock.now(), "%Y%m%d_%H%M%S")
     wd = "work_dirs/mask_rcnn_r50_caffe_fpn_1x_coco"
     text_path, json_path = f"{wd}/{stamp0}.log", f"{wd}/{stamp0}.log.json"
-    for msg in ("Start running, host: bench@node01, work_dir: /repo/" + wd,  # mmcv runner.py L361-363
-                "workflow: [('train', 1)], max: 12 epochs"):
+    for msg in (
+        "Start running, host: bench@node01, work_dir: /repo/" + wd,  # mmcv runner.py L361-363
+        "workflow: [('train', 1)], max: 12 epochs",
+    ):
         line = f"{clock_stamp(clock.now(), '%Y-%m-%d %H:%M:%S', millis=True)} - mmdet - INFO - {msg}\n"
         sink.write("stderr", line)
         sink.write(text_path, line)
-    sink.write(json_path, json.dumps({"env_info": "sys.platform: linux\nPython: 3.7.7\nCUDA available: True",
-                                      "seed": None}) + "\n")
+    sink.write(
+        json_path,
+        json.dumps({"env_info": "sys.platform: linux\nPython: 3.7.7\nCUDA available: True", "seed": None}) + "\n",
+    )
     names = ["loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "acc", "loss_bbox", "loss_mask"]
     timed, time_sec_tot, g = [], 0.0, 0
     epoch = 0
@@ -118,15 +128,23 @@ def run_mmdetection(n, times, clock, sink, opts):
                 time_sec_tot += tm * interval
                 eta = fmt_td(time_sec_tot / (g + 1) * (schedule - g - 1))
                 lr_s = f"{lr:.3e}" if lr_fmt == "mmcv0.6" else f"{lr:.5f}"
-                text = (f"Epoch [{epoch + 1}][{inner + 1}/{epoch_len}]\tlr: {lr_s}, eta: {eta}, time: {tm:.3f}, "
-                        f"data_time: {dtm:.3f}, memory: 6836, "
-                        + ", ".join(f"{k}: {v:.4f}" for k, v in losses.items()))
+                text = (
+                    f"Epoch [{epoch + 1}][{inner + 1}/{epoch_len}]\tlr: {lr_s}, eta: {eta}, time: {tm:.3f}, "
+                    f"data_time: {dtm:.3f}, memory: 6836, " + ", ".join(f"{k}: {v:.4f}" for k, v in losses.items())
+                )
                 line = f"{clock_stamp(clock.now(), '%Y-%m-%d %H:%M:%S', millis=True)} - mmdet - INFO - {text}\n"
                 sink.write("stderr", line)
                 sink.write(text_path, line)
-                rec = {"mode": "train", "epoch": epoch + 1, "iter": inner + 1, "lr": round(lr, 5),
-                       "time": round(tm, 5), "data_time": round(dtm, 5), "memory": 6836,
-                       **{k: round(v, 5) for k, v in losses.items()}}
+                rec = {
+                    "mode": "train",
+                    "epoch": epoch + 1,
+                    "iter": inner + 1,
+                    "lr": round(lr, 5),
+                    "time": round(tm, 5),
+                    "data_time": round(dtm, 5),
+                    "memory": 6836,
+                    **{k: round(v, 5) for k, v in losses.items()},
+                }
                 sink.write(json_path, json.dumps(rec) + "\n")
                 buf_time.clear(), buf_data.clear(), [v.clear() for v in buf_loss.values()]
             g += 1
@@ -150,8 +168,9 @@ def run_maskrcnn_benchmark(n, times, clock, sink, opts):
     with a fresh MetricLogger; ``checkpoint`` overrides the file name the log says it loaded."""
     schedule = opts.get("schedule_iters", 90000)
     start_iter = opts.get("start_iter", 0)
-    ckpt = opts.get("checkpoint") or (f"./model_{start_iter:07d}.pth" if start_iter
-                                      else "catalog://ImageNetPretrained/MSRA/R-50")
+    ckpt = opts.get("checkpoint") or (
+        f"./model_{start_iter:07d}.pth" if start_iter else "catalog://ImageNetPretrained/MSRA/R-50"
+    )
     rng = random.Random(opts.get("seed", 0) + 3)
     names = ["loss", "loss_box_reg", "loss_classifier", "loss_mask", "loss_objectness", "loss_rpn_box_reg"]
     meters: dict[str, list] = {}  # name -> [deque(20), total, count]

@@ -99,8 +99,9 @@ class FileSink:
     Files named in `appends` are opened for appending, as the implementation's own logger opens them
     (a rerun in the same directory then leaves two runs in one file); the others are written afresh."""
 
-    def __init__(self, root: str | Path = ".", appends: tuple[str, ...] = (),
-                 place: Callable[[str], Path] | None = None) -> None:
+    def __init__(
+        self, root: str | Path = ".", appends: tuple[str, ...] = (), place: Callable[[str], Path] | None = None
+    ) -> None:
         self.root = Path(root)
         self.appends = set(appends)
         self.place = place  # where a stream's file goes when not under `root` (a row's own output dir)
@@ -148,8 +149,11 @@ def fake_losses(rng: random.Random, names: list[str], it: int) -> dict[str, floa
 def stderr_noise(opts: dict, sink, rng: random.Random, prob: float = 0.02) -> None:
     """Unrelated stderr noise (deprecation warnings, library chatter) as real captures have."""
     if opts.get("warnings", True) and rng.random() < prob:
-        sink.write("stderr", "/usr/lib/python3.7/site-packages/torch/nn/functional.py:2351: UserWarning: "
-                             "Default upsampling behavior when mode=bilinear is changed\n  warnings.warn(\n")
+        sink.write(
+            "stderr",
+            "/usr/lib/python3.7/site-packages/torch/nn/functional.py:2351: UserWarning: "
+            "Default upsampling behavior when mode=bilinear is changed\n  warnings.warn(\n",
+        )
 
 
 @dataclass
@@ -166,9 +170,11 @@ class Simulation:
     def true_throughput(self, window: tuple[int, int]) -> float:
         s, e = window
         if s < self.first_iter or e > self.first_iter + len(self.timed):
-            raise ValueError(f"window {s}..{e} is outside this run's iterations {self.first_iter + 1}.."
-                             f"{self.first_iter + len(self.timed)}")
-        return self.images_per_iter * (e - s) / sum(self.timed[s - self.first_iter:e - self.first_iter])
+            raise ValueError(
+                f"window {s}..{e} is outside this run's iterations {self.first_iter + 1}.."
+                f"{self.first_iter + len(self.timed)}"
+            )
+        return self.images_per_iter * (e - s) / sum(self.timed[s - self.first_iter : e - self.first_iter])
 
     def log_text(self) -> str:
         if self.log_stream == "combined":

@@ -37,12 +37,15 @@ import time
 import traceback
 
 
-
 def _missing_workload(e: ImportError) -> None:
     """The launcher installed without its workload extra: say so, and how to fix it."""
-    print(f"tvbench error: {e.name or e} is not installed in {sys.executable}: this row needs PyTorch and "
-          "torchvision; install the workload extra: pip install 'launcher[workload]' "
-          "(pip install -e '.[workload]' in a checkout)", file=sys.stderr, flush=True)
+    print(
+        f"tvbench error: {e.name or e} is not installed in {sys.executable}: this row needs PyTorch and "
+        "torchvision; install the workload extra: pip install 'launcher[workload]' "
+        "(pip install -e '.[workload]' in a checkout)",
+        file=sys.stderr,
+        flush=True,
+    )
     sys.exit(2)
 
 
@@ -67,22 +70,37 @@ def log(msg: str) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--iters", type=int, required=True, help="iterations to run (the window's end)")
     p.add_argument("--images-per-gpu", type=int, default=2, help="images per process and iteration (default 2)")
     p.add_argument("--min-size", type=int, default=800, help="shorter side after resizing (default 800)")
     p.add_argument("--max-size", type=int, default=1333, help="longer side at most (default 1333)")
-    p.add_argument("--coco-root", default=None,
-                   help="COCO 2017 root (train2017/, annotations/instances_train2017.json); synthetic data without it")
-    p.add_argument("--data", choices=("auto", "coco", "synthetic"), default="auto",
-                   help="auto: COCO when --coco-root holds it, else synthetic (default)")
+    p.add_argument(
+        "--coco-root",
+        default=None,
+        help="COCO 2017 root (train2017/, annotations/instances_train2017.json); synthetic data without it",
+    )
+    p.add_argument(
+        "--data",
+        choices=("auto", "coco", "synthetic"),
+        default="auto",
+        help="auto: COCO when --coco-root holds it, else synthetic (default)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backbone-weights", default=None,
-                   help="ImageNet ResNet-50 state dict on disk: Detectron's backbone recipe (frozen BN, stem and "
-                        "res2 frozen); default: none, nothing downloaded, every layer trained from scratch")
-    p.add_argument("--workers", type=int, default=-1,
-                   help="data-loader workers per process; -1: 0 on CPU, min(4, cores/processes) on GPU")
+    p.add_argument(
+        "--backbone-weights",
+        default=None,
+        help="ImageNet ResNet-50 state dict on disk: Detectron's backbone recipe (frozen BN, stem and "
+        "res2 frozen); default: none, nothing downloaded, every layer trained from scratch",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=-1,
+        help="data-loader workers per process; -1: 0 on CPU, min(4, cores/processes) on GPU",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     a = p.parse_args(argv)
     for name in ("iters", "images_per_gpu", "min_size", "max_size"):
@@ -140,8 +158,13 @@ def build_model(args, device):
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
     if not args.backbone_weights:
-        model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=NUM_CLASSES + 1,
-                                      min_size=args.min_size, max_size=args.max_size)
+        model = maskrcnn_resnet50_fpn(
+            weights=None,
+            weights_backbone=None,
+            num_classes=NUM_CLASSES + 1,
+            min_size=args.min_size,
+            max_size=args.max_size,
+        )
         return model.to(device)
     from torchvision.models import resnet50
     from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
@@ -151,14 +174,18 @@ def build_model(args, device):
     try:
         state = torch.load(args.backbone_weights, map_location="cpu", weights_only=True)
     except Exception as e:  # OSError, pickle's UnpicklingError, torch's RuntimeError: all mean "not this file"
-        raise DataError(f"--backbone-weights {args.backbone_weights}: cannot load a state dict ({str(e).splitlines()[0]}); give a "
-                        "ResNet-50 checkpoint (torchvision's resnet50 weights file) or leave it out") from e
+        raise DataError(
+            f"--backbone-weights {args.backbone_weights}: cannot load a state dict ({str(e).splitlines()[0]}); give a "
+            "ResNet-50 checkpoint (torchvision's resnet50 weights file) or leave it out"
+        ) from e
     body = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
     try:
         body.load_state_dict(state)
     except RuntimeError as e:
-        raise DataError(f"--backbone-weights {args.backbone_weights}: not a torchvision ResNet-50 state dict "
-                        f"({str(e).splitlines()[0]})") from e
+        raise DataError(
+            f"--backbone-weights {args.backbone_weights}: not a torchvision ResNet-50 state dict "
+            f"({str(e).splitlines()[0]})"
+        ) from e
     backbone = _resnet_fpn_extractor(body, trainable_layers=3)
     model = MaskRCNN(backbone, num_classes=NUM_CLASSES + 1, min_size=args.min_size, max_size=args.max_size)
     return model.to(device)
@@ -172,22 +199,31 @@ def build_data(args, torch, rank, world, device):
         if dataset.num_classes > NUM_CLASSES:
             raise DataError(f"{args.coco_root}: {dataset.num_classes} categories, the model has {NUM_CLASSES}")
         if len(dataset) < global_batch:
-            raise DataError(f"{args.coco_root}: {len(dataset)} usable images, fewer than one global batch "
-                            f"({global_batch}); use a fuller copy or fewer images per GPU")
+            raise DataError(
+                f"{args.coco_root}: {len(dataset)} usable images, fewer than one global batch "
+                f"({global_batch}); use a fuller copy or fewer images per GPU"
+            )
         dataset[0]  # fail now, with a clear message, if the images cannot be read
         detail = f"{len(dataset)} images with annotations from {args.coco_root}"
     else:
         dataset = SyntheticCoco(length=args.iters * global_batch, seed=args.seed)
         detail = f"{len(dataset)} generated images (seed {args.seed}); {choice.reason}"
     sampler = torch.utils.data.distributed.DistributedSampler(
-        dataset, num_replicas=world, rank=rank, shuffle=True, seed=args.seed, drop_last=True)
+        dataset, num_replicas=world, rank=rank, shuffle=True, seed=args.seed, drop_last=True
+    )
     workers = args.workers
     if workers < 0:
         workers = 0 if device.type == "cpu" else min(4, max(1, (os.cpu_count() or 1) // world))
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=args.images_per_gpu, sampler=sampler, num_workers=workers,
-        collate_fn=collate, drop_last=True, pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0)
+        dataset,
+        batch_size=args.images_per_gpu,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        drop_last=True,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
     return choice, detail, sampler, loader, workers
 
 
@@ -210,24 +246,32 @@ def train(args) -> int:
     global_batch = args.images_per_gpu * world
     lr = BASE_LR * global_batch / BASE_BATCH
     if main:
-        log(f"tvbench run: Mask R-CNN R-50-FPN, torchvision {torchvision.__version__} maskrcnn_resnet50_fpn"
-            + (f" with backbone {args.backbone_weights} (frozen BN, stem+res2 frozen)" if args.backbone_weights else
-               "(weights=None, weights_backbone=None: from scratch, BN trained)")
+        log(
+            f"tvbench run: Mask R-CNN R-50-FPN, torchvision {torchvision.__version__} maskrcnn_resnet50_fpn"
+            + (
+                f" with backbone {args.backbone_weights} (frozen BN, stem+res2 frozen)"
+                if args.backbone_weights
+                else "(weights=None, weights_backbone=None: from scratch, BN trained)"
+            )
             + f", {NUM_CLASSES + 1} classes; SGD lr={lr:g} "
             f"({BASE_LR} x {global_batch}/{BASE_BATCH} images) momentum={MOMENTUM} weight_decay={WEIGHT_DECAY}, "
             f"linear warm-up {WARMUP_ITERS} iters from {WARMUP_FACTOR:.3f}; iters={args.iters} seed={args.seed}; "
-            f"torch {torch.__version__}, python {platform.python_version()}, host {platform.node()}")
+            f"torch {torch.__version__}, python {platform.python_version()}, host {platform.node()}"
+        )
     choice, detail, sampler, loader, workers = build_data(args, torch, rank, world, device)
     if main:
         log(f"tvbench data={choice.kind}")
         log(f"tvbench dataset: {detail}; {workers} loader workers per process")
-        log(f"tvbench device={device.type} world_size={world} images_per_gpu={args.images_per_gpu} "
-            f"min_size={args.min_size} max_size={args.max_size}")
+        log(
+            f"tvbench device={device.type} world_size={world} images_per_gpu={args.images_per_gpu} "
+            f"min_size={args.min_size} max_size={args.max_size}"
+        )
 
     model = build_model(args, device)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
@@ -240,8 +284,9 @@ def train(args) -> int:
     for it in range(1, args.iters + 1):
         images, targets = next(stream)
         images = [im.to(device, non_blocking=True) for im in images]
-        targets = [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
-                   for t in targets]
+        targets = [
+            {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets
+        ]
         losses = model(images, targets)
         loss = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
@@ -253,8 +298,10 @@ def train(args) -> int:
         stamp = time.time()
         value = loss.item()
         if not math.isfinite(value):
-            raise FloatingPointError(f"loss is {value} at iteration {it} ({', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())}); "
-                                     "training diverged, so later iterations would not be a fair measurement")
+            raise FloatingPointError(
+                f"loss is {value} at iteration {it} ({', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())}); "
+                "training diverged, so later iterations would not be a fair measurement"
+            )
         if main:
             log(f"tvbench iter={it} t={stamp:.6f} images={images_per_iter} loss={value:.4f}")
     if main:

@@ -32,8 +32,18 @@ except ImportError:
 NUM_CLASSES = 80  # COCO's 80 thing categories, as contiguous labels 1..80 (0 is background)
 
 # (width, height) of typical COCO 2017 images: most are 640 on the long side.
-COCO_LIKE_SIZES = ((640, 480), (480, 640), (640, 427), (427, 640), (640, 426), (640, 512),
-                   (500, 375), (640, 360), (612, 612), (640, 424))
+COCO_LIKE_SIZES = (
+    (640, 480),
+    (480, 640),
+    (640, 427),
+    (427, 640),
+    (640, 426),
+    (640, 512),
+    (500, 375),
+    (640, 360),
+    (612, 612),
+    (640, 424),
+)
 MEAN_INSTANCES = 7.3  # COCO 2017 train: ~860k instances over ~118k images
 
 
@@ -44,6 +54,7 @@ class DataError(RuntimeError):
 # --------------------------------------------------------------------------------------------
 # Choosing the source
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -73,20 +84,31 @@ def choose_data(coco_root: str | os.PathLike | None, mode: str = "auto") -> Choi
         return Choice("coco", f"COCO 2017 train found at {root}")
     if has_images or has_ann:
         present, missing = (images, ann) if has_images else (ann, images)
-        raise DataError(f"incomplete COCO 2017 at {root}: {present} exists but {missing} does not; "
-                        "complete the copy, point --coco-root at a full one, or pass --data synthetic")
+        raise DataError(
+            f"incomplete COCO 2017 at {root}: {present} exists but {missing} does not; "
+            "complete the copy, point --coco-root at a full one, or pass --data synthetic"
+        )
     if mode == "coco":
-        raise DataError(f"no COCO 2017 train at {root}: it needs train2017/ and "
-                        "annotations/instances_train2017.json; fix --coco-root or use --data auto")
-    where = "no --coco-root given" if root is None else (
-        f"{root} does not exist" if not root.exists()
-        else f"{root} holds neither train2017/ nor annotations/instances_train2017.json")
+        raise DataError(
+            f"no COCO 2017 train at {root}: it needs train2017/ and "
+            "annotations/instances_train2017.json; fix --coco-root or use --data auto"
+        )
+    where = (
+        "no --coco-root given"
+        if root is None
+        else (
+            f"{root} does not exist"
+            if not root.exists()
+            else f"{root} holds neither train2017/ nor annotations/instances_train2017.json"
+        )
+    )
     return Choice("synthetic", f"{where}: using synthetic COCO-like data")
 
 
 # --------------------------------------------------------------------------------------------
 # Masks
 # --------------------------------------------------------------------------------------------
+
 
 def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
     """Union of COCO polygons (flat ``[x0, y0, x1, y1, ...]`` lists) as a uint8 ``[H, W]`` mask.
@@ -105,8 +127,7 @@ def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np
     canvas = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(canvas)
     for poly in polygons:
-        draw.polygon([(float(poly[i]), float(poly[i + 1])) for i in range(0, len(poly) - 1, 2)],
-                     fill=1, outline=1)
+        draw.polygon([(float(poly[i]), float(poly[i + 1])) for i in range(0, len(poly) - 1, 2)], fill=1, outline=1)
     return np.asarray(canvas, dtype=np.uint8)
 
 
@@ -145,6 +166,7 @@ def _target(boxes, labels, masks, image_id: int) -> dict:
 # --------------------------------------------------------------------------------------------
 # Synthetic COCO-like data
 # --------------------------------------------------------------------------------------------
+
 
 class SyntheticCoco(torch.utils.data.Dataset):
     """Random COCO-like images, generated on access, the same for the same (seed, index).
@@ -201,6 +223,7 @@ class SyntheticCoco(torch.utils.data.Dataset):
 # COCO 2017 train
 # --------------------------------------------------------------------------------------------
 
+
 class CocoTrain(torch.utils.data.Dataset):
     """COCO 2017 train as Detectron trains on it, read with the json module (no pycocotools needed).
 
@@ -217,15 +240,17 @@ class CocoTrain(torch.utils.data.Dataset):
             with open(ann_path, encoding="utf-8") as f:
                 data = json.load(f)
         except (OSError, ValueError) as e:
-            raise DataError(f"cannot read COCO annotations {ann_path}: {e}; "
-                            "fix the file or pass --data synthetic") from e
+            raise DataError(
+                f"cannot read COCO annotations {ann_path}: {e}; fix the file or pass --data synthetic"
+            ) from e
         try:
             cat_ids = sorted(int(c["id"]) for c in data["categories"])
             images = {int(im["id"]): im for im in data["images"]}
             annotations = data["annotations"]
         except (KeyError, TypeError, ValueError) as e:
-            raise DataError(f"{ann_path} is not a COCO instances file (missing or bad {e}); "
-                            "fix the file or pass --data synthetic") from e
+            raise DataError(
+                f"{ann_path} is not a COCO instances file (missing or bad {e}); fix the file or pass --data synthetic"
+            ) from e
         if not cat_ids:
             raise DataError(f"{ann_path} lists no categories")
         self.label_of = {cid: i + 1 for i, cid in enumerate(cat_ids)}
@@ -239,16 +264,22 @@ class CocoTrain(torch.utils.data.Dataset):
                 im = images.get(int(a["image_id"]))
                 if im is None or int(a["category_id"]) not in self.label_of:
                     continue
-                if min(x + w, float(im["width"])) - max(x, 0.0) < 1 or min(y + h, float(im["height"])) - max(y, 0.0) < 1:
+                if (
+                    min(x + w, float(im["width"])) - max(x, 0.0) < 1
+                    or min(y + h, float(im["height"])) - max(y, 0.0) < 1
+                ):
                     continue  # nothing of the box inside the image
                 per_image.setdefault(int(a["image_id"]), []).append(a)
             except (KeyError, TypeError, ValueError) as e:
-                raise DataError(f"{ann_path}: malformed annotation {a.get('id', '?')!r} ({e!r}); "
-                                "fix the file or pass --data synthetic") from e
+                raise DataError(
+                    f"{ann_path}: malformed annotation {a.get('id', '?')!r} ({e!r}); "
+                    "fix the file or pass --data synthetic"
+                ) from e
         self.ids = sorted(per_image)
         if not self.ids:
-            raise DataError(f"{ann_path} has no image with a usable (non-crowd) annotation; "
-                            "fix the file or pass --data synthetic")
+            raise DataError(
+                f"{ann_path} has no image with a usable (non-crowd) annotation; fix the file or pass --data synthetic"
+            )
         self.images = {i: images[i] for i in self.ids}
         self.annotations = per_image
         self.flip = flip
@@ -278,8 +309,10 @@ class CocoTrain(torch.utils.data.Dataset):
             labels.append(self.label_of[int(a["category_id"])])
             masks.append(polygons_to_mask(a["segmentation"], height, width))
         if not labels:  # construction kept only images with a box inside their listed size
-            raise DataError(f"COCO image {path} is {width}x{height}, but its annotations place every box "
-                            "outside it: the image file and the annotations disagree; fix the copy")
+            raise DataError(
+                f"COCO image {path} is {width}x{height}, but its annotations place every box "
+                "outside it: the image file and the annotations disagree; fix the copy"
+            )
         target = _target(boxes, labels, masks, image_id)
         if self.flip and torch.rand(()) < 0.5:
             image, target = hflip(image, target)

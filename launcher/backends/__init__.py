@@ -23,8 +23,17 @@ from ..rundir import JobState, State
 from ..spec import JobSpec
 from .base import Backend, BackendConfig
 
-__all__ = ["Backend", "BackendConfig", "JobState", "available", "backend_class", "get_backend", "job_state",
-           "job_states", "backend_config_of"]
+__all__ = [
+    "Backend",
+    "BackendConfig",
+    "JobState",
+    "available",
+    "backend_class",
+    "get_backend",
+    "job_state",
+    "job_states",
+    "backend_config_of",
+]
 
 #: modules of this package that are not backends
 _NOT_BACKENDS = {"base"}
@@ -55,8 +64,7 @@ def backend_class(name: str) -> type[Backend]:
     return module.BACKEND
 
 
-def get_backend(name: str, config: Mapping[str, Any] | BackendConfig | None = None, *,
-                wait: bool = True) -> Backend:
+def get_backend(name: str, config: Mapping[str, Any] | BackendConfig | None = None, *, wait: bool = True) -> Backend:
     """The backend called `name`, configured with the `backend` config group's keys (a dict or its dataclass).
 
     `wait`: whether the caller will wait for what it submits (the app passes its `wait`; callers

@@ -20,8 +20,20 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 from ..lease import release
-from ..rundir import (JOB_ID_VAR, JOB_NODES_VAR, JOB_NUM_NODES_VAR, RESULT_FILE, SCHEDULER_ENV_VAR, SPEC_FILE,
-                      CorruptResult, JobState, Result, State, append_manifest, read_result)
+from ..rundir import (
+    JOB_ID_VAR,
+    JOB_NODES_VAR,
+    JOB_NUM_NODES_VAR,
+    RESULT_FILE,
+    SCHEDULER_ENV_VAR,
+    SPEC_FILE,
+    CorruptResult,
+    JobState,
+    Result,
+    State,
+    append_manifest,
+    read_result,
+)
 from ..spec import JobSpec
 from ..trust import result_mismatch
 
@@ -47,15 +59,24 @@ class BackendConfig:
     def merged(self, overrides: Mapping[str, Any] | None) -> "BackendConfig":
         """A copy with the known, non-null keys of `overrides` (a row's own backend keys) laid over it."""
         names = {f.name for f in dataclasses.fields(self)}
-        return dataclasses.replace(self, **{k: v for k, v in dict(overrides or {}).items()
-                                            if k in names and v is not None})
+        return dataclasses.replace(
+            self, **{k: v for k, v in dict(overrides or {}).items() if k in names and v is not None}
+        )
 
 
-def job_environ(job_id: str | None, nodes: str | None = None, num_nodes: int | None = None,
-                scheduler_env: Mapping[str, str] | None = None) -> dict[str, str]:
+def job_environ(
+    job_id: str | None,
+    nodes: str | None = None,
+    num_nodes: int | None = None,
+    scheduler_env: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """The LAUNCHER_JOB_* variables (launcher/rundir.py) a backend puts in the node's environment."""
-    out = {JOB_ID_VAR: job_id, JOB_NODES_VAR: nodes, JOB_NUM_NODES_VAR: str(num_nodes) if num_nodes else None,
-           SCHEDULER_ENV_VAR: json.dumps(dict(scheduler_env)) if scheduler_env else None}
+    out = {
+        JOB_ID_VAR: job_id,
+        JOB_NODES_VAR: nodes,
+        JOB_NUM_NODES_VAR: str(num_nodes) if num_nodes else None,
+        SCHEDULER_ENV_VAR: json.dumps(dict(scheduler_env)) if scheduler_env else None,
+    }
     return {k: v for k, v in out.items() if v}
 
 
@@ -104,8 +125,11 @@ class Backend(abc.ABC):
     def job_environ(cls, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
         """What the backend's code inside the job adds to the node's environment: the job id and nodes as
         the hooks above read them, and the scheduler's `env_vars` that are set."""
-        return job_environ(cls.job_id_in_job(environ), *cls.nodes_in_job(environ),
-                           {k: environ[k] for k in cls.env_vars if k in environ})
+        return job_environ(
+            cls.job_id_in_job(environ),
+            *cls.nodes_in_job(environ),
+            {k: environ[k] for k in cls.env_vars if k in environ},
+        )
 
     def __init__(self, config: Mapping[str, Any] | BackendConfig | None = None, *, wait: bool = True) -> None:
         """`config`: the backend config group's keys (a dict, e.g. a row's spec.backend_config, or the

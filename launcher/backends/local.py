@@ -33,8 +33,13 @@ class LocalBackend(Backend):
     Config = LocalConfig
     foreground = True
 
-    def __init__(self, config: Mapping[str, Any] | BackendConfig | None = None, *, wait: bool = True,
-                 echo: TextIO | None = sys.stdout) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any] | BackendConfig | None = None,
+        *,
+        wait: bool = True,
+        echo: TextIO | None = sys.stdout,
+    ) -> None:
         super().__init__(config, wait=wait)
         self.echo = echo
 
@@ -54,10 +59,12 @@ class LocalBackend(Backend):
                 print(f"launcher: {spec.impl}: not run here: {e}", file=sys.stderr)
                 continue
             if node.interrupted_by:
-                for rest in specs[i + 1:]:
-                    _not_started(rest,
+                for rest in specs[i + 1 :]:
+                    _not_started(
+                        rest,
                         f"not started: the launcher received {node.interrupted_by} while {spec.impl} "
-                        f"({Path(spec.run_dir).name}) ran; rerun=failed with the same hydra.sweep.dir runs it")
+                        f"({Path(spec.run_dir).name}) ran; rerun=failed with the same hydra.sweep.dir runs it",
+                    )
                 raise Interrupted(node.interrupted_by, len(specs) - i - 1)
 
     def state(self, job_id: str | None, run_dir: str | Path | None = None) -> JobState:

@@ -34,7 +34,7 @@ def _scan(path: Path) -> str | None:
             q = cleaned.find(b'"')
             if q >= 0:  # a string still open at the block's end: reread it with the next block
                 tail = len(cleaned) - q
-                carry, cleaned = data[len(data) - tail:], cleaned[:q]
+                carry, cleaned = data[len(data) - tail :], cleaned[:q]
             else:
                 carry = b""
             body = cleaned.strip()
@@ -53,7 +53,7 @@ def _scan(path: Path) -> str | None:
                 return "it closes more brackets than it opens"
             if depth == 0:
                 last = max(body.rfind(b"}"), body.rfind(b"]"))
-                if body[last + 1:].strip():
+                if body[last + 1 :].strip():
                     return "there is more after the end of its JSON value"
                 ended = True
     if not started:
@@ -61,8 +61,10 @@ def _scan(path: Path) -> str | None:
     if carry:
         return f"it ends inside a string after {size} bytes: cut short"
     if depth > 0:
-        return f"it ends after {size} bytes with {depth} bracket(s) still open: cut short (a copy or a download " \
-               "that did not finish)"
+        return (
+            f"it ends after {size} bytes with {depth} bracket(s) still open: cut short (a copy or a download "
+            "that did not finish)"
+        )
     return None
 
 

@@ -43,7 +43,7 @@ def file_names(annotation_file: Path) -> Iterator[str]:
             if not chunk:
                 return
             # keep what may be the start of a match cut by the chunk's end (a match is far shorter than 512 bytes)
-            buf = buf[max(last, len(buf) - 512):]
+            buf = buf[max(last, len(buf) - 512) :]
 
 
 def _target(name: str, coco_root: Path) -> Path | None:
@@ -79,10 +79,12 @@ def build(out_dir: Path, annotation_files: Iterable[Path], coco_root: Path) -> i
                 count += 1
     if missing:
         shutil.rmtree(tmp)
-        raise LinkFarmError(f"{len(missing)} image(s) named in {', '.join(str(a) for a in annotation_files)} have no "
-                            f"file with the same id in {coco_root}/train2017 or val2017 (first: "
-                            f"{', '.join(missing[:5])}); data.coco_root must be the full COCO 2017 release, or give "
-                            f"the 2014 images as data.coco2014_root/train2014 and val2014")
+        raise LinkFarmError(
+            f"{len(missing)} image(s) named in {', '.join(str(a) for a in annotation_files)} have no "
+            f"file with the same id in {coco_root}/train2017 or val2017 (first: "
+            f"{', '.join(missing[:5])}); data.coco_root must be the full COCO 2017 release, or give "
+            f"the 2014 images as data.coco2014_root/train2014 and val2014"
+        )
     old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
     if out_dir.is_symlink() or out_dir.is_file():
         out_dir.unlink()

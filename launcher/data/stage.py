@@ -44,8 +44,10 @@ from . import linkfarm
 #: layout -> its root, relative to data.stage_dir
 ROOTS = {"coco2017": "coco2017/coco", "coco2014": "coco2014", "simpledet": "simpledet/data"}
 ANN_2014 = ("instances_train2014.json", "instances_valminusminival2014.json", "instances_minival2014.json")
-FARMS = {"train2014": ("instances_train2014.json",),
-         "val2014": ("instances_valminusminival2014.json", "instances_minival2014.json")}
+FARMS = {
+    "train2014": ("instances_train2014.json",),
+    "val2014": ("instances_valminusminival2014.json", "instances_minival2014.json"),
+}
 Log = Callable[[str], None]
 
 
@@ -89,12 +91,17 @@ def _sources(ds: dict) -> dict[str, Path]:
     if ds["layout"] == "coco2017":
         return {s: c17 / s for s in ("train2017", "val2017", "annotations")}
     if ds["layout"] == "simpledet":
-        return {"coco/images/train2017": c17 / "train2017", "coco/images/val2017": c17 / "val2017",
-                "coco/annotations": c17 / "annotations"}
+        return {
+            "coco/images/train2017": c17 / "train2017",
+            "coco/images/val2017": c17 / "val2017",
+            "coco/annotations": c17 / "annotations",
+        }
     c14 = Path(ds["coco2014_root"]) if ds.get("coco2014_root") else None
     out: dict[str, Path] = {}
     for name in ANN_2014:
-        out[f"annotations/{name}"] = (c14 / "annotations" / name) if c14 else Path("<data.coco2014_root>/annotations") / name
+        out[f"annotations/{name}"] = (
+            (c14 / "annotations" / name) if c14 else Path("<data.coco2014_root>/annotations") / name
+        )
     for farm in FARMS:
         out[farm] = c14 / farm if c14 and (c14 / farm).is_dir() else c17 / ("train2017 + val2017 (linked by image id)")
     return out
@@ -109,7 +116,7 @@ def _source_of(ds: dict, rel: str) -> str:
     for key in _sources(ds):
         if (rel == key or rel.startswith(key + "/")) and len(key) > len(best):
             best = key
-    return str(_sources(ds)[best] / rel[len(best):].lstrip("/")) if best else "(made by the data step)"
+    return str(_sources(ds)[best] / rel[len(best) :].lstrip("/")) if best else "(made by the data step)"
 
 
 def _link(link: Path, target: Path) -> None:
@@ -120,8 +127,10 @@ def _link(link: Path, target: Path) -> None:
             return
         link.unlink()
     elif link.exists():
-        raise StageError(f"{link} exists and is not a link of the data step; move it away (data.stage_dir is the "
-                         f"launcher's: every entry in it is a link or a link farm)")
+        raise StageError(
+            f"{link} exists and is not a link of the data step; move it away (data.stage_dir is the "
+            f"launcher's: every entry in it is a link or a link farm)"
+        )
     os.symlink(target, link)
 
 
@@ -130,8 +139,9 @@ def _marker_data(marker: Path) -> dict:
     try:
         data = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise StageError(f"{marker} cannot be read ({e}): restage it with `python -m launcher.data stage ... --force`"
-                         ) from None
+        raise StageError(
+            f"{marker} cannot be read ({e}): restage it with `python -m launcher.data stage ... --force`"
+        ) from None
     if not isinstance(data, dict):
         raise StageError(f"{marker} is not a stage marker: restage with `python -m launcher.data stage ... --force`")
     return data
@@ -153,13 +163,17 @@ def _check_sources(ds: dict) -> None:
     wrong = []
     c17 = Path(ds["coco_root"])
     if not c17.is_dir():
-        wrong.append(f"data.coco_root={c17} is not a directory: point it at COCO 2017 (train2017/, val2017/, "
-                     f"annotations/)")
+        wrong.append(
+            f"data.coco_root={c17} is not a directory: point it at COCO 2017 (train2017/, val2017/, annotations/)"
+        )
     if ds["layout"] == "coco2014" and not ds.get("coco2014_root"):
-        wrong.append("this row's code reads COCO 2014 names (coco_2014_train + valminusminival): set "
-                     "data.coco2014_root to a folder with annotations/" + ", ".join(ANN_2014)
-                     + " (instances_train2014.json: COCO's annotations_trainval2014.zip; the minival files: "
-                       "Detectron's coco_annotations_minival.tgz; see docs/cluster.md, 'Data')")
+        wrong.append(
+            "this row's code reads COCO 2014 names (coco_2014_train + valminusminival): set "
+            "data.coco2014_root to a folder with annotations/"
+            + ", ".join(ANN_2014)
+            + " (instances_train2014.json: COCO's annotations_trainval2014.zip; the minival files: "
+            "Detectron's coco_annotations_minival.tgz; see docs/cluster.md, 'Data')"
+        )
     if wrong:
         raise StageError("; and ".join(wrong))
 
@@ -195,9 +209,11 @@ def build_layout(ds: dict, log: Log = print, force: bool = False) -> Path:
         old = _marker_data(marker) if marker.is_file() else {}
         sources = _source_roots(ds)
         if old and {k: old.get(k) for k in sources} != sources and not force:
-            raise StageError(f"{root} was staged from {_said({k: old.get(k) for k in sources})}; the config says "
-                             f"{_said(sources)}. Rows running from it would see the change: re-point it with "
-                             f"`python -m launcher.data stage ... --force`, or use another data.stage_dir")
+            raise StageError(
+                f"{root} was staged from {_said({k: old.get(k) for k in sources})}; the config says "
+                f"{_said(sources)}. Rows running from it would see the change: re-point it with "
+                f"`python -m launcher.data stage ... --force`, or use another data.stage_dir"
+            )
         root.mkdir(parents=True, exist_ok=True)
         farms = {}
         for rel, src in _sources(ds).items():
@@ -211,9 +227,16 @@ def build_layout(ds: dict, log: Log = print, force: bool = False) -> Path:
             farms = _build_2014_images(ds, root, old, log, force)
         if ds["layout"] == "simpledet":
             (root / "cache").mkdir(exist_ok=True)
-        atomic_write_json(marker, {**sources, "layout": ds["layout"], "root": str(root), "farms": farms,
-                                   "staged_at": old.get("staged_at") if old.get("farms") == farms and not force
-                                   else now_iso()})
+        atomic_write_json(
+            marker,
+            {
+                **sources,
+                "layout": ds["layout"],
+                "root": str(root),
+                "farms": farms,
+                "staged_at": old.get("staged_at") if old.get("farms") == farms and not force else now_iso(),
+            },
+        )
     return root
 
 
@@ -223,8 +246,11 @@ def _stamp(ds: dict, step: dict) -> Path:
 
 def _step_state(ds: dict, step: dict) -> dict:
     root = Path(ds["root"])
-    return {"from": _stats([root / f for f in step.get("from") or []]), "run": step["run"],
-            "coco_root": ds["coco_root"]}
+    return {
+        "from": _stats([root / f for f in step.get("from") or []]),
+        "run": step["run"],
+        "coco_root": ds["coco_root"],
+    }
 
 
 def _ensure_managed_venv(spec, log: Log) -> None:
@@ -247,18 +273,24 @@ def derive(spec, log: Log = print, force: bool = False) -> list[str]:
         if not force and out.is_file() and stamp.is_file() and _stamp_data(stamp) == state:
             continue
         if not spec.checkout_dir:
-            raise StageError(f"{step['creates']} is made by {spec.impl}'s own script in its work tree: prepare the "
-                             f"row first (python -m launcher impl={spec.impl} prepare_only=true)")
+            raise StageError(
+                f"{step['creates']} is made by {spec.impl}'s own script in its work tree: prepare the "
+                f"row first (python -m launcher impl={spec.impl} prepare_only=true)"
+            )
         _ensure_managed_venv(spec, log)
-        script = " && ".join(data_setup_lines(spec) + [f"cd {shlex.quote(str(spec.exec_dir))}", wrap_command(spec, step["run"])])
+        script = " && ".join(
+            data_setup_lines(spec) + [f"cd {shlex.quote(str(spec.exec_dir))}", wrap_command(spec, step["run"])]
+        )
         log(f"[data] making {out}: {step['run']} (in {spec.exec_dir}, {spec.impl}'s environment)")
         p = subprocess.run(["bash", "-c", script], env=command_environ(spec), capture_output=True, text=True)
         if p.returncode != 0 or not out.is_file():
             tail = "\n".join((p.stdout + p.stderr).strip().splitlines()[-15:])
-            raise StageError(f"`{step['run']}` (making {out}) failed with exit {p.returncode} in {spec.exec_dir}:\n"
-                             f"{tail}\nIt runs in the row's environment (impl.environment); where that is only on "
-                             f"the compute nodes, run the data step there: srun python -m launcher.data stage "
-                             f"impl={spec.impl}")
+            raise StageError(
+                f"`{step['run']}` (making {out}) failed with exit {p.returncode} in {spec.exec_dir}:\n"
+                f"{tail}\nIt runs in the row's environment (impl.environment); where that is only on "
+                f"the compute nodes, run the data step there: srun python -m launcher.data stage "
+                f"impl={spec.impl}"
+            )
         atomic_write_json(stamp, state)
         done.append(str(out))
     return done
@@ -293,25 +325,36 @@ def problems(spec) -> tuple[list[str], list[str]]:
     except StageError as e:
         return [f"data: {e}"], []
     if {k: old.get(k) for k in sources} != sources:
-        return [f"data: {ds['root']} was staged from {_said({k: old.get(k) for k in sources})}, not from the "
-                f"configured {_said(sources)}: {how} --force"], []
+        return [
+            f"data: {ds['root']} was staged from {_said({k: old.get(k) for k in sources})}, not from the "
+            f"configured {_said(sources)}: {how} --force"
+        ], []
     root = Path(ds["root"])
-    out = [f"data: {root / r} is missing (from {_source_of(ds, r)})" for r in ds.get("reads") or []
-           if not (root / r).exists()]
+    out = [
+        f"data: {root / r} is missing (from {_source_of(ds, r)})"
+        for r in ds.get("reads") or []
+        if not (root / r).exists()
+    ]
     from .jsoncheck import incomplete  # an annotation file cut short is not "complete"
 
     for r in ds.get("reads") or []:
         if r.endswith(".json") and (root / r).is_file() and (why := incomplete(root / r, ds["stage_dir"])):
-            out.append(f"data: {root / r} (from {_source_of(ds, r)}) is not complete JSON: {why}; copy it again "
-                       "from its source")
+            out.append(
+                f"data: {root / r} (from {_source_of(ds, r)}) is not complete JSON: {why}; copy it again "
+                "from its source"
+            )
     for step in ds.get("derive") or []:
         stamp = _stamp(ds, step)
-        if not (root / step["creates"]).is_file() or not stamp.is_file() \
-                or _stamp_data(stamp) != _step_state(ds, step):
-            out.append(f"data: {root / step['creates']} is missing or older than its sources "
-                       f"(made by `{step['run']}`): {how}")
-    warn = [f"data: {root / r} is missing (from {_source_of(ds, r)}); {spec.impl} reads it only after the "
-            f"benchmark window (final evaluation)" for r in ds.get("later") or [] if not (root / r).exists()]
+        if not (root / step["creates"]).is_file() or not stamp.is_file() or _stamp_data(stamp) != _step_state(ds, step):
+            out.append(
+                f"data: {root / step['creates']} is missing or older than its sources (made by `{step['run']}`): {how}"
+            )
+    warn = [
+        f"data: {root / r} is missing (from {_source_of(ds, r)}); {spec.impl} reads it only after the "
+        f"benchmark window (final evaluation)"
+        for r in ds.get("later") or []
+        if not (root / r).exists()
+    ]
     return out, warn
 
 
@@ -320,15 +363,19 @@ def describe(spec) -> list[str]:
     ds = spec.dataset or {}
     if not ds.get("layout"):
         return [f"data:            {spec.data_root or 'none'} (no staged layout)"]
-    lines = [f"data:            {ds['layout']} layout at {ds['root']} (symlinks; "
-             f"python -m launcher.data stage impl={spec.impl})",
-             f"  from           data.coco_root={ds['coco_root']}"
-             + (f", data.coco2014_root={ds.get('coco2014_root') or 'null (not set)'}" if ds["layout"] == "coco2014" else "")]
+    lines = [
+        f"data:            {ds['layout']} layout at {ds['root']} (symlinks; "
+        f"python -m launcher.data stage impl={spec.impl})",
+        f"  from           data.coco_root={ds['coco_root']}"
+        + (f", data.coco2014_root={ds.get('coco2014_root') or 'null (not set)'}" if ds["layout"] == "coco2014" else ""),
+    ]
     if ds.get("link"):
         lines.append(f"  work tree      {ds['link']} -> {ds['root']}")
     root = Path(ds["root"])
-    lines.append("  reads          " + ", ".join(f"{r} [{'ok' if (root / r).exists() else 'missing'}]"
-                                              for r in ds.get("reads") or []))
+    lines.append(
+        "  reads          "
+        + ", ".join(f"{r} [{'ok' if (root / r).exists() else 'missing'}]" for r in ds.get("reads") or [])
+    )
     if ds.get("later"):
         lines.append("  after window   " + ", ".join(ds["later"]))
     for step in ds.get("derive") or []:

@@ -42,9 +42,14 @@ MARKER = "LAUNCHER_SYNTHETIC.json"
 # (width, height) of typical COCO images: most are 640 on the long side
 SIZES = ((640, 480), (480, 640), (640, 427), (427, 640), (640, 426), (640, 512), (500, 375), (640, 360))
 MEAN_INSTANCES = 7.3  # COCO 2017 train: ~860k instances over ~118k images
-INFO = {"description": "launcher synthetic COCO-format data (random shapes, not COCO images)",
-        "url": "", "version": str(VERSION), "year": 2017, "contributor": "python -m launcher.data synth",
-        "date_created": "2017/09/01"}  # fixed, so the files are deterministic
+INFO = {
+    "description": "launcher synthetic COCO-format data (random shapes, not COCO images)",
+    "url": "",
+    "version": str(VERSION),
+    "year": 2017,
+    "contributor": "python -m launcher.data synth",
+    "date_created": "2017/09/01",
+}  # fixed, so the files are deterministic
 LICENSES = [{"id": 1, "name": "generated", "url": ""}]
 
 
@@ -96,17 +101,28 @@ def make_image(params: Params, image_id: int) -> tuple[bytes, int, int, list[dic
             continue
         colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
         draw.polygon([(poly[i], poly[i + 1]) for i in range(0, len(poly), 2)], fill=colour)
-        anns.append({"category_id": int(CATEGORY_IDS[int(rng.integers(len(CATEGORY_IDS)))]),
-                     "segmentation": [poly], "area": round(_area(poly), 2),
-                     "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)], "iscrowd": 0})
+        anns.append(
+            {
+                "category_id": int(CATEGORY_IDS[int(rng.integers(len(CATEGORY_IDS)))]),
+                "segmentation": [poly],
+                "area": round(_area(poly), 2),
+                "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                "iscrowd": 0,
+            }
+        )
     buf = io.BytesIO()
     canvas.save(buf, format="JPEG", quality=90)
     return buf.getvalue(), width, height, anns
 
 
 def _document(images: list[dict], anns: list[dict]) -> dict:
-    return {"info": INFO, "licenses": LICENSES, "images": images, "annotations": anns,
-            "categories": [dict(c) for c in CATEGORIES]}
+    return {
+        "info": INFO,
+        "licenses": LICENSES,
+        "images": images,
+        "annotations": anns,
+        "categories": [dict(c) for c in CATEGORIES],
+    }
 
 
 def _write_json(path: Path, doc: dict) -> None:
@@ -118,8 +134,10 @@ def _splits(params: Params) -> dict[int, tuple[str, str]]:
     out = {}
     for i in range(params.images):
         image_id = i + 1
-        out[image_id] = ("train2017", "valminusminival2014" if i % 4 == 3 or
-                         (params.images < 4 and i == params.images - 1) else "train2014")
+        out[image_id] = (
+            "train2017",
+            "valminusminival2014" if i % 4 == 3 or (params.images < 4 and i == params.images - 1) else "train2014",
+        )
     for i in range(params.val_images):
         out[params.images + i + 1] = ("val2017", "minival2014")
     return out
@@ -143,8 +161,18 @@ def _generate(tmp: Path, params: Params) -> dict[str, int]:
             target14.write_bytes(data)
         for split, name in names.items():
             images, annotations = groups.setdefault(split, ([], []))
-            images.append({"id": image_id, "file_name": name, "width": width, "height": height, "license": 1,
-                           "coco_url": "", "flickr_url": "", "date_captured": "2017-09-01 00:00:00"})
+            images.append(
+                {
+                    "id": image_id,
+                    "file_name": name,
+                    "width": width,
+                    "height": height,
+                    "license": 1,
+                    "coco_url": "",
+                    "flickr_url": "",
+                    "date_captured": "2017-09-01 00:00:00",
+                }
+            )
             for a in anns:
                 ann_id += 1
                 annotations.append({**a, "id": ann_id, "image_id": image_id})
@@ -152,8 +180,9 @@ def _generate(tmp: Path, params: Params) -> dict[str, int]:
     for split, (images, annotations) in groups.items():
         _write_json(tmp / "annotations" / f"instances_{split}.json", _document(images, annotations))
     counts = {split: len(images) for split, (images, _) in sorted(groups.items())}
-    _write_json(tmp / MARKER, {"generator": "python -m launcher.data synth", "params": asdict(params),
-                               "images": counts})
+    _write_json(
+        tmp / MARKER, {"generator": "python -m launcher.data synth", "params": asdict(params), "images": counts}
+    )
     return counts
 
 
@@ -170,8 +199,10 @@ def synth(out: str | Path, params: Params = Params(), force: bool = False) -> tu
 
     The same parameters on an existing set of ours: nothing is written (it is already that set)."""
     if params.images < 2:
-        raise SynthError(f"--images {params.images}: need at least 2 training images (train2014 and "
-                         "valminusminival2014 each get one or more)")
+        raise SynthError(
+            f"--images {params.images}: need at least 2 training images (train2014 and "
+            "valminusminival2014 each get one or more)"
+        )
     if params.val_images < 1:
         raise SynthError(f"--val-images {params.val_images}: need at least 1 validation image")
     if params.max_instances < 1:
@@ -180,21 +211,27 @@ def synth(out: str | Path, params: Params = Params(), force: bool = False) -> tu
     marker = read_marker(root)
     if root.exists():
         if marker is None:
-            raise SynthError(f"{root} exists and was not made by launcher.data synth (no {MARKER}): "
-                             "choose another --out; nothing was changed")
+            raise SynthError(
+                f"{root} exists and was not made by launcher.data synth (no {MARKER}): "
+                "choose another --out; nothing was changed"
+            )
         if marker.get("params") == asdict(params):
             return root, marker.get("images", {}), False
         if not force:
-            raise SynthError(f"{root} holds a synthetic set made with other parameters ({marker.get('params')}); "
-                             "pass --force to replace it, or choose another --out")
+            raise SynthError(
+                f"{root} holds a synthetic set made with other parameters ({marker.get('params')}); "
+                "pass --force to replace it, or choose another --out"
+            )
     tmp = root.with_name(f".coco.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         try:
             counts = _generate(tmp, params)
         except OSError as e:  # an unwritable or full --out: the place and the way out, no traceback
-            raise SynthError(f"cannot write {e.filename or root}: {e.strerror or e}; choose an --out you can write "
-                             "to (with room for the set: a few MB)") from None
+            raise SynthError(
+                f"cannot write {e.filename or root}: {e.strerror or e}; choose an --out you can write "
+                "to (with room for the set: a few MB)"
+            ) from None
         if root.exists():  # ours, other parameters, --force: keep it until the new one is complete
             old = root.with_name(f".coco.old-{os.getpid()}")
             os.replace(root, old)

@@ -30,8 +30,9 @@ __all__ = ["gather", "render", "summary", "write_tables", "report", "Problem", "
 TABLE_FILES = {"rst": "table.rst", "md": "table.md", "csv": "results.csv"}
 
 
-def gather(paths: Iterable[str | os.PathLike], *, db: str | os.PathLike | None = None,
-           job_state: Callable | bool = True) -> tuple[pd.DataFrame, list[Problem]]:
+def gather(
+    paths: Iterable[str | os.PathLike], *, db: str | os.PathLike | None = None, job_state: Callable | bool = True
+) -> tuple[pd.DataFrame, list[Problem]]:
     """Every run under `paths` as one row of a DataFrame, and the problems met (corrupt files, by path).
 
     `db`: append the final results to this history store (idempotent); None leaves history alone.
@@ -56,8 +57,13 @@ def write_tables(runs: pd.DataFrame, out_dir: str | os.PathLike) -> list[Path]:
     return write_set(out_dir, {name: render(runs, fmt, table=table) for fmt, name in TABLE_FILES.items()})
 
 
-def report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike | None = None, *,
-           fmt: str = "rst", db: str | os.PathLike | None = DEFAULT_DB) -> tuple[str, list[Problem]]:
+def report(
+    paths: Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike | None = None,
+    *,
+    fmt: str = "rst",
+    db: str | os.PathLike | None = DEFAULT_DB,
+) -> tuple[str, list[Problem]]:
     """What the app calls at the end of a run or multirun: gather, record history, write the table
     files next to the sweep, and return the text to print (problems listed below the table)."""
     runs, problems = gather(paths, db=db)
@@ -65,9 +71,15 @@ def report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike | None
         try:
             write_tables(runs, out_dir)
         except OSError as e:  # a full disk, a read-only sweep dir: the table is still printed, the rows ran as they ran
-            problems.append(Problem(os.fspath(out_dir), f"table files not written ({e.strerror or e}); the table "
-                                    "below is complete: python -m launcher.gather SWEEP_DIR --out DIR writes them "
-                                    "once there is room", fatal=False))
+            problems.append(
+                Problem(
+                    os.fspath(out_dir),
+                    f"table files not written ({e.strerror or e}); the table "
+                    "below is complete: python -m launcher.gather SWEEP_DIR --out DIR writes them "
+                    "once there is room",
+                    fatal=False,
+                )
+            )
     text = render(runs, fmt)
     from .scaling import has_curve, plot_scaling, render_scaling, scaling_table
 

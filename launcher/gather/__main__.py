@@ -38,24 +38,35 @@ exit status: 0 ok, 3 something was skipped (listed on stderr), 1 --out / --plot 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m launcher.gather", epilog=EPILOG,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 description="The benchmark table from any set of sweep or run directories.")
+    ap = argparse.ArgumentParser(
+        prog="python -m launcher.gather",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="The benchmark table from any set of sweep or run directories.",
+    )
     ap.add_argument("paths", nargs="*", metavar="PATH", help="sweep or run directories (searched recursively)")
     ap.add_argument("--format", choices=FORMATS, default="rst", help="output format (default: the seed's RST)")
     ap.add_argument("--out", metavar="DIR", help="also write table.rst, table.md, results.csv here")
     ap.add_argument("--plot", metavar="FILE.png", help="draw measured vs published (and history with --history)")
-    ap.add_argument("--html", metavar="FILE.html", help="also write the report: one self-contained page (table, "
-                    "charts, history, scaling, each row's provenance and telemetry)")
+    ap.add_argument(
+        "--html",
+        metavar="FILE.html",
+        help="also write the report: one self-contained page (table, "
+        "charts, history, scaling, each row's provenance and telemetry)",
+    )
     ap.add_argument("--history", action="store_true", help="show the trend per row from the history store")
     ap.add_argument("--since", metavar="DATE", help="history from this date on (ISO, e.g. 2024-05-01)")
     ap.add_argument("--impl", metavar="NAME", help="history of this row only")
     ap.add_argument("--hardware", metavar="NAME", help="history on this hardware only")
     ap.add_argument("--db", metavar="PATH", default=DEFAULT_DB, help=f"history store (default {DEFAULT_DB})")
     ap.add_argument("--no-record", action="store_true", help="do not append what is gathered to the history")
-    ap.add_argument("--view", choices=("table", "scaling"), default="table",
-                    help="table: the seed's table (default); scaling: img/s, per rank and efficiency against the "
-                         "smallest run of each row over nodes and ranks (launcher/gather/scaling.py); --plot draws it")
+    ap.add_argument(
+        "--view",
+        choices=("table", "scaling"),
+        default="table",
+        help="table: the seed's table (default); scaling: img/s, per rank and efficiency against the "
+        "smallest run of each row over nodes and ranks (launcher/gather/scaling.py); --plot draws it",
+    )
     args = ap.parse_args(argv)
     if not args.paths and not args.history:
         ap.error("give sweep or run directories, or --history")
@@ -73,9 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.paths:
         runs, problems = gather(args.paths, db=None if args.no_record else args.db)
         if runs.empty:  # a wrong path must not look like a sweep where nothing ran
-            problems += [Problem(os.path.abspath(p), "no runs found under it (no run directory with spec.json or "
-                                 "result.json); the table shows the published rows only")
-                         for p in args.paths if os.path.isdir(p)]
+            problems += [
+                Problem(
+                    os.path.abspath(p),
+                    "no runs found under it (no run directory with spec.json or "
+                    "result.json); the table shows the published rows only",
+                )
+                for p in args.paths
+                if os.path.isdir(p)
+            ]
         table = summary(runs)
     if args.history:
         try:
@@ -128,8 +145,10 @@ def _write_tables(runs, out: str) -> list[str]:
         for p in write_tables(runs, out):
             print(f"wrote {p}", file=sys.stderr)
     except OSError as e:
-        return [f"cannot write the tables to {out} (--out): {e.strerror or e}; the table above is complete: "
-                "point --out at a directory you can write to"]
+        return [
+            f"cannot write the tables to {out} (--out): {e.strerror or e}; the table above is complete: "
+            "point --out at a directory you can write to"
+        ]
     return []
 
 

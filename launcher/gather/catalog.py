@@ -22,16 +22,31 @@ ANONYMOUS_TARGET = "https://github.com/matterport/Mask_RCNN/"
 
 #: The seed's substitution definitions (logos), with their options one per line as RST needs.
 SEED_SUBSTITUTIONS = (
-    ("D2", "https://github.com/facebookresearch/detectron2/raw/main/.github/Detectron2-Logo-Horz.svg?sanitize=true",
-     (("height", "15pt"), ("target", "https://github.com/facebookresearch/detectron2/"))),
-    ("PT", "https://pytorch.org/assets/images/logo-icon.svg",
-     (("width", "15pt"), ("height", "15pt"), ("target", "https://pytorch.org"))),
-    ("TF", "https://static.nvidiagrid.net/ngc/containers/tensorflow.png",
-     (("width", "15pt"), ("height", "15pt"), ("target", "https://tensorflow.org"))),
-    ("mxnet", "https://github.com/dmlc/web-data/raw/master/mxnet/image/mxnet_favicon.png",
-     (("width", "15pt"), ("height", "15pt"), ("target", "https://mxnet.apache.org/"))),
-    ("C2", "https://caffe2.ai/static/logo.svg",
-     (("width", "15pt"), ("height", "15pt"), ("target", "https://caffe2.ai"))),
+    (
+        "D2",
+        "https://github.com/facebookresearch/detectron2/raw/main/.github/Detectron2-Logo-Horz.svg?sanitize=true",
+        (("height", "15pt"), ("target", "https://github.com/facebookresearch/detectron2/")),
+    ),
+    (
+        "PT",
+        "https://pytorch.org/assets/images/logo-icon.svg",
+        (("width", "15pt"), ("height", "15pt"), ("target", "https://pytorch.org")),
+    ),
+    (
+        "TF",
+        "https://static.nvidiagrid.net/ngc/containers/tensorflow.png",
+        (("width", "15pt"), ("height", "15pt"), ("target", "https://tensorflow.org")),
+    ),
+    (
+        "mxnet",
+        "https://github.com/dmlc/web-data/raw/master/mxnet/image/mxnet_favicon.png",
+        (("width", "15pt"), ("height", "15pt"), ("target", "https://mxnet.apache.org/")),
+    ),
+    (
+        "C2",
+        "https://caffe2.ai/static/logo.svg",
+        (("width", "15pt"), ("height", "15pt"), ("target", "https://caffe2.ai")),
+    ),
 )
 
 

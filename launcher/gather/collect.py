@@ -19,13 +19,36 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from .. import backends
-from ..rundir import (FINAL_STATES, LIVE_STATES, MANIFEST_FILE, RESULT_FILE, SPEC_FILE, Result, last_submission,
-                      read_manifest, read_status)
+from ..rundir import (
+    FINAL_STATES,
+    LIVE_STATES,
+    MANIFEST_FILE,
+    RESULT_FILE,
+    SPEC_FILE,
+    Result,
+    last_submission,
+    read_manifest,
+    read_status,
+)
 
 #: The spec fields a run without a result contributes to its row.
-SPEC_FIELDS = ("impl", "label", "hardware", "backend", "reference", "reference_hardware", "tolerance", "gpus",
-               "repo", "recipe_hash", "command", "scale", "images_per_iter", "window",
-               "stack")
+SPEC_FIELDS = (
+    "impl",
+    "label",
+    "hardware",
+    "backend",
+    "reference",
+    "reference_hardware",
+    "tolerance",
+    "gpus",
+    "repo",
+    "recipe_hash",
+    "command",
+    "scale",
+    "images_per_iter",
+    "window",
+    "stack",
+)
 
 
 @dataclass
@@ -41,8 +64,7 @@ class Problem:
         return f"{self.path}: {self.message}"
 
 
-def find_run_dirs(paths: Iterable[str | os.PathLike]
-                  ) -> tuple[list[tuple[str, frozenset]], list[str], list[Problem]]:
+def find_run_dirs(paths: Iterable[str | os.PathLike]) -> tuple[list[tuple[str, frozenset]], list[str], list[Problem]]:
     """Run dirs (spec.json or result.json inside, with the names of their files) and manifest-bearing
     dirs under `paths`.
 
@@ -169,8 +191,9 @@ def _backend_state(entry: dict | None, run_dir: str, job_state: Callable | None)
     return _marker_state(run_dir)
 
 
-def read_run(run_dir: str, job_state: Callable | None, files: frozenset | None = None
-             ) -> tuple[dict | None, Problem | None]:
+def read_run(
+    run_dir: str, job_state: Callable | None, files: frozenset | None = None
+) -> tuple[dict | None, Problem | None]:
     """One run dir -> one record (or a problem). The record is result.json's fields, plus `source`.
 
     `files`: the names in the run dir when the caller listed it already (saves a stat per file).
@@ -185,8 +208,10 @@ def read_run(run_dir: str, job_state: Callable | None, files: frozenset | None =
             Result.from_dict(data)  # the schema's own checks
             foreign = _foreign(run_dir, data)
         except (OSError, ValueError, TypeError) as e:
-            foreign, problem = None, Problem(rpath, f"corrupt or half-written result, skipped ({e}); "
-                                                    "re-run the row or delete the file")
+            foreign, problem = (
+                None,
+                Problem(rpath, f"corrupt or half-written result, skipped ({e}); re-run the row or delete the file"),
+            )
         else:
             problem = Problem(rpath, f"refused, not tabled: {foreign}") if foreign else None
         if problem is not None:
@@ -198,9 +223,13 @@ def read_run(run_dir: str, job_state: Callable | None, files: frozenset | None =
             if not isinstance(spec, dict) or not spec.get("impl"):
                 return None, problem
             rec = {k: spec.get(k) for k in SPEC_FIELDS if k in spec}
-            rec.update(run_dir=run_dir, source="spec", status="unreadable",  # table.RowStatus.UNREADABLE
-                       reason=("result.json refused" if foreign else "corrupt result.json")
-                       + " (skipped, see the list of problems)")
+            rec.update(
+                run_dir=run_dir,
+                source="spec",
+                status="unreadable",  # table.RowStatus.UNREADABLE
+                reason=("result.json refused" if foreign else "corrupt result.json")
+                + " (skipped, see the list of problems)",
+            )
             return rec, problem
         rec = dict(data)
         rec["source"] = "result"
@@ -210,12 +239,20 @@ def read_run(run_dir: str, job_state: Callable | None, files: frozenset | None =
         if rec.get("status") != "ok" and (files is None or MANIFEST_FILE in files):
             entry = last_submission(run_dir)
         # resubmitted after this result was written (rerun=failed): the live job is the row now
-        if entry and rec.get("status") != "ok" and entry.get("submitted_at") and rec.get("finished_at") \
-                and str(entry["submitted_at"]) > str(rec["finished_at"]):
+        if (
+            entry
+            and rec.get("status") != "ok"
+            and entry.get("submitted_at")
+            and rec.get("finished_at")
+            and str(entry["submitted_at"]) > str(rec["finished_at"])
+        ):
             state, reason = _backend_state(entry, run_dir, job_state)
             if state in LIVE_STATES:
-                rec.update(status=state, source="backend",
-                           reason=f"resubmitted; previous attempt {data.get('status')}: {data.get('error')}")
+                rec.update(
+                    status=state,
+                    source="backend",
+                    reason=f"resubmitted; previous attempt {data.get('status')}: {data.get('error')}",
+                )
         return rec, None
     rec: dict[str, Any] = {"run_dir": run_dir, "source": "backend"}
     try:
@@ -237,8 +274,9 @@ def read_run(run_dir: str, job_state: Callable | None, files: frozenset | None =
     return rec, None
 
 
-def collect(paths: Iterable[str | os.PathLike], job_state: Callable | None | bool = True
-            ) -> tuple[list[dict], list[Problem]]:
+def collect(
+    paths: Iterable[str | os.PathLike], job_state: Callable | None | bool = True
+) -> tuple[list[dict], list[Problem]]:
     """Every run under `paths` as a record, and what could not be read.
 
     `job_state`: True asks the backends (`BatchedStates`); False never asks (node markers only); a
@@ -248,8 +286,14 @@ def collect(paths: Iterable[str | os.PathLike], job_state: Callable | None | boo
     if job_state is True:
         job_state = BatchedStates()
         try:
-            job_state.prefetch([e for d, files in run_dirs if RESULT_FILE not in files and MANIFEST_FILE in files
-                                if (e := last_submission(d))])
+            job_state.prefetch(
+                [
+                    e
+                    for d, files in run_dirs
+                    if RESULT_FILE not in files and MANIFEST_FILE in files
+                    if (e := last_submission(d))
+                ]
+            )
         except Exception:  # a backend that cannot answer: each row is asked again, and says why
             pass
     elif job_state is False:
@@ -295,4 +339,3 @@ def collect(paths: Iterable[str | os.PathLike], job_state: Callable | None | boo
             if problem is not None:
                 problems.append(problem)
     return records, problems
-

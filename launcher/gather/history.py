@@ -38,9 +38,27 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE INDEX IF NOT EXISTS results_row ON results (impl, hardware, finished_at);
 """
 
-_COLS = ("impl", "label", "hardware", "recipe_hash", "scale", "status", "throughput", "error_bound", "reference",
-         "reference_hardware", "tolerance", "gpus", "gpu_model", "driver", "commit", "started_at", "finished_at",
-         "run_dir", "job_id")
+_COLS = (
+    "impl",
+    "label",
+    "hardware",
+    "recipe_hash",
+    "scale",
+    "status",
+    "throughput",
+    "error_bound",
+    "reference",
+    "reference_hardware",
+    "tolerance",
+    "gpus",
+    "gpu_model",
+    "driver",
+    "commit",
+    "started_at",
+    "finished_at",
+    "run_dir",
+    "job_id",
+)
 
 
 class HistoryError(RuntimeError):
@@ -64,8 +82,10 @@ def connect(db: str | os.PathLike) -> sqlite3.Connection:
     try:
         Path(db).parent.mkdir(parents=True, exist_ok=True)
         if Path(db).is_symlink():  # the store is written: never through a link planted in outputs/
-            raise HistoryError(f"{db} is a symbolic link to {os.readlink(db)}, which the launcher did not make; it "
-                               "never writes through one. Remove the link (or name the real file with --db)")
+            raise HistoryError(
+                f"{db} is a symbolic link to {os.readlink(db)}, which the launcher did not make; it "
+                "never writes through one. Remove the link (or name the real file with --db)"
+            )
         con = sqlite3.connect(os.fspath(db), timeout=BUSY_WAIT_S)
         try:
             con.executescript(_SCHEMA)
@@ -82,16 +102,22 @@ def unreadable(db: str | os.PathLike, error: Exception) -> HistoryError:
     name = getattr(error, "sqlite_errorname", "") or ""
     text = str(error).lower()
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text or "busy" in text:
-        return HistoryBusy(f"{db} is busy: another gather or launcher has been writing it for over {BUSY_WAIT_S:.0f} "
-                           "s. Nothing is wrong with it; nothing was recorded this time: gather the sweep again "
-                           "later (python -m launcher.gather SWEEP_DIR) to record it")
+        return HistoryBusy(
+            f"{db} is busy: another gather or launcher has been writing it for over {BUSY_WAIT_S:.0f} "
+            "s. Nothing is wrong with it; nothing was recorded this time: gather the sweep again "
+            "later (python -m launcher.gather SWEEP_DIR) to record it"
+        )
     if name.startswith("SQLITE_FULL") or "disk is full" in text or getattr(error, "errno", None) == errno.ENOSPC:
-        return HistoryFull(f"{db} could not be written: the file system holding it is full. Nothing is wrong with "
-                           "the store; free space there (or name another store with --db) and gather again")
+        return HistoryFull(
+            f"{db} could not be written: the file system holding it is full. Nothing is wrong with "
+            "the store; free space there (or name another store with --db) and gather again"
+        )
     if isinstance(error, HistoryError):
         return error
-    return HistoryError(f"{db} is not a readable history store ({type(error).__name__}: {error}); move it aside "
-                        f"(mv {db} {db}.bad) and the next gather starts a new one, or name another with --db")
+    return HistoryError(
+        f"{db} is not a readable history store ({type(error).__name__}: {error}); move it aside "
+        f"(mv {db} {db}.bad) and the next gather starts a new one, or name another with --db"
+    )
 
 
 def run_key(rec: dict) -> str:
@@ -127,8 +153,11 @@ def append(db: str | os.PathLike, records: Iterable[dict]) -> int:
         have = {k for (k,) in con.execute("SELECT key FROM results")}
         rows = []
         for rec in final:
-            original = {k: _val(v) for k, v in rec.items()
-                        if k not in ("source", "gpu_model", "driver", "reason", "result_run_dir")}
+            original = {
+                k: _val(v)
+                for k, v in rec.items()
+                if k not in ("source", "gpu_model", "driver", "reason", "result_run_dir")
+            }
             original["run_dir"] = rec.get("result_run_dir") or rec.get("run_dir")
             key = run_key(original)
             if key in have:
@@ -142,7 +171,9 @@ def append(db: str | os.PathLike, records: Iterable[dict]) -> int:
             before = con.total_changes
             con.executemany(
                 f"INSERT OR IGNORE INTO results (key, {', '.join('commit_hash' if c == 'commit' else c for c in _COLS)}, "
-                f"result) VALUES ({', '.join('?' * (len(_COLS) + 2))})", rows)
+                f"result) VALUES ({', '.join('?' * (len(_COLS) + 2))})",
+                rows,
+            )
             return con.total_changes - before
     except (sqlite3.Error, OSError) as e:
         raise unreadable(db, e) from e
@@ -161,15 +192,21 @@ def parse_since(text: str) -> str:
     try:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"--since {text!r} is not an ISO 8601 date or time (e.g. 2024-05-01 or "
-                         "2024-05-01T02:00:00+02:00)") from None
+        raise ValueError(
+            f"--since {text!r} is not an ISO 8601 date or time (e.g. 2024-05-01 or 2024-05-01T02:00:00+02:00)"
+        ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
     return when.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def load(db: str | os.PathLike, since: str | None = None, impl: str | None = None,
-         hardware: str | None = None, status: str | None = "ok") -> pd.DataFrame:
+def load(
+    db: str | os.PathLike,
+    since: str | None = None,
+    impl: str | None = None,
+    hardware: str | None = None,
+    status: str | None = "ok",
+) -> pd.DataFrame:
     """Stored results (ok only by default), oldest first, filtered by date (ISO prefix), row and hardware."""
     if not Path(db).exists():
         return pd.DataFrame(columns=list(_COLS))
@@ -182,10 +219,13 @@ def load(db: str | os.PathLike, since: str | None = None, impl: str | None = Non
         where.append("impl = ?"), args.append(impl)
     if hardware:
         where.append("hardware = ?"), args.append(hardware)
-    sql = ("SELECT key, impl, label, hardware, recipe_hash, scale, status, throughput, error_bound, reference, "
-           "reference_hardware, tolerance, gpus, gpu_model, driver, commit_hash AS 'commit', started_at, finished_at, "
-           "run_dir, job_id FROM results" + (" WHERE " + " AND ".join(where) if where else "")
-           + " ORDER BY finished_at, key")
+    sql = (
+        "SELECT key, impl, label, hardware, recipe_hash, scale, status, throughput, error_bound, reference, "
+        "reference_hardware, tolerance, gpus, gpu_model, driver, commit_hash AS 'commit', started_at, finished_at, "
+        "run_dir, job_id FROM results"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY finished_at, key"
+    )
     con = connect(db)
     try:
         return pd.read_sql_query(sql, con, params=args)
@@ -199,24 +239,51 @@ def trend(hist: pd.DataFrame) -> pd.DataFrame:
     """Per row (impl, hardware, scale): count, first/last date, latest figure vs the ones before it, regression."""
     out = []
     if hist.empty:
-        return pd.DataFrame(columns=["impl", "hardware", "scale", "count", "first", "last", "latest", "recent_mean",
-                                     "recent_std", "change", "noise", "regression", "values"])
+        return pd.DataFrame(
+            columns=[
+                "impl",
+                "hardware",
+                "scale",
+                "count",
+                "first",
+                "last",
+                "latest",
+                "recent_mean",
+                "recent_std",
+                "change",
+                "noise",
+                "regression",
+                "values",
+            ]
+        )
 
     for (impl, hw, scale), g in hist.groupby(["impl", "hardware", "scale"], dropna=False, sort=False):
         vals = g["throughput"].astype(float).tolist()
         latest, before = vals[-1], vals[:-1]
         bound = g["error_bound"].max()
         reg, noise = stats.regression(before, latest, None if pd.isna(bound) else float(bound))
-        recent = before[-stats.RECENT:]
+        recent = before[-stats.RECENT :]
         rmean = sum(recent) / len(recent) if recent else None
         rstd = pd.Series(recent).std() if len(recent) >= 2 else None
-        out.append({
-            "impl": impl, "label": g["label"].iloc[-1], "hardware": hw, "scale": scale, "count": len(vals),
-            "first": g["finished_at"].iloc[0], "last": g["finished_at"].iloc[-1], "latest": latest,
-            "recent_mean": rmean, "recent_std": rstd,
-            "change": (latest / rmean - 1) if rmean else None, "noise": noise,
-            "regression": bool(reg), "values": vals, "order": order_of(impl),
-            "status": "regression" if reg else ("ok" if before else "first run"),
-        })
+        out.append(
+            {
+                "impl": impl,
+                "label": g["label"].iloc[-1],
+                "hardware": hw,
+                "scale": scale,
+                "count": len(vals),
+                "first": g["finished_at"].iloc[0],
+                "last": g["finished_at"].iloc[-1],
+                "latest": latest,
+                "recent_mean": rmean,
+                "recent_std": rstd,
+                "change": (latest / rmean - 1) if rmean else None,
+                "noise": noise,
+                "regression": bool(reg),
+                "values": vals,
+                "order": order_of(impl),
+                "status": "regression" if reg else ("ok" if before else "first run"),
+            }
+        )
     df = pd.DataFrame(out).sort_values(["order", "impl", "hardware"], kind="stable").reset_index(drop=True)
     return df

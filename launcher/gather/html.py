@@ -44,12 +44,26 @@ TEMPLATES = Path(__file__).parent / "templates"
 SUBSTITUTION_TEXT = {"D2": "Detectron2", "PT": "PyTorch", "TF": "TensorFlow", "mxnet": "MXNet", "C2": "Caffe2"}
 
 #: table columns shown in the HTML table, beside the implementation (the rest is in each row's details)
-HTML_COLUMNS = (COL_THROUGHPUT, "Published (img/s)", "Ratio", "Verdict", "Hardware", "Per GPU (img/s)", "Status",
-                "Spread", "Window")
+HTML_COLUMNS = (
+    COL_THROUGHPUT,
+    "Published (img/s)",
+    "Ratio",
+    "Verdict",
+    "Hardware",
+    "Per GPU (img/s)",
+    "Status",
+    "Spread",
+    "Window",
+)
 
 #: which table field a numeric cell shows (data-col / data-value)
-NUMERIC = {COL_THROUGHPUT: "throughput", "Published (img/s)": "reference", "Ratio": "ratio",
-           "Per GPU (img/s)": "per_gpu", **{title: key for key, (title, _) in HW_COLUMNS.items()}}
+NUMERIC = {
+    COL_THROUGHPUT: "throughput",
+    "Published (img/s)": "reference",
+    "Ratio": "ratio",
+    "Per GPU (img/s)": "per_gpu",
+    **{title: key for key, (title, _) in HW_COLUMNS.items()},
+}
 
 COLORS = {"measured": "#1f77b4", "published": "#7f7f7f", "regression": "#d62728", "ideal": "#2ca02c"}
 
@@ -66,7 +80,7 @@ def label_html(label: str) -> str:
     out: list[str] = []
     pos = 0
     for m in re.finditer(r"`([^`]+)`__|\|([A-Za-z0-9]+)\||([A-Za-z0-9][\w.-]*)_(?=\s|$)", label):
-        out.append(str(escape(label[pos:m.start()])))
+        out.append(str(escape(label[pos : m.start()])))
         if m.group(1):
             out.append(f'<a href="{escape(ANONYMOUS_TARGET)}">{escape(m.group(1))}</a>')
         elif m.group(2):
@@ -93,9 +107,16 @@ def _plt():
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "launcher-report", "font.size": 9,
-                         "font.family": ["DejaVu Sans", "sans-serif"], "axes.spines.top": False,
-                         "axes.spines.right": False})
+    plt.rcParams.update(
+        {
+            "svg.fonttype": "none",
+            "svg.hashsalt": "launcher-report",
+            "font.size": 9,
+            "font.family": ["DejaVu Sans", "sans-serif"],
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+        }
+    )
     return plt
 
 
@@ -106,8 +127,8 @@ def svg(fig) -> str:
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
     plt.close(fig)
     text = buf.getvalue()
-    text = text[text.index("<svg"):]
-    text = re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1', text, count=1)
+    text = text[text.index("<svg") :]
+    text = re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r"<svg\1", text, count=1)
     return text.replace("<svg", '<svg role="img" preserveAspectRatio="xMidYMid meet"', 1)
 
 
@@ -133,11 +154,22 @@ def bar_chart(rows: list[dict]) -> str | None:
     meas = [r.get("throughput") or 0.0 for r in shown]
     errs = [r.get("std") or 0.0 for r in shown]
     refs = [r.get("reference") or 0.0 for r in shown]
-    bars = ax.barh([v - h / 2 for v in y], meas, height=h, xerr=errs if any(errs) else None,
-                   color=COLORS["measured"], label="measured", error_kw={"capsize": 3, "lw": 1})
+    bars = ax.barh(
+        [v - h / 2 for v in y],
+        meas,
+        height=h,
+        xerr=errs if any(errs) else None,
+        color=COLORS["measured"],
+        label="measured",
+        error_kw={"capsize": 3, "lw": 1},
+    )
     for b, r in zip(bars, shown):
-        if r.get("reference_hardware") and r.get("hardware") and r["hardware"] != r["reference_hardware"] \
-                or r.get("scale") not in (None, "full"):
+        if (
+            r.get("reference_hardware")
+            and r.get("hardware")
+            and r["hardware"] != r["reference_hardware"]
+            or r.get("scale") not in (None, "full")
+        ):
             b.set_hatch("///")
             b.set_edgecolor("white")
     ax.barh([v + h / 2 for v in y], refs, height=h, color=COLORS["published"], label="published (8 V100s)")
@@ -152,8 +184,9 @@ def bar_chart(rows: list[dict]) -> str | None:
     ax.set_yticklabels(labels)
     ax.invert_yaxis()
     ax.set_xlim(0, top * 1.15)
-    ax.set_xlabel("training throughput (img/s); hatched: not comparable with the published figure "
-                  "(other hardware or scale)")
+    ax.set_xlabel(
+        "training throughput (img/s); hatched: not comparable with the published figure (other hardware or scale)"
+    )
     ax.legend(loc="lower right", frameon=False)
     ax.grid(axis="x", alpha=0.3)
     return svg(fig)
@@ -182,8 +215,15 @@ def history_chart(points: list[dict], reference: float | None, title: str) -> st
     ax.plot(x, vals, marker="o", ms=4, color=COLORS["measured"], label="img/s")
     reg = [(xi, p["value"]) for xi, p in zip(x, points) if p["regression"]]
     if reg:
-        ax.scatter([a for a, _ in reg], [b for _, b in reg], marker="X", s=70, color=COLORS["regression"], zorder=3,
-                   label="regression")
+        ax.scatter(
+            [a for a, _ in reg],
+            [b for _, b in reg],
+            marker="X",
+            s=70,
+            color=COLORS["regression"],
+            zorder=3,
+            label="regression",
+        )
     if reference:
         ax.axhline(reference, ls="--", lw=1, color=COLORS["published"], label=f"published {fmt_ref(reference)}")
     ax.set_ylabel("img/s")
@@ -210,8 +250,13 @@ def scaling_chart(s: dict) -> str:
     base = pts[0]
     ax.plot(ranks, [base["per_rank"] * r for r in ranks], ls="--", color=COLORS["ideal"], label="linear")
     for p in pts:
-        ax.annotate(f"{100 * p['efficiency']:.0f}%", (p["ranks"], p["throughput"]), textcoords="offset points",
-                    xytext=(4, -10), fontsize=8)
+        ax.annotate(
+            f"{100 * p['efficiency']:.0f}%",
+            (p["ranks"], p["throughput"]),
+            textcoords="offset points",
+            xytext=(4, -10),
+            fontsize=8,
+        )
     ax.set_xlabel("ranks")
     ax.set_ylabel("img/s")
     ax.set_xticks(ranks)
@@ -233,6 +278,7 @@ def _row_runs(row: dict, runs_by_dir: dict[str, dict]) -> list[dict]:
 
 def _provenance(row: dict, runs: list[dict]) -> list[tuple[str, Any]]:
     """The row's provenance as (label, text) pairs; every distinct value across its runs."""
+
     def each(fn) -> str:
         seen: list[str] = []
         for r in runs:
@@ -258,9 +304,11 @@ def _provenance(row: dict, runs: list[dict]) -> list[tuple[str, Any]]:
 
     def cuda(r: dict) -> str | None:
         p = prov(r)
-        parts = [f"toolkit {p['cuda_version']}" if p.get("cuda_version") else None,
-                 f"driver supports {p['cuda_driver_api_version']}" if p.get("cuda_driver_api_version") else None,
-                 f"cuDNN {p['cudnn_version']}" if p.get("cudnn_version") else None]
+        parts = [
+            f"toolkit {p['cuda_version']}" if p.get("cuda_version") else None,
+            f"driver supports {p['cuda_driver_api_version']}" if p.get("cuda_driver_api_version") else None,
+            f"cuDNN {p['cudnn_version']}" if p.get("cudnn_version") else None,
+        ]
         return ", ".join(x for x in parts if x) or None
 
     def software(r: dict) -> str | None:
@@ -317,54 +365,99 @@ def _status_marks(row: dict) -> list[tuple[str, str]]:
     return marks
 
 
-def render_html(runs: pd.DataFrame, table: pd.DataFrame, *, history: pd.DataFrame | None = None,
-                history_note: str | None = None, problems: Iterable[Any] = (), sources: Iterable[str] = (),
-                generated_at: str | None = None) -> str:
+def render_html(
+    runs: pd.DataFrame,
+    table: pd.DataFrame,
+    *,
+    history: pd.DataFrame | None = None,
+    history_note: str | None = None,
+    problems: Iterable[Any] = (),
+    sources: Iterable[str] = (),
+    generated_at: str | None = None,
+) -> str:
     """The page as text."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(("html", "j2")),
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        autoescape=select_autoescape(("html", "j2")),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["pct"] = lambda v, d=0: "" if _clean(v) is None else f"{100 * float(v):.{d}f}%"
     env.filters["num"] = lambda v, d=1: "" if _clean(v) is None else f"{float(v):.{d}f}"
     records = [{k: _clean(v) for k, v in r.items()} for r in table.to_dict("records")] if not table.empty else []
-    run_records = [{k: _clean(v) if not isinstance(v, (dict, list)) else v for k, v in r.items()}
-                   for r in runs.to_dict("records")] if not runs.empty else []
+    run_records = (
+        [
+            {k: _clean(v) if not isinstance(v, (dict, list)) else v for k, v in r.items()}
+            for r in runs.to_dict("records")
+        ]
+        if not runs.empty
+        else []
+    )
     runs_by_dir = {r.get("run_dir"): r for r in run_records if r.get("run_dir")}
     cells = display_rows(table, label_col="title") if records else []
     # the figure columns always; Spread and Window only when some row says something there
-    columns = tuple(c for c in with_hw(HTML_COLUMNS, cells)
-                    if c not in ("Spread", "Window") or any(cell.get(c) for cell in cells))
+    columns = tuple(
+        c for c in with_hw(HTML_COLUMNS, cells) if c not in ("Spread", "Window") or any(cell.get(c) for cell in cells)
+    )
     rows = []
     for i, (r, c) in enumerate(zip(records, cells)):
         rruns = _row_runs(r, runs_by_dir)
-        rows.append({
-            "i": i, "impl": r.get("impl"), "label": label_html(str(r.get("label") or r.get("impl"))),
-            "title": r.get("title") or r.get("impl"), "stack": r.get("stack"),
-            "cells": [{"col": col, "text": c.get(col, ""), "key": NUMERIC.get(col),
-                       "value": _plain(r.get(NUMERIC[col])) if col in NUMERIC else None} for col in columns],
-            "verdict": r.get("verdict") or "", "status": str(r.get("status") or ""), "marks": _status_marks(r),
-            "provenance": _provenance(r, rruns), "telemetry": _telemetry(rruns),
-            "throughput": r.get("throughput"), "reference": r.get("reference"),
-        })
+        rows.append(
+            {
+                "i": i,
+                "impl": r.get("impl"),
+                "label": label_html(str(r.get("label") or r.get("impl"))),
+                "title": r.get("title") or r.get("impl"),
+                "stack": r.get("stack"),
+                "cells": [
+                    {
+                        "col": col,
+                        "text": c.get(col, ""),
+                        "key": NUMERIC.get(col),
+                        "value": _plain(r.get(NUMERIC[col])) if col in NUMERIC else None,
+                    }
+                    for col in columns
+                ],
+                "verdict": r.get("verdict") or "",
+                "status": str(r.get("status") or ""),
+                "marks": _status_marks(r),
+                "provenance": _provenance(r, rruns),
+                "telemetry": _telemetry(rruns),
+                "throughput": r.get("throughput"),
+                "reference": r.get("reference"),
+            }
+        )
     hist = []
     if history is not None and not history.empty:
         titles = {r["impl"]: r.get("title") or r["impl"] for r in records}
         refs = {r["impl"]: (r.get("reference"), r.get("reference_hardware")) for r in records}
-        keys = sorted(history.groupby(["impl", "hardware", "scale"], dropna=False, sort=False).groups,
-                      key=lambda k: (order_of(k[0]), str(k[0]), str(k[1]), str(k[2])))
+        keys = sorted(
+            history.groupby(["impl", "hardware", "scale"], dropna=False, sort=False).groups,
+            key=lambda k: (order_of(k[0]), str(k[0]), str(k[1]), str(k[2])),
+        )
         for impl, hw, scale in keys:
-            g = history[(history["impl"] == impl) & (history["hardware"].fillna("\0") == (hw if isinstance(hw, str) else "\0"))
-                        & (history["scale"].fillna("\0") == (scale if isinstance(scale, str) else "\0"))]
+            g = history[
+                (history["impl"] == impl)
+                & (history["hardware"].fillna("\0") == (hw if isinstance(hw, str) else "\0"))
+                & (history["scale"].fillna("\0") == (scale if isinstance(scale, str) else "\0"))
+            ]
             if g.empty:
                 continue
             pts = history_points(g)
             ref, ref_hw = refs.get(impl, (None, None))
             ref = ref if ref and hw == ref_hw and scale in (None, "full") else None
             title = f"{titles.get(impl, impl)} on {hw}" + (f" ({scale} scale)" if scale not in (None, "full") else "")
-            hist.append({"title": title, "svg": history_chart(pts, ref, title), "points": pts,
-                         "regressions": sum(p["regression"] for p in pts),
-                         "latest_regression": pts[-1]["regression"]})
+            hist.append(
+                {
+                    "title": title,
+                    "svg": history_chart(pts, ref, title),
+                    "points": pts,
+                    "regressions": sum(p["regression"] for p in pts),
+                    "latest_regression": pts[-1]["regression"],
+                }
+            )
     scale_view = []
     for s in scaling_series(run_records):
         scale_view.append({**s, "title": s.get("label") or s["impl"], "svg": scaling_chart(s)})
@@ -377,29 +470,56 @@ def render_html(runs: pd.DataFrame, table: pd.DataFrame, *, history: pd.DataFram
     # the CSP lets exactly this script run: nothing a label or a reason might smuggle in would
     js_hash = "sha256-" + base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode("ascii")
     return env.get_template("report.html.j2").render(
-        css=(TEMPLATES / "report.css").read_text(encoding="utf-8"), js=js, js_hash=js_hash,
+        css=(TEMPLATES / "report.css").read_text(encoding="utf-8"),
+        js=js,
+        js_hash=js_hash,
         generated_at=generated_at or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        version=version, sources=list(sources), counts=counts, columns=columns, impl_col=COL_IMPL, rows=rows,
-        bar_svg=bar_chart(records), history=hist, history_note=history_note, scaling=scale_view,
-        problems=[str(p) for p in problems], hw_titles=[t for t, _ in HW_COLUMNS.values()],
-        rules=_rules(), all_columns=DISPLAY_COLUMNS,
+        version=version,
+        sources=list(sources),
+        counts=counts,
+        columns=columns,
+        impl_col=COL_IMPL,
+        rows=rows,
+        bar_svg=bar_chart(records),
+        history=hist,
+        history_note=history_note,
+        scaling=scale_view,
+        problems=[str(p) for p in problems],
+        hw_titles=[t for t, _ in HW_COLUMNS.values()],
+        rules=_rules(),
+        all_columns=DISPLAY_COLUMNS,
     )
 
 
 def _rules() -> list[tuple[str, str]]:
     return [
-        ("Figure", "iterations 100-500 (or the window asked) from the implementation's own log; repeats of a row, "
-                   "hardware, recipe and scale averaged (olympic mean from 5 runs on)"),
-        ("Verdict", "ratio = measured / published; reproduced within the row's tolerance (default 5%), else faster "
-                    "or slower; n/a on other hardware (compare img/s per GPU), at smoke scale or with no "
-                    "published figure"),
-        ("Unstable", f"coefficient of variation above max({100 * stats.UNSTABLE_CV:.0f}%, "
-                     f"{stats.UNSTABLE_BOUND_FACTOR:g} x the largest parser error bound)"),
-        ("Regression", f"a figure below the mean of up to {stats.RECENT} runs before it by more than max(2 sd, "
-                       f"2 x error bound, {100 * stats.UNSTABLE_CV:.0f}%)"),
-        ("Telemetry", "sampled by the node while the command ran, reduced over the window's wall-clock span; "
-                      "GPU power is board power (nvidia-smi power.draw); J/img = mean total power x window "
-                      "seconds / images"),
+        (
+            "Figure",
+            "iterations 100-500 (or the window asked) from the implementation's own log; repeats of a row, "
+            "hardware, recipe and scale averaged (olympic mean from 5 runs on)",
+        ),
+        (
+            "Verdict",
+            "ratio = measured / published; reproduced within the row's tolerance (default 5%), else faster "
+            "or slower; n/a on other hardware (compare img/s per GPU), at smoke scale or with no "
+            "published figure",
+        ),
+        (
+            "Unstable",
+            f"coefficient of variation above max({100 * stats.UNSTABLE_CV:.0f}%, "
+            f"{stats.UNSTABLE_BOUND_FACTOR:g} x the largest parser error bound)",
+        ),
+        (
+            "Regression",
+            f"a figure below the mean of up to {stats.RECENT} runs before it by more than max(2 sd, "
+            f"2 x error bound, {100 * stats.UNSTABLE_CV:.0f}%)",
+        ),
+        (
+            "Telemetry",
+            "sampled by the node while the command ran, reduced over the window's wall-clock span; "
+            "GPU power is board power (nvidia-smi power.draw); J/img = mean total power x window "
+            "seconds / images",
+        ),
     ]
 
 
@@ -435,11 +555,19 @@ def write_report(args: Any, runs: pd.DataFrame | None, table: pd.DataFrame | Non
     else:
         note = f"no history store at {args.db} yet (gather without --no-record fills it)"
     try:
-        text = render_html(runs, table, history=history, history_note=note, problems=problems,
-                           sources=[os.path.abspath(p) for p in args.paths])
+        text = render_html(
+            runs,
+            table,
+            history=history,
+            history_note=note,
+            problems=problems,
+            sources=[os.path.abspath(p) for p in args.paths],
+        )
         path = write_html(args.html, text)
     except OSError as e:
-        return [f"cannot write the report {args.html} (--html): {e.strerror or e}; the table above is complete: "
-                "point --html at a file you can write"]
+        return [
+            f"cannot write the report {args.html} (--html): {e.strerror or e}; the table above is complete: "
+            "point --html at a file you can write"
+        ]
     print(f"wrote {path}", file=sys.stderr)
     return []

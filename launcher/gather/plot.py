@@ -33,8 +33,9 @@ def plot(table: pd.DataFrame, path: str | os.PathLike, history: pd.DataFrame | N
     measured_impls = set(table.loc[ok, "impl"])
     # a published row with no ok run still shows its diamond (once), so the seven rows are always there
     unmeasured = (~ok) & table["reference"].notna() & ~table["impl"].isin(measured_impls)
-    rows = pd.concat([table[ok], table[unmeasured].drop_duplicates("impl").assign(hardware=None)]) \
-        .sort_values(["order", "impl"], kind="stable")
+    rows = pd.concat([table[ok], table[unmeasured].drop_duplicates("impl").assign(hardware=None)]).sort_values(
+        ["order", "impl"], kind="stable"
+    )
     labels, measured, errs, refs, hatches = [], [], [], [], []
     for r in rows.to_dict("records"):
         hw = r.get("hardware")

@@ -23,20 +23,82 @@ from .catalog import COL_IMPL, COL_THROUGHPUT, rst_footer
 from .table import summary
 from .telemetry import COLUMNS as HW_COLUMNS, cells as hw_cells
 
-DISPLAY_COLUMNS = (COL_IMPL, COL_THROUGHPUT, "Spread", "Window", "Published (img/s)", "Ratio", "Verdict", "Hardware",
-                   "Per GPU (img/s)", "Status", "GPU", "Driver", "Commit", "Recipe")
+DISPLAY_COLUMNS = (
+    COL_IMPL,
+    COL_THROUGHPUT,
+    "Spread",
+    "Window",
+    "Published (img/s)",
+    "Ratio",
+    "Verdict",
+    "Hardware",
+    "Per GPU (img/s)",
+    "Status",
+    "GPU",
+    "Driver",
+    "Commit",
+    "Recipe",
+)
 
-CSV_COLUMNS = ("implementation", "impl", "label", "throughput", "aggregate", "count", "mean", "std", "min", "max",
-               "olympic_mean", "cv", "unstable", "error_bound", "window", "window_requested", "window_moved", "reference", "reference_hardware", "ratio",
-               "tolerance", "verdict", "verdict_note", "hardware", "gpus", "per_gpu", "reference_per_gpu",
-               "status", "reason", "scale", "stack", "data", "method", "gpu_model", "driver", "commit", "recipe_hash",
-               "finished_at", "run_dirs", *HW_COLUMNS)
+CSV_COLUMNS = (
+    "implementation",
+    "impl",
+    "label",
+    "throughput",
+    "aggregate",
+    "count",
+    "mean",
+    "std",
+    "min",
+    "max",
+    "olympic_mean",
+    "cv",
+    "unstable",
+    "error_bound",
+    "window",
+    "window_requested",
+    "window_moved",
+    "reference",
+    "reference_hardware",
+    "ratio",
+    "tolerance",
+    "verdict",
+    "verdict_note",
+    "hardware",
+    "gpus",
+    "per_gpu",
+    "reference_per_gpu",
+    "status",
+    "reason",
+    "scale",
+    "stack",
+    "data",
+    "method",
+    "gpu_model",
+    "driver",
+    "commit",
+    "recipe_hash",
+    "finished_at",
+    "run_dirs",
+    *HW_COLUMNS,
+)
 
 FORMATS = ("rst", "md", "csv", "json", "console")
 
 #: the terminal view after a run: the seed's two columns first, then only the columns that say something
-CONSOLE_COLUMNS = (COL_IMPL, COL_THROUGHPUT, "Window", "Published (img/s)", "Ratio", "Verdict", "Hardware",
-                   "Per GPU (img/s)", "Status", "GPU", "Commit")
+CONSOLE_COLUMNS = (
+    COL_IMPL,
+    COL_THROUGHPUT,
+    "Window",
+    "Published (img/s)",
+    "Ratio",
+    "Verdict",
+    "Hardware",
+    "Per GPU (img/s)",
+    "Status",
+    "GPU",
+    "Commit",
+)
 
 
 def _isnull(v: Any) -> bool:
@@ -82,8 +144,10 @@ def fmt_ref(value: Any) -> str:
 
 #: ANSI escape sequences (CSI, OSC, two-byte), other C0/C1 controls, bidi overrides and marks: a label or a
 #: reason (the log's tail) carrying them would recolour a terminal, hide or reorder a table's text
-_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?"
-                      r"|[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?"
+    r"|[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 
 
 def clean(text: str) -> str:
@@ -104,8 +168,11 @@ def window_cell(row: dict) -> str:
     asked (the log's records fell off the requested edges: the figure is over the measured window)."""
     if row.get("window_moved") is not True:
         return ""
-    return "; ".join(f"{fmt_window(m)} (asked {fmt_window(q)})" for m, q in row.get("windows") or []
-                     if m and q and list(m) != list(q))
+    return "; ".join(
+        f"{fmt_window(m)} (asked {fmt_window(q)})"
+        for m, q in row.get("windows") or []
+        if m and q and list(m) != list(q)
+    )
 
 
 def _short(v: Any, n: int = 10) -> str:
@@ -127,19 +194,27 @@ def display_rows(table: pd.DataFrame, label_col: str = "label") -> list[dict[str
         n = r.get("count") or 0
         spread = ""
         if n >= 2:
-            spread = (f"n={n}, {'olympic, ' if not _isnull(r.get('olympic_mean')) else ''}"
-                      f"sd {fmt_num(r['std'], eb)}, {fmt_num(r['min'], eb)}–{fmt_num(r['max'], eb)}")
+            spread = (
+                f"n={n}, {'olympic, ' if not _isnull(r.get('olympic_mean')) else ''}"
+                f"sd {fmt_num(r['std'], eb)}, {fmt_num(r['min'], eb)}–{fmt_num(r['max'], eb)}"
+            )
         elif n == 1:
             spread = "n=1" + (f", ±{100 * eb:.2g}% (log)" if not _isnull(eb) else "")
         r = {k: (None if _isnull(v) else v) for k, v in r.items()}
         verdict = r.get("verdict") or ""
         if verdict == "n/a" and r.get("verdict_note"):
             note = r["verdict_note"]
-            verdict = ("n/a: other hardware" if "measured on" in note else
-                       "n/a: smoke scale" if "smoke" in note else f"n/a: {note}")
+            verdict = (
+                "n/a: other hardware"
+                if "measured on" in note
+                else "n/a: smoke scale"
+                if "smoke" in note
+                else f"n/a: {note}"
+            )
         per_gpu = ""
-        if not _isnull(r.get("per_gpu")) and (r.get("hardware") != r.get("reference_hardware")
-                                              or _isnull(r.get("reference"))):
+        if not _isnull(r.get("per_gpu")) and (
+            r.get("hardware") != r.get("reference_hardware") or _isnull(r.get("reference"))
+        ):
             per_gpu = fmt_num(r["per_gpu"], eb)
             if not _isnull(r.get("reference_per_gpu")):
                 # the published figures are whole numbers: +-0.5 img/s is all they support
@@ -151,23 +226,28 @@ def display_rows(table: pd.DataFrame, label_col: str = "label") -> list[dict[str
             status += f": {r['reason']}"
         if r.get("scale") == "smoke":
             status += " (smoke)"
-        out.append({k: clean(v) for k, v in {
-            COL_IMPL: str(r.get(label_col) or r.get("impl")) + stack_label(r.get("stack")),
-            COL_THROUGHPUT: fmt_num(r.get("throughput"), eb),
-            "Spread": spread,
-            "Window": window_cell(r),
-            "Published (img/s)": fmt_ref(r.get("reference")),
-            "Ratio": "" if _isnull(r.get("ratio")) else f"{r['ratio']:.3f}",
-            "Verdict": verdict,
-            "Hardware": "" if _isnull(r.get("hardware")) else str(r["hardware"]),
-            "Per GPU (img/s)": per_gpu,
-            "Status": status,
-            "GPU": "" if _isnull(r.get("gpu_model")) else str(r["gpu_model"]),
-            "Driver": "" if _isnull(r.get("driver")) else str(r["driver"]),
-            "Commit": _short(r.get("commit")),
-            "Recipe": _short(r.get("recipe_hash")),
-            **hw_cells(r),
-        }.items()})
+        out.append(
+            {
+                k: clean(v)
+                for k, v in {
+                    COL_IMPL: str(r.get(label_col) or r.get("impl")) + stack_label(r.get("stack")),
+                    COL_THROUGHPUT: fmt_num(r.get("throughput"), eb),
+                    "Spread": spread,
+                    "Window": window_cell(r),
+                    "Published (img/s)": fmt_ref(r.get("reference")),
+                    "Ratio": "" if _isnull(r.get("ratio")) else f"{r['ratio']:.3f}",
+                    "Verdict": verdict,
+                    "Hardware": "" if _isnull(r.get("hardware")) else str(r["hardware"]),
+                    "Per GPU (img/s)": per_gpu,
+                    "Status": status,
+                    "GPU": "" if _isnull(r.get("gpu_model")) else str(r["gpu_model"]),
+                    "Driver": "" if _isnull(r.get("driver")) else str(r["driver"]),
+                    "Commit": _short(r.get("commit")),
+                    "Recipe": _short(r.get("recipe_hash")),
+                    **hw_cells(r),
+                }.items()
+            }
+        )
     return out
 
 
@@ -216,9 +296,10 @@ def render_md(table: pd.DataFrame) -> str:
         return s.replace("|", "\\|")
 
     columns = with_hw(DISPLAY_COLUMNS, cells)
-    lines = ["| " + " | ".join(columns) + " |",
-             "|" + "|".join("---:" if k in (COL_THROUGHPUT, "Published (img/s)", "Ratio") else "---"
-                            for k in columns) + "|"]
+    lines = [
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---:" if k in (COL_THROUGHPUT, "Published (img/s)", "Ratio") else "---" for k in columns) + "|",
+    ]
     lines += ["| " + " | ".join(esc(c[k]) for k in columns) + " |" for c in cells]
     return "\n".join(lines) + "\n"
 
@@ -239,16 +320,20 @@ def render_csv(table: pd.DataFrame) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     for r in table.to_dict("records"):
-        r = dict(r, implementation=r.get("title"), run_dirs=";".join(str(x) for x in r.get("run_dirs") or []),
-                 window=fmt_window(r.get("window")), window_requested=fmt_window(r.get("window_requested")))
+        r = dict(
+            r,
+            implementation=r.get("title"),
+            run_dirs=";".join(str(x) for x in r.get("run_dirs") or []),
+            window=fmt_window(r.get("window")),
+            window_requested=fmt_window(r.get("window_requested")),
+        )
         w.writerow(["" if _isnull(r.get(k)) else _csv_cell(_plain(r.get(k))) for k in CSV_COLUMNS])
     return buf.getvalue()
 
 
 def render_json(runs: pd.DataFrame, table: pd.DataFrame | None = None) -> str:
     table = summary(runs) if table is None else table
-    doc = {"runs": [_plain(r) for r in runs.to_dict("records")],
-           "table": [_plain(r) for r in table.to_dict("records")]}
+    doc = {"runs": [_plain(r) for r in runs.to_dict("records")], "table": [_plain(r) for r in table.to_dict("records")]}
     return json.dumps(doc, indent=2, default=str) + "\n"
 
 
@@ -262,8 +347,18 @@ def render(runs: pd.DataFrame, fmt: str = "rst", table: pd.DataFrame | None = No
     return {"rst": render_rst, "md": render_md, "csv": render_csv, "console": render_console}[fmt](table)
 
 
-HISTORY_COLUMNS = (COL_IMPL, "Hardware", "Runs", "First", "Last", "Latest (img/s)", "Before (img/s)", "Change",
-                   "Trend", "Status")
+HISTORY_COLUMNS = (
+    COL_IMPL,
+    "Hardware",
+    "Runs",
+    "First",
+    "Last",
+    "Latest (img/s)",
+    "Before (img/s)",
+    "Change",
+    "Trend",
+    "Status",
+)
 
 
 def render_history(trend: pd.DataFrame, fmt: str = "rst") -> str:
@@ -272,8 +367,22 @@ def render_history(trend: pd.DataFrame, fmt: str = "rst") -> str:
         return json.dumps([_plain(r) for r in trend.to_dict("records")], indent=2, default=str) + "\n"
     if fmt == "csv":
         buf = io.StringIO()
-        cols = ["impl", "label", "hardware", "scale", "count", "first", "last", "latest", "recent_mean",
-                "recent_std", "change", "noise", "regression", "status"]
+        cols = [
+            "impl",
+            "label",
+            "hardware",
+            "scale",
+            "count",
+            "first",
+            "last",
+            "latest",
+            "recent_mean",
+            "recent_std",
+            "change",
+            "noise",
+            "regression",
+            "status",
+        ]
         trend.reindex(columns=cols).map(_csv_cell).to_csv(buf, index=False, lineterminator="\n")
         return buf.getvalue()
 
@@ -289,11 +398,23 @@ def render_history(trend: pd.DataFrame, fmt: str = "rst") -> str:
                 before += f" ± {fmt_num(r['recent_std'])}"
         status = r["status"] + (f" (below by more than {fmt_num(r['noise'])})" if r["regression"] else "")
         scale = f" ({r['scale']})" if r.get("scale") not in (None, "full") and not _isnull(r.get("scale")) else ""
-        cells.append([clean(c) for c in (
-            name, f"{r.get('hardware') or ''}{scale}", str(r["count"]), str(r["first"] or "")[:10],
-            str(r["last"] or "")[:10], fmt_num(r["latest"]), before,
-            "" if _isnull(r.get("change")) else f"{100 * r['change']:+.1f}%",
-            " → ".join(fmt_num(v) for v in r["values"][-6:]), status)])
+        cells.append(
+            [
+                clean(c)
+                for c in (
+                    name,
+                    f"{r.get('hardware') or ''}{scale}",
+                    str(r["count"]),
+                    str(r["first"] or "")[:10],
+                    str(r["last"] or "")[:10],
+                    fmt_num(r["latest"]),
+                    before,
+                    "" if _isnull(r.get("change")) else f"{100 * r['change']:+.1f}%",
+                    " → ".join(fmt_num(v) for v in r["values"][-6:]),
+                    status,
+                )
+            ]
+        )
     if fmt == "md":
         lines = ["| " + " | ".join(HISTORY_COLUMNS) + " |", "|" + "|".join("---" for _ in HISTORY_COLUMNS) + "|"]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]

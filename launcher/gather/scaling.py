@@ -30,10 +30,39 @@ import pandas as pd
 #: what makes runs comparable along a scaling curve (the size itself varies). Not the recipe hash: it covers the
 #: command, whose node arguments (torchrun --nnodes ...) differ with the size; the code is the commit.
 CURVE_KEY = ("impl", "hardware", "commit", "scale", "stack")
-COLUMNS = ("impl", "hardware", "scale", "nodes", "ranks", "runs", "throughput", "per_rank", "speedup", "efficiency",
-           "flag", "base", "hosts", "commit", "stack", "label")
-HEADERS = ("Implementation", "Hardware", "Scale", "Nodes", "Ranks", "Runs", "img/s", "img/s per rank", "Speedup",
-           "Efficiency", "Note", "Against", "Hosts")
+COLUMNS = (
+    "impl",
+    "hardware",
+    "scale",
+    "nodes",
+    "ranks",
+    "runs",
+    "throughput",
+    "per_rank",
+    "speedup",
+    "efficiency",
+    "flag",
+    "base",
+    "hosts",
+    "commit",
+    "stack",
+    "label",
+)
+HEADERS = (
+    "Implementation",
+    "Hardware",
+    "Scale",
+    "Nodes",
+    "Ranks",
+    "Runs",
+    "img/s",
+    "img/s per rank",
+    "Speedup",
+    "Efficiency",
+    "Note",
+    "Against",
+    "Hosts",
+)
 ABOVE_LINEAR = 1.0 + 1e-9
 
 
@@ -61,7 +90,9 @@ def scaling_table(runs: pd.DataFrame) -> pd.DataFrame:
     for rec in runs.to_dict("records"):
         if rec.get("status") != "ok" or _num(rec.get("throughput")) is None:
             continue
-        curve = tuple(None if (isinstance(rec.get(k), float) and pd.isna(rec.get(k))) else rec.get(k) for k in CURVE_KEY)
+        curve = tuple(
+            None if (isinstance(rec.get(k), float) and pd.isna(rec.get(k))) else rec.get(k) for k in CURVE_KEY
+        )
         size = (_ranks(rec), int(_num(rec.get("nodes")) or 1))
         sizes.setdefault(curve, {}).setdefault(size, []).append(rec)
     out = []
@@ -76,17 +107,30 @@ def scaling_table(runs: pd.DataFrame) -> pd.DataFrame:
             eff = speedup / (ranks / base_ranks)
             hosts: list[str] = []
             for r in g:
-                for h in (r.get("hosts") if isinstance(r.get("hosts"), list) else [r.get("host")]):
+                for h in r.get("hosts") if isinstance(r.get("hosts"), list) else [r.get("host")]:
                     if h and h not in hosts:
                         hosts.append(str(h))
-            out.append({"impl": curve[0], "hardware": curve[1], "scale": curve[3], "nodes": nodes, "ranks": ranks,
-                        "runs": len(g), "throughput": tp, "per_rank": tp / ranks, "speedup": speedup,
-                        "efficiency": eff,
-                        "flag": "above linear: the smallest run may have been held back" if eff > ABOVE_LINEAR else "",
-                        "base": f"{base_ranks} rank{'s' if base_ranks != 1 else ''} on {base_nodes} node"
-                                f"{'s' if base_nodes != 1 else ''}",
-                        "hosts": ", ".join(hosts), "commit": curve[2], "stack": curve[4],
-                        "label": next((r.get("label") for r in g if r.get("label")), None)})
+            out.append(
+                {
+                    "impl": curve[0],
+                    "hardware": curve[1],
+                    "scale": curve[3],
+                    "nodes": nodes,
+                    "ranks": ranks,
+                    "runs": len(g),
+                    "throughput": tp,
+                    "per_rank": tp / ranks,
+                    "speedup": speedup,
+                    "efficiency": eff,
+                    "flag": "above linear: the smallest run may have been held back" if eff > ABOVE_LINEAR else "",
+                    "base": f"{base_ranks} rank{'s' if base_ranks != 1 else ''} on {base_nodes} node"
+                    f"{'s' if base_nodes != 1 else ''}",
+                    "hosts": ", ".join(hosts),
+                    "commit": curve[2],
+                    "stack": curve[4],
+                    "label": next((r.get("label") for r in g if r.get("label")), None),
+                }
+            )
     return pd.DataFrame(out, columns=COLUMNS)
 
 
@@ -99,17 +143,38 @@ def series(records) -> list[dict]:
         if len(g) < 2:
             continue
         first = g.iloc[0]
-        out.append({"impl": first["impl"], "label": first["label"], "hardware": first["hardware"], "scale": first["scale"],
-                    "commit": first["commit"], "stack": first["stack"],
-                    "points": g[["nodes", "ranks", "runs", "throughput", "per_rank", "speedup", "efficiency",
-                                 "flag"]].to_dict("records")})
+        out.append(
+            {
+                "impl": first["impl"],
+                "label": first["label"],
+                "hardware": first["hardware"],
+                "scale": first["scale"],
+                "commit": first["commit"],
+                "stack": first["stack"],
+                "points": g[
+                    ["nodes", "ranks", "runs", "throughput", "per_rank", "speedup", "efficiency", "flag"]
+                ].to_dict("records"),
+            }
+        )
     return out
 
 
 def _cells(r: dict) -> list[str]:
-    return [str(r["impl"]), str(r["hardware"]), str(r["scale"] or ""), str(r["nodes"]), str(r["ranks"]), str(r["runs"]),
-            f"{r['throughput']:.3g}", f"{r['per_rank']:.3g}", f"{r['speedup']:.2f}x", f"{r['efficiency']:.0%}",
-            r["flag"], r["base"], r["hosts"]]
+    return [
+        str(r["impl"]),
+        str(r["hardware"]),
+        str(r["scale"] or ""),
+        str(r["nodes"]),
+        str(r["ranks"]),
+        str(r["runs"]),
+        f"{r['throughput']:.3g}",
+        f"{r['per_rank']:.3g}",
+        f"{r['speedup']:.2f}x",
+        f"{r['efficiency']:.0%}",
+        r["flag"],
+        r["base"],
+        r["hosts"],
+    ]
 
 
 def render_scaling(table: pd.DataFrame, fmt: str = "rst") -> str:
@@ -133,8 +198,10 @@ def render_scaling(table: pd.DataFrame, fmt: str = "rst") -> str:
         lines = [rule, "  ".join(h.ljust(w) for h, w in zip(HEADERS, widths)), rule]
         lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
         lines.append(rule)
-    note = ("Efficiency: img/s per rank against the smallest run of the same row and recipe (launcher/gather/scaling.py); "
-            "above 100% is flagged.")
+    note = (
+        "Efficiency: img/s per rank against the smallest run of the same row and recipe (launcher/gather/scaling.py); "
+        "above 100% is flagged."
+    )
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
@@ -152,8 +219,13 @@ def plot_scaling(table: pd.DataFrame, path: str | os.PathLike) -> str:
         ax.plot(g["ranks"], base["throughput"] / base["ranks"] * g["ranks"], linestyle=":", color=line.get_color())
         for _, r in g.iterrows():
             if r["nodes"] > 1:
-                ax.annotate(f"{r['nodes']} nodes", (r["ranks"], r["throughput"]), fontsize=7,
-                            textcoords="offset points", xytext=(4, -10))
+                ax.annotate(
+                    f"{r['nodes']} nodes",
+                    (r["ranks"], r["throughput"]),
+                    fontsize=7,
+                    textcoords="offset points",
+                    xytext=(4, -10),
+                )
         ax2.plot(g["ranks"], g["efficiency"], marker="o", color=line.get_color(), label=label)
     ax.set_xlabel("ranks (ranks per node x nodes)")
     ax.set_ylabel("throughput (img/s)")
@@ -177,5 +249,7 @@ def plot_scaling(table: pd.DataFrame, path: str | os.PathLike) -> str:
 
 def has_curve(table: pd.DataFrame) -> bool:
     """Whether some row was measured at two sizes or more (a sweep over nodes or ranks)."""
-    return not table.empty and bool((table.groupby(list(CURVE_KEY[:2]), dropna=False)["ranks"].nunique() > 1).any()
-                                    or (table.groupby(list(CURVE_KEY[:2]), dropna=False)["nodes"].nunique() > 1).any())
+    return not table.empty and bool(
+        (table.groupby(list(CURVE_KEY[:2]), dropna=False)["ranks"].nunique() > 1).any()
+        or (table.groupby(list(CURVE_KEY[:2]), dropna=False)["nodes"].nunique() > 1).any()
+    )

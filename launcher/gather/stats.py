@@ -53,8 +53,18 @@ def summarize(values: Sequence[float], error_bounds: Sequence[float | None] = ()
     """Mean, std, min, max, count, olympic mean, the figure to show, its method, CV and instability."""
     n = len(values)
     if n == 0:
-        return {"count": 0, "mean": None, "std": None, "min": None, "max": None, "olympic_mean": None,
-                "throughput": None, "aggregate": None, "cv": None, "unstable": False}
+        return {
+            "count": 0,
+            "mean": None,
+            "std": None,
+            "min": None,
+            "max": None,
+            "olympic_mean": None,
+            "throughput": None,
+            "aggregate": None,
+            "cv": None,
+            "unstable": False,
+        }
     mean = math.fsum(values) / n
     std = statistics.stdev(values) if n >= 2 else None
     oly = olympic_mean(values)
@@ -62,18 +72,35 @@ def summarize(values: Sequence[float], error_bounds: Sequence[float | None] = ()
     bound = max((e for e in error_bounds if e is not None), default=0.0)
     threshold = max(UNSTABLE_CV, UNSTABLE_BOUND_FACTOR * bound)
     return {
-        "count": n, "mean": mean, "std": std, "min": min(values), "max": max(values), "olympic_mean": oly,
+        "count": n,
+        "mean": mean,
+        "std": std,
+        "min": min(values),
+        "max": max(values),
+        "olympic_mean": oly,
         "throughput": oly if oly is not None else mean,
-        "aggregate": ("single run" if n == 1 else
-                      f"olympic mean of {n} (drops 1 min, 1 max)" if oly is not None else f"mean of {n}"),
-        "cv": cv, "unstable": bool(cv is not None and cv > threshold), "unstable_threshold": threshold,
+        "aggregate": (
+            "single run"
+            if n == 1
+            else f"olympic mean of {n} (drops 1 min, 1 max)"
+            if oly is not None
+            else f"mean of {n}"
+        ),
+        "cv": cv,
+        "unstable": bool(cv is not None and cv > threshold),
+        "unstable_threshold": threshold,
         "error_bound": bound or None,
     }
 
 
-def verdict(measured: float | None, reference: float | None, tolerance: float | None,
-            hardware: str | None = None, reference_hardware: str | None = None,
-            scale: str | None = None) -> tuple[str | None, float | None, str | None]:
+def verdict(
+    measured: float | None,
+    reference: float | None,
+    tolerance: float | None,
+    hardware: str | None = None,
+    reference_hardware: str | None = None,
+    scale: str | None = None,
+) -> tuple[str | None, float | None, str | None]:
     """(verdict, ratio, why n/a). None verdict when nothing was measured."""
     if measured is None:
         return None, None, None

@@ -22,13 +22,45 @@ from ..defaults import TOLERANCE
 from .telemetry import group_figures
 
 #: Columns every run frame has (result.json's fields plus what gather adds), in this order.
-RUN_COLUMNS = ("impl", "label", "hardware", "backend", "status", "throughput", "reason", "error", "window",
-               "window_requested", "images_per_iter", "method", "error_bound", "reference",
-               "reference_hardware", "tolerance", "gpus", "started_at", "finished_at", "submitted_at",
-               "host", "job_id", "run_dir", "repo", "commit", "recipe_hash", "command", "returncode",
-               "log_path", "data", "scale", "stack", "mean_step_time", "provenance", "source", "gpu_model",
-               "driver")
-
+RUN_COLUMNS = (
+    "impl",
+    "label",
+    "hardware",
+    "backend",
+    "status",
+    "throughput",
+    "reason",
+    "error",
+    "window",
+    "window_requested",
+    "images_per_iter",
+    "method",
+    "error_bound",
+    "reference",
+    "reference_hardware",
+    "tolerance",
+    "gpus",
+    "started_at",
+    "finished_at",
+    "submitted_at",
+    "host",
+    "job_id",
+    "run_dir",
+    "repo",
+    "commit",
+    "recipe_hash",
+    "command",
+    "returncode",
+    "log_path",
+    "data",
+    "scale",
+    "stack",
+    "mean_step_time",
+    "provenance",
+    "source",
+    "gpu_model",
+    "driver",
+)
 
 
 class RowStatus(str, Enum):
@@ -235,8 +267,9 @@ class TableRow:
 def _finish(row: dict) -> TableRow:
     """The row's record, with its verdict, ratio and per-GPU figures from its measured figure."""
     r = TableRow(**row)
-    r.verdict, r.ratio, r.verdict_note = stats.verdict(r.throughput, r.reference, r.tolerance, r.hardware,
-                                                       r.reference_hardware, r.scale)
+    r.verdict, r.ratio, r.verdict_note = stats.verdict(
+        r.throughput, r.reference, r.tolerance, r.hardware, r.reference_hardware, r.scale
+    )
     r.per_gpu = r.throughput / r.gpus if r.throughput is not None and r.gpus else None
     ref_gpus = hardware_gpus(r.reference_hardware)
     r.reference_per_gpu = r.reference / ref_gpus if r.reference and ref_gpus else None
@@ -261,25 +294,44 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
         row = _row_base(impl, rows, g)
         row.update(s)
         row.update(
-            hardware=gk[1] if (gk[4] or 1) <= 1 else f"{gk[1]} x {gk[4]} nodes", recipe_hash=gk[2], scale=gk[3],
-            status=RowStatus.OK, reason=None,
-            gpus=_first(r.get("gpus") for r in g), gpu_model=_joined(r.get("gpu_model") for r in g),
-            driver=_joined(r.get("driver") for r in g), commit=_joined(r.get("commit") for r in g),
-            data=_joined(r.get("data") for r in g), method=_joined(r.get("method") for r in g),
+            hardware=gk[1] if (gk[4] or 1) <= 1 else f"{gk[1]} x {gk[4]} nodes",
+            recipe_hash=gk[2],
+            scale=gk[3],
+            status=RowStatus.OK,
+            reason=None,
+            gpus=_first(r.get("gpus") for r in g),
+            gpu_model=_joined(r.get("gpu_model") for r in g),
+            driver=_joined(r.get("driver") for r in g),
+            commit=_joined(r.get("commit") for r in g),
+            data=_joined(r.get("data") for r in g),
+            method=_joined(r.get("method") for r in g),
             stack=_joined(r.get("stack") for r in g),
             finished_at=max((str(r["finished_at"]) for r in g if r.get("finished_at")), default=None),
-            run_dirs=[r.get("run_dir") for r in g], **windows(g), **group_figures(g),
+            run_dirs=[r.get("run_dir") for r in g],
+            **windows(g),
+            **group_figures(g),
         )
         out.append(_finish(row))
     for rec in rest:
         row = _row_base(rec.get("impl") or "?", rows, [rec])
         row.update(stats.summarize([]))
         row.update(
-            hardware=rec.get("hardware"), recipe_hash=rec.get("recipe_hash"), scale=rec.get("scale"),
-            status=RowStatus(rec.get("status") or RowStatus.UNKNOWN), reason=short_reason(rec.get("reason")),
-            gpus=rec.get("gpus"), gpu_model=rec.get("gpu_model"), driver=rec.get("driver"),
-            commit=rec.get("commit"), data=rec.get("data"), method=None, stack=rec.get("stack"),
-            finished_at=rec.get("finished_at"), run_dirs=[rec.get("run_dir")], count=0, **windows([]),
+            hardware=rec.get("hardware"),
+            recipe_hash=rec.get("recipe_hash"),
+            scale=rec.get("scale"),
+            status=RowStatus(rec.get("status") or RowStatus.UNKNOWN),
+            reason=short_reason(rec.get("reason")),
+            gpus=rec.get("gpus"),
+            gpu_model=rec.get("gpu_model"),
+            driver=rec.get("driver"),
+            commit=rec.get("commit"),
+            data=rec.get("data"),
+            method=None,
+            stack=rec.get("stack"),
+            finished_at=rec.get("finished_at"),
+            run_dirs=[rec.get("run_dir")],
+            count=0,
+            **windows([]),
             **group_figures([]),
         )
         out.append(_finish(row))
@@ -288,9 +340,22 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
         if info.reference is not None and impl not in present:
             row = _row_base(impl, rows, [])
             row.update(stats.summarize([]))
-            row.update(hardware=None, recipe_hash=None, scale=None, status=RowStatus.NOT_RUN, reason=None, gpus=None,
-                       gpu_model=None, driver=None, commit=None, data=None, method=None, finished_at=None,
-                       run_dirs=[], **windows([]))
+            row.update(
+                hardware=None,
+                recipe_hash=None,
+                scale=None,
+                status=RowStatus.NOT_RUN,
+                reason=None,
+                gpus=None,
+                gpu_model=None,
+                driver=None,
+                commit=None,
+                data=None,
+                method=None,
+                finished_at=None,
+                run_dirs=[],
+                **windows([]),
+            )
             out.append(_finish(row))
     df = pd.DataFrame.from_records([dataclasses.asdict(r) for r in out])
     if df.empty:
@@ -298,6 +363,7 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
     df["status"] = df["status"].map(str)  # validated as RowStatus above; plain text for pandas' writers
     df["_status"] = df["status"].map(lambda s: STATUS_ORDER.get(str(s), len(STATUS_ORDER)))
     df["_refhw"] = (df["hardware"] != df["reference_hardware"]).astype(int)
-    df = df.sort_values(["order", "impl", "_refhw", "hardware", "_status", "finished_at"],
-                        na_position="last", kind="stable").drop(columns=["_status", "_refhw"])
+    df = df.sort_values(
+        ["order", "impl", "_refhw", "hardware", "_status", "finished_at"], na_position="last", kind="stable"
+    ).drop(columns=["_status", "_refhw"])
     return df.reset_index(drop=True)

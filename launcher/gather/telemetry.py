@@ -10,8 +10,11 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 #: table field -> (column title, decimals)
-COLUMNS = {"gpu_mem_peak_mib": ("GPU mem peak (MiB)", 0), "gpu_power_w": ("GPU power (W)", 0),
-           "energy_j_per_img": ("Energy (J/img)", 1)}
+COLUMNS = {
+    "gpu_mem_peak_mib": ("GPU mem peak (MiB)", 0),
+    "gpu_power_w": ("GPU power (W)", 0),
+    "energy_j_per_img": ("Energy (J/img)", 1),
+}
 
 
 def _num(v: Any) -> float | None:
@@ -25,10 +28,12 @@ def group_figures(runs: Iterable[dict]) -> dict[str, Any]:
     peaks = [p for p in (_num(t.get("memory_used_peak_mib")) for t in tel) if p is not None]
     power = [p for p in (_num(t.get("power_mean_w")) for t in tel) if p is not None]
     energy = [e for e in (_num(t.get("energy_j_per_img")) for t in tel) if e is not None]
-    return {"gpu_mem_peak_mib": max(peaks) if peaks else None,
-            "gpu_power_w": sum(power) / len(power) if power else None,
-            "energy_j_per_img": sum(energy) / len(energy) if energy else None,
-            "telemetry_runs": len(tel)}
+    return {
+        "gpu_mem_peak_mib": max(peaks) if peaks else None,
+        "gpu_power_w": sum(power) / len(power) if power else None,
+        "energy_j_per_img": sum(energy) / len(energy) if energy else None,
+        "telemetry_runs": len(tel),
+    }
 
 
 def cells(row: dict) -> dict[str, str]:

@@ -38,7 +38,6 @@ def _sink(log: Log) -> tuple[Callable[[str], None], Callable[[], None]]:
     if isinstance(log, (str, Path)):
         import io
 
-
         fh = io.TextIOWrapper(io.BufferedWriter(open_append(log)), encoding="utf-8")
         return (lambda s: (fh.write(s + "\n"), fh.flush())), fh.close
     return (lambda s: (log.write(s + "\n"), log.flush())), (lambda: None)
@@ -57,6 +56,7 @@ def _tee(write: Callable[[str], None], close: Callable[[], None], path: Path):
     def close_both() -> None:
         fh.close()
         close()
+
     return both, close_both
 
 
@@ -97,8 +97,15 @@ def build_once(spec: JobSpec, log: Log = None) -> bool:
             for i, step in enumerate(spec.build, 1):
                 write(f"[launcher] build step {i}/{len(spec.build)} in {workdir}: {step}")
                 tail: collections.deque[str] = collections.deque(maxlen=TAIL)
-                proc = subprocess.Popen(["bash", "-c", wrap_command(spec, step)], cwd=workdir, env=env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+                proc = subprocess.Popen(
+                    ["bash", "-c", wrap_command(spec, step)],
+                    cwd=workdir,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    errors="replace",
+                )
                 assert proc.stdout is not None
                 for line in proc.stdout:
                     line = line.rstrip("\n")
@@ -106,13 +113,23 @@ def build_once(spec: JobSpec, log: Log = None) -> bool:
                     write(line)
                 rc = proc.wait()
                 if rc != 0:
-                    raise BuildError(f"build step {i}/{len(spec.build)} `{step}` failed (exit {rc}) in {workdir}; "
-                                     f"last {len(tail)} lines of its output:\n" + "\n".join(tail))
+                    raise BuildError(
+                        f"build step {i}/{len(spec.build)} `{step}` failed (exit {rc}) in {workdir}; "
+                        f"last {len(tail)} lines of its output:\n" + "\n".join(tail)
+                    )
             if is_compiled(spec):
                 compiled.update(after_build(spec, write))  # device code for every target architecture, or raise
-            atomic_write_json(marker, {"recipe_hash": spec.recipe_hash, "steps": list(spec.build),
-                                       "built_at": now_iso(), "host": socket.gethostname(),
-                                       "seconds": round(time.time() - t0, 1), **compiled})
+            atomic_write_json(
+                marker,
+                {
+                    "recipe_hash": spec.recipe_hash,
+                    "steps": list(spec.build),
+                    "built_at": now_iso(),
+                    "host": socket.gethostname(),
+                    "seconds": round(time.time() - t0, 1),
+                    **compiled,
+                },
+            )
             write(f"[launcher] build: done in {time.time() - t0:.1f} s; marker {marker}")
             return True
     finally:

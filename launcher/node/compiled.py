@@ -60,6 +60,7 @@ def cache_of(spec: JobSpec) -> Path:
 
 def build_log_path(spec: JobSpec) -> Path:
     from .build import marker_path
+
     m = marker_path(spec)
     return m.with_name(m.name.replace(".json", ".log"))
 
@@ -76,18 +77,30 @@ def make_command(spec: JobSpec) -> str:
 
 
 def _in_env(spec: JobSpec, env: dict[str, str], line: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-c", wrap_command(spec, line)], cwd=spec.exec_dir, env=env, capture_output=True,
-                          text=True, timeout=600, check=False)
+    return subprocess.run(
+        ["bash", "-c", wrap_command(spec, line)],
+        cwd=spec.exec_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def _torch_info(spec: JobSpec, env: dict[str, str]) -> dict:
-    out = _in_env(spec, env, "python -c 'import json, torch; print(json.dumps({\"torch\": torch.__version__, "
-                             "\"cuda\": torch.version.cuda}))'")
+    out = _in_env(
+        spec,
+        env,
+        'python -c \'import json, torch; print(json.dumps({"torch": torch.__version__, "cuda": torch.version.cuda}))\'',
+    )
     try:
         return json.loads(out.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        raise ToolchainError(f"cannot import torch in {spec.impl}'s environment to read its CUDA version (exit "
-                             f"{out.returncode}): {(out.stdout + out.stderr).strip()[-800:]}") from None
+        raise ToolchainError(
+            f"cannot import torch in {spec.impl}'s environment to read its CUDA version (exit "
+            f"{out.returncode}): {(out.stdout + out.stderr).strip()[-800:]}"
+        ) from None
 
 
 def host_torch_version() -> str | None:
@@ -100,29 +113,42 @@ def host_torch_version() -> str | None:
 def _seed_checks(spec: JobSpec, env: dict[str, str], archs: list[str], write: Callable[[str], None]) -> dict:
     """A row's own (seed) environment: its nvcc and the host gcc against its software.cuda, inside it."""
     want = str(((spec.environment or {}).get("software") or {}).get("cuda") or "")
-    out = _in_env(spec, env, "nvcc --version 2>&1 | tail -2; echo \"@cxx $(${CXX:-c++} -dumpfullversion -dumpversion 2>&1)\"; "
-                             "echo \"@home ${CUDA_HOME:-}\"")
+    out = _in_env(
+        spec,
+        env,
+        'nvcc --version 2>&1 | tail -2; echo "@cxx $(${CXX:-c++} -dumpfullversion -dumpversion 2>&1)"; '
+        'echo "@home ${CUDA_HOME:-}"',
+    )
     text = out.stdout
     from .toolchain import _version_of
+
     nv = _version_of(text)
     cxx = next((ln[5:].strip() for ln in text.splitlines() if ln.startswith("@cxx ")), "")
     problems = []
     if nv is None:
-        problems.append(f"no nvcc in {spec.impl}'s environment: its build compiles CUDA ops; install the CUDA "
-                        f"{want or ''} toolkit into it (docs/cluster.md, 'CUDA 10 toolkit') or set CUDA_HOME")
+        problems.append(
+            f"no nvcc in {spec.impl}'s environment: its build compiles CUDA ops; install the CUDA "
+            f"{want or ''} toolkit into it (docs/cluster.md, 'CUDA 10 toolkit') or set CUDA_HOME"
+        )
     elif want and _version_of(want) and (nv[0], nv[1]) != _version_of(want):
-        problems.append(f"nvcc in {spec.impl}'s environment is CUDA {nv[0]}.{nv[1]} and its stack was built with CUDA "
-                        f"{want}: put the CUDA {want} toolkit first on PATH (and CUDA_HOME)")
+        problems.append(
+            f"nvcc in {spec.impl}'s environment is CUDA {nv[0]}.{nv[1]} and its stack was built with CUDA "
+            f"{want}: put the CUDA {want} toolkit first on PATH (and CUDA_HOME)"
+        )
     if nv is not None:
         low, high = gcc_range(Toolkit(home=Path("/nonexistent"), nvcc=Path("nvcc"), version=nv, source="env"))
         gv = _version_of(cxx)
         if gv is None:
-            problems.append(f"no host C++ compiler in {spec.impl}'s environment ({cxx!r}): nvcc {nv[0]}.{nv[1]} needs "
-                            f"gcc {low}-{high}")
+            problems.append(
+                f"no host C++ compiler in {spec.impl}'s environment ({cxx!r}): nvcc {nv[0]}.{nv[1]} needs "
+                f"gcc {low}-{high}"
+            )
         elif gv[0] < low or (high is not None and gv[0] > high):
-            problems.append(f"the host compiler is gcc {cxx} and CUDA {nv[0]}.{nv[1]}'s nvcc accepts gcc {low} to "
-                            f"{high}: load a gcc in that range (`module load gcc/{high}`, or conda's gxx_linux-64="
-                            f"{high}) and set CXX/CC to it")
+            problems.append(
+                f"the host compiler is gcc {cxx} and CUDA {nv[0]}.{nv[1]}'s nvcc accepts gcc {low} to "
+                f"{high}: load a gcc in that range (`module load gcc/{high}`, or conda's gxx_linux-64="
+                f"{high}) and set CXX/CC to it"
+            )
     if problems:
         raise ToolchainError("the toolchain cannot build this row's CUDA ops:\n  " + "\n  ".join(problems))
     if archs:
@@ -138,25 +164,37 @@ def before_build(spec: JobSpec, env: dict[str, str], write: Callable[[str], None
         return _seed_checks(spec, env, archs, write) if archs else {"archs": []}
     info: dict = {"archs": archs, "torch": host_torch_version()}
     if not archs:
-        write(f"[launcher] build: {spec.impl} for CPU (hardware {spec.hardware} has no compute_capability): "
-              "its extensions get no device code")
+        write(
+            f"[launcher] build: {spec.impl} for CPU (hardware {spec.hardware} has no compute_capability): "
+            "its extensions get no device code"
+        )
         env["FORCE_CUDA"] = "0"
         env["CUDA_VISIBLE_DEVICES"] = ""
         return info
     fw = _torch_info(spec, env)
     toolkit = resolve_toolkit(spec.cuda_toolkit, fw.get("cuda"), cache_of(spec), write, env)
     from .toolchain import host_compiler
+
     compiler = host_compiler(env)
     problems = toolchain_problems(toolkit, fw.get("cuda"), compiler)
     if problems:
-        raise ToolchainError(f"the toolchain cannot build {spec.impl}'s CUDA extensions for "
-                             f"{', '.join('sm_' + a.replace('.', '') for a in archs)}:\n  " + "\n  ".join(problems))
+        raise ToolchainError(
+            f"the toolchain cannot build {spec.impl}'s CUDA extensions for "
+            f"{', '.join('sm_' + a.replace('.', '') for a in archs)}:\n  " + "\n  ".join(problems)
+        )
     env.update(build_environ(toolkit, archs))
-    write(f"[launcher] toolchain: {toolkit.describe()}; torch {fw.get('torch')} (CUDA {fw.get('cuda')}); host "
-          f"compiler {compiler[0]} ({compiler[2]} {'.'.join(map(str, compiler[1] or ()))}); "
-          f"TORCH_CUDA_ARCH_LIST={env['TORCH_CUDA_ARCH_LIST']}" + (f", MAX_JOBS={env['MAX_JOBS']}" if env.get("MAX_JOBS") else ""))
-    info.update(cuda=toolkit.version_text, toolkit=toolkit.describe(), framework_cuda=fw.get("cuda"),
-                host_compiler=f"{compiler[2]} {'.'.join(map(str, compiler[1] or ()))}")
+    write(
+        f"[launcher] toolchain: {toolkit.describe()}; torch {fw.get('torch')} (CUDA {fw.get('cuda')}); host "
+        f"compiler {compiler[0]} ({compiler[2]} {'.'.join(map(str, compiler[1] or ()))}); "
+        f"TORCH_CUDA_ARCH_LIST={env['TORCH_CUDA_ARCH_LIST']}"
+        + (f", MAX_JOBS={env['MAX_JOBS']}" if env.get("MAX_JOBS") else "")
+    )
+    info.update(
+        cuda=toolkit.version_text,
+        toolkit=toolkit.describe(),
+        framework_cuda=fw.get("cuda"),
+        host_compiler=f"{compiler[2]} {'.'.join(map(str, compiler[1] or ()))}",
+    )
     return info
 
 
@@ -180,6 +218,7 @@ def built_problems(spec: JobSpec) -> str | None:
         return None
     from .build import marker_path
     from .venv import managed_venv_path, venv_state
+
     how = f"build it where the network is (a login node), into the same cache_dir: {make_command(spec)}"
     state = venv_state(spec)
     if state != "ok":
@@ -193,10 +232,11 @@ def built_problems(spec: JobSpec) -> str | None:
         return f"recipe {(spec.recipe_hash or '')[:16]} of {spec.impl} is not built ({marker} is missing): {how}"
     archs = cuda_archs(spec)
     if is_compiled(spec) and data.get("archs") is not None and data.get("archs") != archs:
-        return (f"{spec.impl} was built for {data.get('archs') or 'CPU'} and hardware {spec.hardware} needs "
-                f"{archs or 'CPU'}: {how}")
+        return (
+            f"{spec.impl} was built for {data.get('archs') or 'CPU'} and hardware {spec.hardware} needs "
+            f"{archs or 'CPU'}: {how}"
+        )
     torch_now = host_torch_version()
     if data.get("torch") and torch_now and data["torch"] != torch_now:
         return f"{spec.impl} was built against torch {data['torch']} and this Python has torch {torch_now}: {how}"
     return None
-

@@ -50,8 +50,15 @@ def bind_paths(spec: JobSpec) -> list[str]:
     paths and (for repo-less rows) the launcher's jobs/ dir.  Nested paths are folded into their parent."""
     cands: list[str] = []
     ds = spec.dataset or {}
-    for p in (spec.checkout_dir, spec.run_dir, spec.sweep_dir, spec.data_root, ds.get("stage_dir"),
-              ds.get("coco2014_root"), spec.weights_dir if spec.weights else None):
+    for p in (
+        spec.checkout_dir,
+        spec.run_dir,
+        spec.sweep_dir,
+        spec.data_root,
+        ds.get("stage_dir"),
+        ds.get("coco2014_root"),
+        spec.weights_dir if spec.weights else None,
+    ):
         if p:
             cands.append(str(Path(p)))
     for p in (spec.paths or {}).values():
@@ -94,9 +101,12 @@ class Venv(Environment):
     def describe(self) -> str:
         if (self.spec.environment or {}).get("managed"):
             reqs = (self.spec.environment or {}).get("requirements") or []
-            sees = " that sees the launcher's packages" if (self.spec.environment or {}).get("host_packages", True) else ""
-            return (f"launcher-managed venv {self.path}{sees}, made once per recipe before the build"
-                    + (f" with {' '.join(reqs)}" if reqs else ""))
+            sees = (
+                " that sees the launcher's packages" if (self.spec.environment or {}).get("host_packages", True) else ""
+            )
+            return f"launcher-managed venv {self.path}{sees}, made once per recipe before the build" + (
+                f" with {' '.join(reqs)}" if reqs else ""
+            )
         return f"Python virtual environment {self.path}"
 
 
@@ -147,7 +157,9 @@ def environment_for(spec: JobSpec) -> Environment:
     path = env.get("path")
     if env.get("managed"):
         if kind != "venv":
-            raise EnvironmentSpecError(f"impl.environment.managed=true for {spec.impl} needs kind=venv (it is {kind!r})")
+            raise EnvironmentSpecError(
+                f"impl.environment.managed=true for {spec.impl} needs kind=venv (it is {kind!r})"
+            )
         where = managed_venv_path(spec)
         path = str(where) if where else "<managed venv: made beside the prepared tree>"
     if kind not in ("host", "launcher") and not path:
@@ -155,7 +167,9 @@ def environment_for(spec: JobSpec) -> Environment:
         raise EnvironmentSpecError(f"impl.environment.kind={kind} for {spec.impl} needs impl.environment.path ({what})")
     runtime = env.get("runtime") or "apptainer"
     if kind == "container" and runtime not in RUNTIMES:
-        raise EnvironmentSpecError(f"impl.environment.runtime={runtime!r} for {spec.impl}; use one of {', '.join(RUNTIMES)}")
+        raise EnvironmentSpecError(
+            f"impl.environment.runtime={runtime!r} for {spec.impl}; use one of {', '.join(RUNTIMES)}"
+        )
     return _CLASSES[kind](spec=spec, kind=kind, path=path, runtime=runtime)
 
 
@@ -187,13 +201,20 @@ def environment_problems(spec: JobSpec) -> list[str]:
     problems = []
     managed = bool((spec.environment or {}).get("managed"))  # made on the node by build_once
     recipe = f"jobs/{spec.impl}/{(spec.environment or {}).get('recipe') or 'environment.yml'}"
-    make = (f"make it on a host with internet: python -m launcher.env create impl={spec.impl} ({recipe})"
-            if (spec.environment or {}).get("create") else f"build it from {recipe}")
+    make = (
+        f"make it on a host with internet: python -m launcher.env create impl={spec.impl} ({recipe})"
+        if (spec.environment or {}).get("create")
+        else f"build it from {recipe}"
+    )
     if env.kind == "venv" and not managed and not (Path(env.path) / "bin" / "activate").is_file():
         problems.append(f"environment: venv {env.path} has no bin/activate ({make}, or fix impl.environment.path)")
     if env.kind == "conda" and "/" in env.path and not (Path(env.path) / "conda-meta").is_dir():
-        problems.append(f"environment: conda prefix {env.path} does not exist (no conda-meta/): {make}, or point "
-                        f"impl.environment.path at yours (impl.environment.kind=host runs on the node's own software)")
+        problems.append(
+            f"environment: conda prefix {env.path} does not exist (no conda-meta/): {make}, or point "
+            f"impl.environment.path at yours (impl.environment.kind=host runs on the node's own software)"
+        )
     if env.kind == "container" and env.runtime != "pyxis" and "://" not in env.path and not Path(env.path).exists():
-        problems.append(f"environment: container image {env.path} does not exist ({make}, or fix impl.environment.path)")
+        problems.append(
+            f"environment: container image {env.path} does not exist ({make}, or fix impl.environment.path)"
+        )
     return problems

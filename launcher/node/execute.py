@@ -42,8 +42,15 @@ LOG_UNWRITABLE = "log unwritable"
 class Execution:
     """One running command. `stop(reason)` ends its whole process group (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, script: str, cwd: str | Path, env: dict[str, str], log_path: str | Path,
-                 echo: TextIO | None = None, tail_lines: int = 40):
+    def __init__(
+        self,
+        script: str,
+        cwd: str | Path,
+        env: dict[str, str],
+        log_path: str | Path,
+        echo: TextIO | None = None,
+        tail_lines: int = 40,
+    ):
         self.script, self.cwd, self.log_path = script, Path(cwd), Path(log_path)
         self.env = env
         self.echo = echo
@@ -56,9 +63,15 @@ class Execution:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
 
         self._log = open_append(self.log_path)
-        self.proc = subprocess.Popen(["bash", "-c", self.script], cwd=self.cwd, env=self.env,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            ["bash", "-c", self.script],
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self._watchdog = watch_group(self.proc.pid, KILL_GRACE_S)  # the command dies with us, even by SIGKILL
         self._t0 = time.monotonic()
         self._reader = threading.Thread(target=self._pump, daemon=True)
@@ -103,8 +116,9 @@ class Execution:
             return
         stop_group(proc.pid, KILL_GRACE_S, lambda: proc.poll() is not None, background=True)
 
-    def wait(self, timeout_s: float | None = None, poll: Callable[[], bool] | None = None,
-             poll_every_s: float = 5.0) -> ExecResult:
+    def wait(
+        self, timeout_s: float | None = None, poll: Callable[[], bool] | None = None, poll_every_s: float = 5.0
+    ) -> ExecResult:
         """Wait for the end; `poll()` returning True (checked every `poll_every_s`) stops the command early."""
         assert self.proc is not None
         deadline = None if timeout_s is None else self._t0 + timeout_s

@@ -19,8 +19,9 @@ def probe(fw):
             out["framework_version"] = torch.__version__
             out["cuda_version"] = torch.version.cuda
             try:
-                out["cudnn_version"] = (str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available()
-                                        else None)
+                out["cudnn_version"] = (
+                    str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else None
+                )
             except Exception:
                 pass
             try:

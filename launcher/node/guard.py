@@ -36,10 +36,12 @@ def clock_refusal(m, run_s: float | None) -> str | None:
     shortest = window_s * (1.0 - min(float(m.error_bound or 0.0), 0.5))  # the log's rounding, in its favour
     if shortest <= run_s + CLOCK_SLACK_S:
         return None
-    return (f"the log says iterations {m.window[0] + 1}..{m.window[1]} took {window_s:.1f} s, but the command ran "
-            f"only {run_s:.1f} s by this node's monotonic clock: the log's clock jumped during the run (an NTP step, "
-            "a suspended machine, a clock set by hand) or the log is not this run's own. No figure is given; "
-            "run the row again (and check the node's clock: timedatectl, chronyc tracking)")
+    return (
+        f"the log says iterations {m.window[0] + 1}..{m.window[1]} took {window_s:.1f} s, but the command ran "
+        f"only {run_s:.1f} s by this node's monotonic clock: the log's clock jumped during the run (an NTP step, "
+        "a suspended machine, a clock set by hand) or the log is not this run's own. No figure is given; "
+        "run the row again (and check the node's clock: timedatectl, chronyc tracking)"
+    )
 
 
 def simulated_clock(train_log: Path) -> bool:
@@ -61,16 +63,26 @@ def unreadable_spec_result(run_dir: str | os.PathLike, error: Exception) -> str:
     run_dir = Path(run_dir).resolve()
     path = run_dir / SPEC_FILE
     try:
-        text = path.read_bytes()[:1 << 20].decode("utf-8", "replace")
+        text = path.read_bytes()[: 1 << 20].decode("utf-8", "replace")
     except OSError:
         text = ""
-    message = (f"{path} cannot be read as a job spec ({type(error).__name__}: {error}); it is truncated or was "
-               "edited. The node ran nothing. Plan the row again (python -m launcher ... with a new run dir, or "
-               "rerun=failed), which writes a whole spec.json")
-    result = Result(impl=_salvage(text, "impl") or "unknown", hardware=_salvage(text, "hardware") or "unknown",
-                    backend=_salvage(text, "backend") or "unknown", status="failed", error=message,
-                    label=_salvage(text, "label") or "", run_dir=str(run_dir), started_at=now_iso(),
-                    finished_at=now_iso(), host=socket.gethostname())
+    message = (
+        f"{path} cannot be read as a job spec ({type(error).__name__}: {error}); it is truncated or was "
+        "edited. The node ran nothing. Plan the row again (python -m launcher ... with a new run dir, or "
+        "rerun=failed), which writes a whole spec.json"
+    )
+    result = Result(
+        impl=_salvage(text, "impl") or "unknown",
+        hardware=_salvage(text, "hardware") or "unknown",
+        backend=_salvage(text, "backend") or "unknown",
+        status="failed",
+        error=message,
+        label=_salvage(text, "label") or "",
+        run_dir=str(run_dir),
+        started_at=now_iso(),
+        finished_at=now_iso(),
+        host=socket.gethostname(),
+    )
     try:
         set_aside(run_dir, RESULT_FILE)
         write_result(run_dir, result)

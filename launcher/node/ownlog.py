@@ -51,14 +51,17 @@ def measure(spec: JobSpec, since: "RunStart | None" = None):
     if since is not None:
         mtime = path.stat().st_mtime
         if mtime < since.file_clock:
-            raise OldLogFile(f"{path} was last written at {_iso(mtime)}, before this run started at "
-                             f"{_iso(since.file_clock)}: it is an older run's log, and this run wrote nothing to it. "
-                             "Give each run its own output directory (the row's output option pointed into the "
-                             "run dir), or move the old log aside before the run starts")
+            raise OldLogFile(
+                f"{path} was last written at {_iso(mtime)}, before this run started at "
+                f"{_iso(since.file_clock)}: it is an older run's log, and this run wrote nothing to it. "
+                "Give each run its own output directory (the row's output option pointed into the "
+                "run dir), or move the old log aside before the run starts"
+            )
         not_before = datetime.fromtimestamp(since.wall_clock, timezone.utc)
     text = parse.read_log(path)
-    return parse.get_parser(spec.log_format).measure(text, tuple(spec.window), spec.images_per_iter,
-                                                     not_before=not_before)
+    return parse.get_parser(spec.log_format).measure(
+        text, tuple(spec.window), spec.images_per_iter, not_before=not_before
+    )
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,11 @@ def set_aside_own_logs(spec: JobSpec) -> list[Path]:
         pattern = spec.log_path if os.path.isabs(spec.log_path) else str(spec.exec_dir / spec.log_path)
         for match in glob.glob(pattern):
             path = Path(match).resolve()
-            if run_dir in path.parents and path.is_file() and path.name != TRAIN_LOG \
-                    and not path.name.endswith(".previous"):
+            if (
+                run_dir in path.parents
+                and path.is_file()
+                and path.name != TRAIN_LOG
+                and not path.name.endswith(".previous")
+            ):
                 moved.append(set_aside(path.parent, path.name))
     return [m for m in moved if m is not None]

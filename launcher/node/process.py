@@ -41,8 +41,15 @@ def group_alive(pgid: int) -> bool:
         return True
 
 
-def stop_group(pgid: int, grace_s: float, done: Callable[[], bool] | None = None, *,
-               kill_wait_s: float = 0.0, background: bool = False, poll_s: float = 0.2) -> None:
+def stop_group(
+    pgid: int,
+    grace_s: float,
+    done: Callable[[], bool] | None = None,
+    *,
+    kill_wait_s: float = 0.0,
+    background: bool = False,
+    poll_s: float = 0.2,
+) -> None:
     """SIGTERM the process group `pgid`; SIGKILL it if `done()` is not true within `grace_s`.
 
     `done` defaults to "the group is gone"; pass `lambda: proc.poll() is not None` when the leader's
@@ -78,9 +85,14 @@ def watch_group(pgid: int, grace_s: float) -> subprocess.Popen:
     """A watchdog that ends the process group `pgid` (TERM, then KILL after `grace_s`) if this process dies
     first: a launcher killed with SIGKILL cannot stop its command, and a command in its own session would
     otherwise live on under PID 1. Kill the watchdog (`.kill()`) once the group has ended normally."""
-    return subprocess.Popen([sys.executable, "-I", "-c", _WATCHDOG, str(os.getpid()), str(pgid), str(grace_s)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            close_fds=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-I", "-c", _WATCHDOG, str(os.getpid()), str(pgid), str(grace_s)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        close_fds=True,
+        start_new_session=True,
+    )
 
 
 def _wait(done: Callable[[], bool], timeout_s: float, poll_s: float) -> bool:

@@ -32,9 +32,18 @@ SCHEMA = 1
 
 #: Environment variables that name the devices, the container or the Python environment (the scheduler's
 #: come from the backend: SCHEDULER_ENV_VAR).
-CONTAINER_ENV = ("CUDA_VISIBLE_DEVICES", "APPTAINER_CONTAINER", "SINGULARITY_CONTAINER", "ENROOT_ROOTFS", "PYXIS_CONTAINER_IMAGE",
-                 "NVIDIA_PYTORCH_VERSION", "NVIDIA_TENSORFLOW_VERSION", "CONDA_PREFIX",
-                 "CONDA_DEFAULT_ENV", "VIRTUAL_ENV")
+CONTAINER_ENV = (
+    "CUDA_VISIBLE_DEVICES",
+    "APPTAINER_CONTAINER",
+    "SINGULARITY_CONTAINER",
+    "ENROOT_ROOTFS",
+    "PYXIS_CONTAINER_IMAGE",
+    "NVIDIA_PYTORCH_VERSION",
+    "NVIDIA_TENSORFLOW_VERSION",
+    "CONDA_PREFIX",
+    "CONDA_DEFAULT_ENV",
+    "VIRTUAL_ENV",
+)
 
 # launcher/node/framework_probe.py, sent as `python -c <its text> FRAMEWORK` to the row's own Python.
 _PROBE = (Path(__file__).parent / "framework_probe.py").read_text(encoding="utf-8")
@@ -93,8 +102,11 @@ def _nvidia_smi() -> dict[str, Any]:
 
 def _cpu() -> dict[str, Any]:
     """CPU model, sockets and cores from /proc/cpuinfo (Linux), else `platform`."""
-    out: dict[str, Any] = {"host_processor_model_name": None, "host_processors_per_node": None,
-                           "host_processor_core_count": None}
+    out: dict[str, Any] = {
+        "host_processor_model_name": None,
+        "host_processors_per_node": None,
+        "host_processor_core_count": None,
+    }
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
@@ -120,7 +132,7 @@ def _cpu() -> dict[str, Any]:
 def _memory() -> str | None:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
-            return f"{int(line.split()[1]) / 1024 ** 2:.1f} GB"
+            return f"{int(line.split()[1]) / 1024**2:.1f} GB"
     return None
 
 
@@ -166,8 +178,9 @@ def _get(spec: Any, name: str) -> Any:
     return getattr(spec, name, None)
 
 
-def capture(spec: Any = None, *, python: str | None = None, probe: bool = True,
-            probe_timeout: float = 60) -> dict[str, Any]:
+def capture(
+    spec: Any = None, *, python: str | None = None, probe: bool = True, probe_timeout: float = 60
+) -> dict[str, Any]:
     """Describe this machine and job; `spec` (a JobSpec or its dict, or None) adds row, commit and recipe.
 
     Never raises: each probe that fails leaves its field None. `probe=False` skips the framework
@@ -207,8 +220,10 @@ def capture(spec: Any = None, *, python: str | None = None, probe: bool = True,
         "commit": _get(spec, "commit_full") or _get(spec, "commit"),
         "recipe_hash": _get(spec, "recipe_hash"),
         "launcher_version": None,
-        "env": {**_safe(lambda: dict(json.loads(environ[SCHEDULER_ENV_VAR])), {}),
-                **{k: environ[k] for k in CONTAINER_ENV if k in environ}},
+        "env": {
+            **_safe(lambda: dict(json.loads(environ[SCHEDULER_ENV_VAR])), {}),
+            **{k: environ[k] for k in CONTAINER_ENV if k in environ},
+        },
     }
     prov.update(_safe(_cpu, {}))
     prov.update(_safe(_nvidia_smi, {}))
@@ -225,8 +240,9 @@ def capture(spec: Any = None, *, python: str | None = None, probe: bool = True,
             prov["python_version"] = found["python_version"]  # the row's Python, not the launcher's
             prov["python_executable"] = found.get("python_executable")
     if framework_name:
-        prov["framework"] = f"{framework_name} {prov['framework_version']}" if prov["framework_version"] \
-            else framework_name
+        prov["framework"] = (
+            f"{framework_name} {prov['framework_version']}" if prov["framework_version"] else framework_name
+        )
     return prov
 
 
@@ -247,8 +263,11 @@ def _add_environment(prov: dict[str, Any], env_cfg: Any, environ: Any) -> None:
             prov["container_image"] = environ[key]
     if prov["environment"] is None:
         seen = environ.get("VIRTUAL_ENV") or environ.get("CONDA_PREFIX")
-        prov["environment"] = {"kind": "venv" if environ.get("VIRTUAL_ENV") else "conda", "path": seen} if seen \
+        prov["environment"] = (
+            {"kind": "venv" if environ.get("VIRTUAL_ENV") else "conda", "path": seen}
+            if seen
             else {"kind": "host", "path": sys.prefix}
+        )
 
 
 def write(run_dir: str | os.PathLike, prov: dict[str, Any]) -> Path:

@@ -26,8 +26,23 @@ from typing import Iterator, TextIO
 from .. import lease, parse
 from ..localcancel import cancel_requested
 from .guard import clock_refusal, simulated_clock, unreadable_spec_result
-from ..rundir import (JOB_ID_VAR, JOB_SCRIPT, PROVENANCE_FILE, RESULT_FILE, SPEC_FILE, STATUS_FILE, TRAIN_LOG, Result,
-                      atomic_write_json, now_iso, release_space, reserve_space, set_aside, write_result, write_status)
+from ..rundir import (
+    JOB_ID_VAR,
+    JOB_SCRIPT,
+    PROVENANCE_FILE,
+    RESULT_FILE,
+    SPEC_FILE,
+    STATUS_FILE,
+    TRAIN_LOG,
+    Result,
+    atomic_write_json,
+    now_iso,
+    release_space,
+    reserve_space,
+    set_aside,
+    write_result,
+    write_status,
+)
 from ..safeio import write_new_text
 from ..span import SpanError, leader_setup, main_peer_or_leader, mark_done, watch_in_background
 from ..spec import JobSpec
@@ -91,8 +106,11 @@ def _build(spec: JobSpec, echo: TextIO | None) -> None:
         if (why := built_problems(spec)) is not None:
             raise NotBuilt(why)
         if echo is not None:
-            print(f"[launcher] build: done on the submit host for recipe {(spec.recipe_hash or '')[:16]}", file=echo,
-                  flush=True)
+            print(
+                f"[launcher] build: done on the submit host for recipe {(spec.recipe_hash or '')[:16]}",
+                file=echo,
+                flush=True,
+            )
         return
     if spec.build:
         build_once(spec, echo)
@@ -158,8 +176,9 @@ class NodeRun:
         except lease.LeaseHeld as e:
             raise RunDirBusy(str(e)) from None
         set_aside(self.run_dir, RESULT_FILE)  # a result already here (a repeated submission) is kept, not overwritten
-        write_status(self.run_dir, "running", started_at=self.started, host=self.host, pid=os.getpid(),
-                     job_id=self.job_id)
+        write_status(
+            self.run_dir, "running", started_at=self.started, host=self.host, pid=os.getpid(), job_id=self.job_id
+        )
         self.since = RunStart.now(self.run_dir / STATUS_FILE)
         reserve_space(self.run_dir)  # a command that fills the disk still leaves room for the result
         with self._signals_stop_the_command():
@@ -168,7 +187,9 @@ class NodeRun:
             except ResultNotWritten:
                 raise
             except Exception as e:  # a bug of ours must still leave a row behind
-                return self.finish("failed", error=f"launcher error on the node: {e!r}\n{traceback.format_exc()[-2000:]}")
+                return self.finish(
+                    "failed", error=f"launcher error on the node: {e!r}\n{traceback.format_exc()[-2000:]}"
+                )
 
     def finish(self, status: str, **fields) -> Result:
         """Write the row's result.json (and the final marker): the run ends here, whatever happened."""
@@ -180,11 +201,20 @@ class NodeRun:
             fields["telemetry"] = self.sampler.reduce(None)  # stops it; no window: the samples stay in their files
         if self.span_lost and status in ("cancelled", "incomplete", "failed"):  # its end came from the lost node
             rest = (fields.get("error") or "").split("\n", 1)
-            status, fields["error"] = "failed", (f"{self.span_lost}; the row's command was stopped then"
-                                                 + (f"\n{rest[1]}" if len(rest) > 1 else ""))
+            status, fields["error"] = (
+                "failed",
+                (f"{self.span_lost}; the row's command was stopped then" + (f"\n{rest[1]}" if len(rest) > 1 else "")),
+            )
         hosts = self.span[1].hosts() if self.span else [self.host]
-        result = Result.for_spec(self.spec, status, started_at=self.started, host=self.host, job_id=self.job_id,
-                                 hosts=hosts, **{**self.fields, **fields})
+        result = Result.for_spec(
+            self.spec,
+            status,
+            started_at=self.started,
+            host=self.host,
+            job_id=self.job_id,
+            hosts=hosts,
+            **{**self.fields, **fields},
+        )
         release_space(self.run_dir)
         set_aside(self.run_dir, RESULT_FILE)  # never overwritten without being kept (another writer's, say)
         try:
@@ -194,11 +224,12 @@ class NodeRun:
             try:
                 write_result(self.run_dir, short)
             except OSError:
-                raise ResultNotWritten(f"cannot write {self.run_dir / RESULT_FILE}: {e.strerror or e}; the row "
-                                       f"ended {status}: {_first_line(result.error)}") from e
+                raise ResultNotWritten(
+                    f"cannot write {self.run_dir / RESULT_FILE}: {e.strerror or e}; the row "
+                    f"ended {status}: {_first_line(result.error)}"
+                ) from e
         try:
-            write_status(self.run_dir, status, started_at=self.started, finished_at=result.finished_at,
-                         host=self.host)
+            write_status(self.run_dir, status, started_at=self.started, finished_at=result.finished_at, host=self.host)
         except OSError:
             pass  # the result is what counts; a stale `running` marker reads as failed once this process is gone
         if self.span:
@@ -222,7 +253,9 @@ class NodeRun:
             if self.execution is not None:
                 self.execution.stop(f"received {name}")
 
-        sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) + ((signal.SIGUSR2,) if hasattr(signal, "SIGUSR2") else ())
+        sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) + (
+            (signal.SIGUSR2,) if hasattr(signal, "SIGUSR2") else ()
+        )
         old_handlers = {}
         try:
             for s in sigs:
@@ -243,9 +276,12 @@ class NodeRun:
         self.snapshot = ProvenanceSnapshot(spec, run_dir / PROVENANCE_FILE).start()
         self.fields["provenance"] = self.snapshot.result
         if spec.repo and not (spec.checkout_dir and Path(spec.checkout_dir).is_dir()):
-            return self.finish("failed", error=f"prepared work tree {spec.checkout_dir!r} is missing on {self.host}: "
-                                               "prepare runs on the submit host; put cache_dir on a filesystem the "
-                                               "nodes share")
+            return self.finish(
+                "failed",
+                error=f"prepared work tree {spec.checkout_dir!r} is missing on {self.host}: "
+                "prepare runs on the submit host; put cache_dir on a filesystem the "
+                "nodes share",
+            )
         managed = bool((spec.environment or {}).get("managed"))  # a venv the build makes (another stack's)
         if not managed and (refused := self._check_software()):
             return refused
@@ -266,14 +302,16 @@ class NodeRun:
             return refused
         set_aside_own_logs(spec)
         self.sampler = telemetry.start(run_dir)
-        self.execution = Execution(script, spec.exec_dir, {**command_environ(spec), **self.span_env}, run_dir / TRAIN_LOG,
-                                   echo=self.echo).start()
+        self.execution = Execution(
+            script, spec.exec_dir, {**command_environ(spec), **self.span_env}, run_dir / TRAIN_LOG, echo=self.echo
+        ).start()
         if self.sampler is not None:
             self.sampler.watch(self.execution.proc.pid)  # the command's process group (start_new_session)
         if self.received:  # a signal that came while the command was being started had nothing to stop yet
             self.execution.stop(f"received {self.received[0]}")
-        res = self.execution.wait(timeout_s=spec.time_limit_min * 60.0,
-                                  poll=self._covered if spec.stop_when_covered else None)
+        res = self.execution.wait(
+            timeout_s=spec.time_limit_min * 60.0, poll=self._covered if spec.stop_when_covered else None
+        )
         self.fields.update(returncode=res.returncode, log_path=str(log_file(spec)), data=_data_kind(spec))
         return self._outcome(res)
 
@@ -320,25 +358,40 @@ class NodeRun:
         """How the command ended, as the row's result: cancelled, timeout, failed, incomplete or ok."""
         spec = self.spec
         if res.write_error:
-            return self.finish("failed", error=f"the command's output could not be written ({res.write_error}), so "
-                                                f"the command was stopped after {res.elapsed_s:.0f} s: free space on "
-                                                "that file system, or put the outputs where there is room. Last "
-                                                f"output:\n{res.tail[-2000:]}")
+            return self.finish(
+                "failed",
+                error=f"the command's output could not be written ({res.write_error}), so "
+                f"the command was stopped after {res.elapsed_s:.0f} s: free space on "
+                "that file system, or put the outputs where there is room. Last "
+                f"output:\n{res.tail[-2000:]}",
+            )
         if res.returncode is not None and res.returncode < 0 and not (res.stopped_early or res.timed_out):
             time.sleep(0.5)  # a scheduler signals every process of the job: let our own handler record it too
         killed_by = _signal_name(-res.returncode) if res.returncode is not None and res.returncode < 0 else None
-        if killed_by in ("SIGTERM", "SIGINT", "SIGHUP") and not (res.stopped_early or res.timed_out) \
-                and not self.received:
+        if (
+            killed_by in ("SIGTERM", "SIGINT", "SIGHUP")
+            and not (res.stopped_early or res.timed_out)
+            and not self.received
+        ):
             self.received.append(f"{killed_by} to the command")
         if res.cancelled or self.received:
-            return self.finish("cancelled", error=f"cancelled ({', '.join(self.received) or 'stopped'}) after "
-                                                  f"{res.elapsed_s:.0f} s; last output:\n{res.tail[-2000:]}")
+            return self.finish(
+                "cancelled",
+                error=f"cancelled ({', '.join(self.received) or 'stopped'}) after "
+                f"{res.elapsed_s:.0f} s; last output:\n{res.tail[-2000:]}",
+            )
         if res.timed_out:
-            return self.finish("timeout", error=f"time limit of {spec.time_limit_min} min reached before the run "
-                                                f"ended; raise hardware.time_limit_min. Last output:\n{res.tail[-2000:]}")
+            return self.finish(
+                "timeout",
+                error=f"time limit of {spec.time_limit_min} min reached before the run "
+                f"ended; raise hardware.time_limit_min. Last output:\n{res.tail[-2000:]}",
+            )
         if res.returncode != 0 and not res.stopped_early:
-            how = (f"was killed by {killed_by}" + (" (out of memory?)" if killed_by == "SIGKILL" else "")
-                   if killed_by else f"exited with status {res.returncode}")
+            how = (
+                f"was killed by {killed_by}" + (" (out of memory?)" if killed_by == "SIGKILL" else "")
+                if killed_by
+                else f"exited with status {res.returncode}"
+            )
             last = res.tail.strip().splitlines()[-1] if res.tail.strip() else "(no output)"
             return self.finish("failed", error=f"command {how}: {last}\nlast output:\n{res.tail[-2000:]}")
         try:
@@ -354,9 +407,15 @@ class NodeRun:
             method += f"; STAND-IN SIMULATED CLOCK: {refused.split(':')[0]} (its times were simulated, not spent)"
         elif refused:
             return self.finish("failed", error=refused)
-        return self.finish("ok", throughput=m.throughput, window=list(m.window), method=method,
-                           error_bound=m.error_bound, mean_step_time=m.mean_step_time,
-                           telemetry=self.sampler.reduce(m, spec) if self.sampler else {})
+        return self.finish(
+            "ok",
+            throughput=m.throughput,
+            window=list(m.window),
+            method=method,
+            error_bound=m.error_bound,
+            mean_step_time=m.mean_step_time,
+            telemetry=self.sampler.reduce(m, spec) if self.sampler else {},
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -365,7 +424,10 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m launcher.node RUN_DIR  (a run directory holding spec.json)", file=sys.stderr)
         return 2
     if not (Path(argv[0]) / SPEC_FILE).is_file():
-        print(f"launcher.node: {argv[0]} holds no {SPEC_FILE}; plan the run with python -m launcher first", file=sys.stderr)
+        print(
+            f"launcher.node: {argv[0]} holds no {SPEC_FILE}; plan the run with python -m launcher first",
+            file=sys.stderr,
+        )
         return 2
     try:
         JobSpec.load(argv[0])

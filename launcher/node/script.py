@@ -28,8 +28,10 @@ def data_setup_lines(spec: JobSpec) -> list[str]:
     base = "" if not spec.checkout_dir else f"{shlex.quote(str(Path(spec.checkout_dir)))}/"
     q = shlex.quote(base + link)
     refusal = shlex.quote(f"{link} in the work tree is not a link; the data step links it to {ds['root']}")
-    return [f"mkdir -p \"$(dirname {q})\" && {{ test ! -e {q} -o -L {q} || {{ echo {refusal} >&2; exit 2; }}; }} && "
-            f"ln -sfn {shlex.quote(ds['root'])} {q}"]
+    return [
+        f'mkdir -p "$(dirname {q})" && {{ test ! -e {q} -o -L {q} || {{ echo {refusal} >&2; exit 2; }}; }} && '
+        f"ln -sfn {shlex.quote(ds['root'])} {q}"
+    ]
 
 
 def work_dir_text(spec: JobSpec) -> str:
@@ -51,12 +53,21 @@ def job_script(spec: JobSpec) -> str:
         "# the node runs exactly this text (dry_run=true prints it).",
     ]
     if spec.repo:
-        lines.append(f"# code: {spec.repo} at {spec.commit}"
-                     + (f" = {spec.commit_full}" if spec.commit_full else " (not resolved: prepare has not run)")
-                     + (f", {len(spec.patches)} patch(es): {', '.join(p.get('name') or '?' for p in spec.patches)}"
-                        if spec.patches else "")
-                     + (f", stack {spec.stack}: {len(spec.compat_patches)} compat patch(es): "
-                        f"{', '.join(p.get('name') or '?' for p in spec.compat_patches)}" if spec.compat_patches else ""))
+        lines.append(
+            f"# code: {spec.repo} at {spec.commit}"
+            + (f" = {spec.commit_full}" if spec.commit_full else " (not resolved: prepare has not run)")
+            + (
+                f", {len(spec.patches)} patch(es): {', '.join(p.get('name') or '?' for p in spec.patches)}"
+                if spec.patches
+                else ""
+            )
+            + (
+                f", stack {spec.stack}: {len(spec.compat_patches)} compat patch(es): "
+                f"{', '.join(p.get('name') or '?' for p in spec.compat_patches)}"
+                if spec.compat_patches
+                else ""
+            )
+        )
     lines.append(f"# recipe: {spec.recipe_hash or '(not computed yet)'}")
     lines.append(f"# environment: {env.describe()}")
     if spec.build:
@@ -67,8 +78,7 @@ def job_script(spec: JobSpec) -> str:
     for k in spec.env_pass or []:  # by name only: the value comes from the environment, never from this file
         if not _NAME.match(str(k)):
             raise ValueError(f"impl.env_pass has {k!r}, which is not a valid environment variable name")
-        lines.append(f': "${{{k}:?impl.env_pass names {k}, which the submitting environment did not set}}"; '
-                     f"export {k}")
+        lines.append(f': "${{{k}:?impl.env_pass names {k}, which the submitting environment did not set}}"; export {k}')
     lines += data_setup_lines(spec) + list(spec.setup or [])
     lines.append(env.wrap(spec.command))
     return "\n".join(lines) + "\n"

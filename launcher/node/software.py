@@ -63,15 +63,22 @@ class Check:
         return self.error is None and all(i.ok for i in self.items)
 
     def table(self) -> str:
-        rows = [("item", "wanted", "found", "")] + [(i.key, i.wanted, i.found or "-", ("ok" if i.ok else "MISMATCH")
-                                                      + (f" ({i.note})" if i.note else "")) for i in self.items]
+        rows = [("item", "wanted", "found", "")] + [
+            (i.key, i.wanted, i.found or "-", ("ok" if i.ok else "MISMATCH") + (f" ({i.note})" if i.note else ""))
+            for i in self.items
+        ]
         w = [max(len(r[c]) for r in rows) for c in range(3)]
         return "\n".join(f"  {a:<{w[0]}}  {b:<{w[1]}}  {c:<{w[2]}}  {d}".rstrip() for a, b, c, d in rows)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "where": self.where, "error": self.error,
-                "wanted": {i.key: i.wanted for i in self.items}, "found": {i.key: i.found for i in self.items},
-                "notes": {i.key: i.note for i in self.items if i.note}}
+        return {
+            "ok": self.ok,
+            "where": self.where,
+            "error": self.error,
+            "wanted": {i.key: i.wanted for i in self.items},
+            "found": {i.key: i.found for i in self.items},
+            "notes": {i.key: i.note for i in self.items if i.note},
+        }
 
 
 _OPS = re.compile(r"^\s*(==|!=|>=|<=|~=|>|<)\s*(\S+)\s*$")
@@ -99,8 +106,15 @@ def _spec_ok(wanted: str, found: str) -> bool:
         op, v = m.group(1), _num(m.group(2))
         n = max(len(f), len(v))
         a, b = f + (0,) * (n - len(f)), v + (0,) * (n - len(v))
-        ok = {"==": a == b, "!=": a != b, ">=": a >= b, "<=": a <= b, ">": a > b, "<": a < b,
-              "~=": a >= b and a[:len(v) - 1] == b[:len(v) - 1]}[op]
+        ok = {
+            "==": a == b,
+            "!=": a != b,
+            ">=": a >= b,
+            "<=": a <= b,
+            ">": a > b,
+            "<": a < b,
+            "~=": a >= b and a[: len(v) - 1] == b[: len(v) - 1],
+        }[op]
         if not ok:
             return False
     return True
@@ -125,7 +139,7 @@ def matches(key: str, wanted: str, found: str | None) -> tuple[bool, str]:
         if ok and w[:3] != f[:3] and len(f) >= 3 and len(w) >= 3:
             return True, "patch level differs"
         return ok, ""
-    return f[:len(w)] == w, ""
+    return f[: len(w)] == w, ""
 
 
 def check(spec, timeout_s: float = TIMEOUT_S) -> Check | None:
@@ -137,8 +151,14 @@ def check(spec, timeout_s: float = TIMEOUT_S) -> Check | None:
     result = Check(where=environment_for(spec).describe())
     cmd = f"python -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(list(wanted)))} {shlex.quote(json.dumps(wanted))}"
     try:
-        p = subprocess.run(["bash", "-c", wrap_command(spec, cmd)], cwd=spec.exec_dir if spec.exec_dir.is_dir() else None,
-                           env=command_environ(spec), capture_output=True, text=True, timeout=timeout_s)
+        p = subprocess.run(
+            ["bash", "-c", wrap_command(spec, cmd)],
+            cwd=spec.exec_dir if spec.exec_dir.is_dir() else None,
+            env=command_environ(spec),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
     except subprocess.TimeoutExpired:
         result.error = f"the software probe did not finish within {timeout_s:.0f} s in {result.where}"
         return result
@@ -147,7 +167,7 @@ def check(spec, timeout_s: float = TIMEOUT_S) -> Check | None:
         tail = "\n".join((p.stdout + p.stderr).strip().splitlines()[-8:])
         result.error = f"the software probe could not run in {result.where} (exit {p.returncode}):\n{tail}"
         return result
-    found = json.loads(line[len(MARK):])
+    found = json.loads(line[len(MARK) :])
     for key, want in wanted.items():
         got = found.get(key, {})
         ok, note = matches(key, want, got.get("found"))
@@ -162,6 +182,8 @@ def failure_message(spec, result: Check) -> str:
     recipe = (spec.environment or {}).get("recipe") or "environment.yml"
     head = f"the environment does not have the software {spec.impl} was measured with ({result.where}):"
     body = result.error if result.error else result.table()
-    return (f"{head}\n{body}\nBuild the row's environment (python -m launcher.env create impl={spec.impl}; recipe "
-            f"jobs/{spec.impl}/{recipe}; docs/cluster.md, 'Environments'), point impl.environment at it, or run "
-            f"anyway with impl.environment.check=false (the figure is then not the published stack's)")
+    return (
+        f"{head}\n{body}\nBuild the row's environment (python -m launcher.env create impl={spec.impl}; recipe "
+        f"jobs/{spec.impl}/{recipe}; docs/cluster.md, 'Environments'), point impl.environment at it, or run "
+        f"anyway with impl.environment.check=false (the figure is then not the published stack's)"
+    )

@@ -139,8 +139,17 @@ def cuda_pair(keys):
             return c, d, "TensorFlow's build"
         except Exception:
             pass
-    c = lib(["libcudart.so", "libcudart.so.10.0", "libcudart.so.10.1", "libcudart.so.10.2", "libcudart.so.11.0",
-             "libcudart.so.12"], runtime_version)
+    c = lib(
+        [
+            "libcudart.so",
+            "libcudart.so.10.0",
+            "libcudart.so.10.1",
+            "libcudart.so.10.2",
+            "libcudart.so.11.0",
+            "libcudart.so.12",
+        ],
+        runtime_version,
+    )
     d = lib(["libcudnn.so", "libcudnn.so.7", "libcudnn.so.8", "libcudnn.so.9"], cudnn_version)
     return c, d, "the libraries that load"
 
@@ -178,8 +187,11 @@ def probe(keys, wanted):
             try:
                 import mxnet as mx
 
-                gone = [n for n in re.split(r"[\s,]+", wanted[k].strip())
-                        if n and not (hasattr(mx.sym.contrib, n) or hasattr(mx.sym, n))]
+                gone = [
+                    n
+                    for n in re.split(r"[\s,]+", wanted[k].strip())
+                    if n and not (hasattr(mx.sym.contrib, n) or hasattr(mx.sym, n))
+                ]
                 f = "missing: " + " ".join(gone) if gone else wanted[k]
             except Exception as e:
                 p = "import mxnet failed: %s" % e
@@ -205,8 +217,13 @@ def probe(keys, wanted):
                 p = "import horovod.tensorflow failed: %s: %s" % (type(e).__name__, str(e)[:150])
         elif k == "openmpi":
             try:
-                t = subprocess.run(["mpirun", "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   universal_newlines=True, timeout=30).stdout
+                t = subprocess.run(
+                    ["mpirun", "--version"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    universal_newlines=True,
+                    timeout=30,
+                ).stdout
                 m = re.search(r"Open MPI\)?\s*(\d+\.\d+(?:\.\d+)?)", t)
                 f = m.group(1) if m else None
                 p = None if m else "mpirun --version: " + (t.strip().splitlines() or ["no output"])[0][:100]

@@ -52,8 +52,19 @@ from ..rundir import HOST_TELEMETRY_FILE, TELEMETRY_FILE, set_aside
 SCHEMA = 1
 DEFAULT_PERIOD_MS = 500
 #: what nvidia-smi is asked, in this order (noheader: the order is the contract)
-GPU_QUERY = ("timestamp", "index", "uuid", "name", "memory.used", "memory.total", "utilization.gpu",
-             "power.draw", "clocks.sm", "clocks.mem", "temperature.gpu")
+GPU_QUERY = (
+    "timestamp",
+    "index",
+    "uuid",
+    "name",
+    "memory.used",
+    "memory.total",
+    "utilization.gpu",
+    "power.draw",
+    "clocks.sm",
+    "clocks.mem",
+    "temperature.gpu",
+)
 #: nvidia-smi's `timestamp` (local time, milliseconds)
 TIMESTAMP_FORMAT = "%Y/%m/%d %H:%M:%S.%f"
 
@@ -137,7 +148,7 @@ def _stat(pid: str) -> tuple[int, int] | None:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
         # the fields after the command name (in parentheses, which may hold spaces): state ppid pgrp ... rss
-        rest = stat[stat.rindex(b")") + 2:].split()
+        rest = stat[stat.rindex(b")") + 2 :].split()
         return int(rest[2]), int(rest[21]) * _PAGE_KIB
     except (OSError, ValueError, IndexError):
         return None
@@ -172,8 +183,14 @@ class GroupRSS:
 class Sampler:
     """Samples the GPUs (nvidia-smi) and the host (/proc) while the row's command runs."""
 
-    def __init__(self, run_dir: str | os.PathLike, *, period: int | None = None,
-                 nvidia_smi: str | None = None, environ: dict | None = None):
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        *,
+        period: int | None = None,
+        nvidia_smi: str | None = None,
+        environ: dict | None = None,
+    ):
         self.run_dir = Path(run_dir)
         self.period_ms = period or period_ms(environ)
         self.nvidia_smi = nvidia_smi if nvidia_smi is not None else shutil.which("nvidia-smi") or ""
@@ -196,9 +213,19 @@ class Sampler:
             try:
                 with open(self.gpu_path, "wb") as out, open(self._err, "wb") as err:
                     self.proc = subprocess.Popen(
-                        [self.nvidia_smi, f"--query-gpu={','.join(GPU_QUERY)}", "--format=csv,noheader,nounits",
-                         "-lms", str(self.period_ms)],
-                        stdin=subprocess.DEVNULL, stdout=out, stderr=err, close_fds=True, start_new_session=True)
+                        [
+                            self.nvidia_smi,
+                            f"--query-gpu={','.join(GPU_QUERY)}",
+                            "--format=csv,noheader,nounits",
+                            "-lms",
+                            str(self.period_ms),
+                        ],
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=err,
+                        close_fds=True,
+                        start_new_session=True,
+                    )
                 self._watchdog = watch_group(self.proc.pid, 2.0)  # it ends with the node, even on SIGKILL
             except OSError as e:
                 self.gpu_problem = f"cannot start {self.nvidia_smi}: {e.strerror or e}"
@@ -276,8 +303,9 @@ class Sampler:
                 out["nodes_sampled"] = f"1 of {nodes} (this node, {out['host_name']})"
                 if out.get("energy_j_per_img") is not None:
                     out["energy_j_per_img"] = None
-                    out.setdefault("method", {})["energy"] = (f"not given: the job ran on {nodes} nodes and only "
-                                                              "this node's GPUs were sampled")
+                    out.setdefault("method", {})["energy"] = (
+                        f"not given: the job ran on {nodes} nodes and only this node's GPUs were sampled"
+                    )
             return out
         except Exception as e:  # pragma: no cover - a bug of ours
             return {"schema": SCHEMA, "gpu_sampled": False, "error": f"telemetry not reduced: {e!r}"}
@@ -289,13 +317,23 @@ class Sampler:
         if measurement is not None:  # the images the figure counts: throughput x the parser's elapsed time
             a, b = measurement.window
             elapsed = details.get("elapsed_s")
-            images = (round(measurement.throughput * elapsed) if elapsed else
-                      (images_per_iter or measurement.images_per_iter) * (b - a))
-        return reduce_samples(self.gpu_samples(), self.host_samples, start, end, images,
-                              period_ms=self.period_ms, gpu_problem=self.gpu_problem,
-                              resolution_s=details.get("window_wall_resolution_s"),
-                              measured=measurement is not None,
-                              environ_visible=os.environ.get("CUDA_VISIBLE_DEVICES"))
+            images = (
+                round(measurement.throughput * elapsed)
+                if elapsed
+                else (images_per_iter or measurement.images_per_iter) * (b - a)
+            )
+        return reduce_samples(
+            self.gpu_samples(),
+            self.host_samples,
+            start,
+            end,
+            images,
+            period_ms=self.period_ms,
+            gpu_problem=self.gpu_problem,
+            resolution_s=details.get("window_wall_resolution_s"),
+            measured=measurement is not None,
+            environ_visible=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        )
 
 
 def _first_line(path: Path) -> str:
@@ -319,32 +357,58 @@ def _visible(samples: list[dict], visible: str | None) -> tuple[list[dict], str 
     if not visible or not samples:
         return samples, None
     wanted = [v.strip() for v in visible.split(",") if v.strip()]
-    keep = [s for s in samples if s["index"] in wanted or any(w.startswith("GPU-") and s["uuid"].startswith(w)
-                                                               for w in wanted)]
+    keep = [
+        s
+        for s in samples
+        if s["index"] in wanted or any(w.startswith("GPU-") and s["uuid"].startswith(w) for w in wanted)
+    ]
     if not keep:
         return samples, None
     return keep, f"restricted to CUDA_VISIBLE_DEVICES={visible}"
 
 
-def reduce_samples(gpu: list[dict[str, Any]], host: list[tuple[float, int, int, int | None]],
-                   start: float | None, end: float | None, images: int | None, *, period_ms: int,
-                   gpu_problem: str | None = None, resolution_s: float | None = None, measured: bool = True,
-                   environ_visible: str | None = None) -> dict[str, Any]:
+def reduce_samples(
+    gpu: list[dict[str, Any]],
+    host: list[tuple[float, int, int, int | None]],
+    start: float | None,
+    end: float | None,
+    images: int | None,
+    *,
+    period_ms: int,
+    gpu_problem: str | None = None,
+    resolution_s: float | None = None,
+    measured: bool = True,
+    environ_visible: str | None = None,
+) -> dict[str, Any]:
     """The figures over [start, end] (POSIX seconds); every figure says how it was computed."""
-    out: dict[str, Any] = {"schema": SCHEMA, "period_ms": period_ms, "gpu_sampled": False,
-                           "samples_file": TELEMETRY_FILE, "host_samples_file": HOST_TELEMETRY_FILE}
+    out: dict[str, Any] = {
+        "schema": SCHEMA,
+        "period_ms": period_ms,
+        "gpu_sampled": False,
+        "samples_file": TELEMETRY_FILE,
+        "host_samples_file": HOST_TELEMETRY_FILE,
+    }
     if start is None or end is None:
-        why = ("the log stamps no wall-clock time at the window's edge records, so the samples cannot be placed in "
-               "the window" if measured else "no window was measured")
+        why = (
+            "the log stamps no wall-clock time at the window's edge records, so the samples cannot be placed in "
+            "the window"
+            if measured
+            else "no window was measured"
+        )
         out["span"] = None
         out["note"] = f"nothing reduced: {why}; the raw samples are in {TELEMETRY_FILE} / {HOST_TELEMETRY_FILE}"
         if gpu_problem:
             out["note"] += f"; no GPU sampled: {gpu_problem}"
         return out
     secs = end - start
-    out["span"] = {"from": "window", "start": _iso(start), "end": _iso(end), "seconds": secs,
-                   "how": "the wall-clock stamps of the log's records at the window's edges"
-                          + (f" (resolution {resolution_s:g} s)" if resolution_s else "")}
+    out["span"] = {
+        "from": "window",
+        "start": _iso(start),
+        "end": _iso(end),
+        "seconds": secs,
+        "how": "the wall-clock stamps of the log's records at the window's edges"
+        + (f" (resolution {resolution_s:g} s)" if resolution_s else ""),
+    }
     inside = [s for s in gpu if start <= s["t"] <= end]
     inside, restricted = _visible(inside, environ_visible)
     per: dict[str, list[dict]] = {}
@@ -358,15 +422,22 @@ def reduce_samples(gpu: list[dict[str, Any]], host: list[tuple[float, int, int, 
             return [s[name] for s in ss if s.get(name) is not None]
 
         mem, util, power = col("memory.used"), col("utilization.gpu"), col("power.draw")
-        gpus.append({
-            "index": idx, "uuid": ss[0]["uuid"], "name": ss[0]["name"], "samples": len(ss),
-            "memory_used_peak_mib": max(mem) if mem else None,
-            "memory_total_mib": ss[0].get("memory.total"),
-            "utilization_mean_pct": _mean(util), "power_mean_w": _mean(power),
-            "power_samples": len(power),
-            "sm_clock_mean_mhz": _mean(col("clocks.sm")), "mem_clock_mean_mhz": _mean(col("clocks.mem")),
-            "temperature_max_c": max(col("temperature.gpu"), default=None),
-        })
+        gpus.append(
+            {
+                "index": idx,
+                "uuid": ss[0]["uuid"],
+                "name": ss[0]["name"],
+                "samples": len(ss),
+                "memory_used_peak_mib": max(mem) if mem else None,
+                "memory_total_mib": ss[0].get("memory.total"),
+                "utilization_mean_pct": _mean(util),
+                "power_mean_w": _mean(power),
+                "power_samples": len(power),
+                "sm_clock_mean_mhz": _mean(col("clocks.sm")),
+                "mem_clock_mean_mhz": _mean(col("clocks.mem")),
+                "temperature_max_c": max(col("temperature.gpu"), default=None),
+            }
+        )
     out["gpus"] = gpus
     if gpus:
         n = min(g["samples"] for g in gpus)
@@ -377,36 +448,50 @@ def reduce_samples(gpu: list[dict[str, Any]], host: list[tuple[float, int, int, 
         out["utilization_mean_pct"] = _mean(utils)
         powered = all(g["power_mean_w"] is not None for g in gpus)
         out["power_mean_w"] = sum(g["power_mean_w"] for g in gpus) if powered else None
-        where = (f"{len(gpus)} GPU(s), {n}+ nvidia-smi samples each every {period_ms} ms with timestamps inside "
-                 f"the window ({secs:.1f} s)" + (f", {restricted}" if restricted else ""))
+        where = (
+            f"{len(gpus)} GPU(s), {n}+ nvidia-smi samples each every {period_ms} ms with timestamps inside "
+            f"the window ({secs:.1f} s)" + (f", {restricted}" if restricted else "")
+        )
         method = {
             "memory": f"largest memory.used of any sample of any GPU ({where})",
             "utilization": f"mean over the GPUs of each GPU's mean utilization.gpu ({where})",
-            "power": (f"sum over the GPUs of each GPU's mean power.draw ({where})" if powered else
-                      "power.draw not reported by every GPU ([N/A]): no total power"),
+            "power": (
+                f"sum over the GPUs of each GPU's mean power.draw ({where})"
+                if powered
+                else "power.draw not reported by every GPU ([N/A]): no total power"
+            ),
         }
         if powered and images and secs > 0:
             out["energy_j_per_img"] = out["power_mean_w"] * secs / images
             out["images"] = images
-            method["energy"] = (f"mean total power {out['power_mean_w']:.1f} W x {secs:.2f} s (the window's "
-                                f"wall-clock span) / {images} images in the window; GPU board power only (no "
-                                "CPU, memory, network or cooling)")
+            method["energy"] = (
+                f"mean total power {out['power_mean_w']:.1f} W x {secs:.2f} s (the window's "
+                f"wall-clock span) / {images} images in the window; GPU board power only (no "
+                "CPU, memory, network or cooling)"
+            )
         else:
             out["energy_j_per_img"] = None
         out["method"] = method
     else:
-        out["note"] = "no GPU sampled: " + (gpu_problem or (
-            f"no nvidia-smi sample has a timestamp inside the window ({secs:.2f} s; sampling every {period_ms} ms)"
-            if gpu else "nvidia-smi printed no sample"))
+        out["note"] = "no GPU sampled: " + (
+            gpu_problem
+            or (
+                f"no nvidia-smi sample has a timestamp inside the window ({secs:.2f} s; sampling every {period_ms} ms)"
+                if gpu
+                else "nvidia-smi printed no sample"
+            )
+        )
     h = [s for s in host if start <= s[0] <= end]
     host_out: dict[str, Any] = {"samples": len(h), "cpu_count": os.cpu_count()}
     if len(h) >= 2 and h[-1][2] > h[0][2]:
         host_out["cpu_utilization_pct"] = 100.0 * (h[-1][1] - h[0][1]) / (h[-1][2] - h[0][2])
     rss = [s[3] for s in h if s[3] is not None]
     host_out["command_rss_peak_mib"] = max(rss) / 1024.0 if rss else None
-    host_out["method"] = (f"CPU: busy / total jiffies of the whole host (/proc/stat) between the first and last of "
-                          f"{len(h)} samples inside the window, every {period_ms} ms (100% = all "
-                          f"{os.cpu_count()} logical CPUs busy); RSS: largest sum of the resident set sizes over the command's "
-                          "process group at any sample (the rss field of /proc/PID/stat)")
+    host_out["method"] = (
+        f"CPU: busy / total jiffies of the whole host (/proc/stat) between the first and last of "
+        f"{len(h)} samples inside the window, every {period_ms} ms (100% = all "
+        f"{os.cpu_count()} logical CPUs busy); RSS: largest sum of the resident set sizes over the command's "
+        "process group at any sample (the rss field of /proc/PID/stat)"
+    )
     out["host"] = host_out
     return out

@@ -40,14 +40,27 @@ from .venv import BuildError
 #: CUDA X.Y of the framework -> the package-index wheels of a toolkit that compiles against it (measured:
 #: ../shared/design-sketch.md, "Third layer"; nvcc and its headers must come from one release)
 INDEX_TOOLKITS: dict[str, list[str]] = {
-    "13.0": ["nvidia-cuda-nvcc==13.0.88", "nvidia-cuda-crt==13.0.88", "nvidia-nvvm==13.0.88",
-             "nvidia-cuda-runtime==13.0.96", "nvidia-cuda-cccl==13.0.85"],
+    "13.0": [
+        "nvidia-cuda-nvcc==13.0.88",
+        "nvidia-cuda-crt==13.0.88",
+        "nvidia-nvvm==13.0.88",
+        "nvidia-cuda-runtime==13.0.96",
+        "nvidia-cuda-cccl==13.0.85",
+    ],
 }
 #: CUDA (from which on) -> the oldest gcc its nvcc accepts (NVIDIA's installation guides); the newest one
 #: is read from the toolkit's crt/host_config.h, with _MAX_GCC when that file cannot be read
 _MIN_GCC = (((10, 0), 5), ((11, 0), 6), ((12, 0), 6), ((13, 0), 7))
-_MAX_GCC = (((10, 1), 8), ((11, 0), 9), ((11, 1), 10), ((11, 4), 11), ((12, 0), 12), ((12, 4), 13), ((12, 8), 14),
-            ((13, 0), 15))
+_MAX_GCC = (
+    ((10, 1), 8),
+    ((11, 0), 9),
+    ((11, 1), 10),
+    ((11, 4), 11),
+    ((12, 0), 12),
+    ((12, 4), 13),
+    ((12, 8), 14),
+    ((13, 0), 15),
+)
 FATBIN_MAGIC = 0xBA55ED50
 
 
@@ -79,8 +92,10 @@ def arch_list(compute_capability: str | None) -> list[str]:
         if not part:
             continue
         if not re.fullmatch(r"\d+\.\d+", part):
-            raise ToolchainError(f"hardware.compute_capability={compute_capability!r}: each architecture is X.Y "
-                                 "(7.0 V100, 8.0 A100, 9.0 H100), several separated by ';'")
+            raise ToolchainError(
+                f"hardware.compute_capability={compute_capability!r}: each architecture is X.Y "
+                "(7.0 V100, 8.0 A100, 9.0 H100), several separated by ';'"
+            )
         out.append(part)
     return sorted(set(out), key=lambda s: tuple(map(int, s.split("."))))
 
@@ -101,15 +116,19 @@ def nvcc_version(nvcc: Path | str) -> tuple[int, int]:
         raise ToolchainError(f"cannot run {nvcc}: {e}") from e
     v = _version_of(out.stdout)
     if out.returncode != 0 or v is None:
-        raise ToolchainError(f"`{nvcc} --version` did not say its CUDA release (exit {out.returncode}): "
-                             f"{(out.stdout + out.stderr).strip()[-300:]}")
+        raise ToolchainError(
+            f"`{nvcc} --version` did not say its CUDA release (exit {out.returncode}): "
+            f"{(out.stdout + out.stderr).strip()[-300:]}"
+        )
     return v
 
 
 def _nvcc_top(nvcc: Path) -> Path | None:
     """The toolkit an nvcc belongs to, as nvcc itself says (a /usr/local/bin/nvcc wrapper has no include/ beside it)."""
     try:
-        out = subprocess.run([str(nvcc), "-dryrun", "-c", "x.cu"], capture_output=True, text=True, timeout=60, check=False)
+        out = subprocess.run(
+            [str(nvcc), "-dryrun", "-c", "x.cu"], capture_output=True, text=True, timeout=60, check=False
+        )
     except OSError:
         return None
     m = re.search(r"^#\$ TOP=(.+)$", out.stdout + out.stderr, re.MULTILINE)
@@ -134,8 +153,12 @@ def host_toolkit(env: dict[str, str] | None = None) -> Toolkit | None:
         return None
     top = _nvcc_top(Path(nvcc))
     home = top if top is not None and (top / "bin").is_dir() else Path(nvcc).resolve().parent.parent
-    return Toolkit(home=home, nvcc=home / "bin" / "nvcc" if (home / "bin" / "nvcc").exists() else Path(nvcc),
-                   version=nvcc_version(nvcc), source=f"nvcc on PATH ({nvcc})")
+    return Toolkit(
+        home=home,
+        nvcc=home / "bin" / "nvcc" if (home / "bin" / "nvcc").exists() else Path(nvcc),
+        version=nvcc_version(nvcc),
+        source=f"nvcc on PATH ({nvcc})",
+    )
 
 
 def _torch_cuda_libs() -> list[Path]:
@@ -153,9 +176,11 @@ def index_toolkit(cuda: str, cache_dir: str | Path, write: Callable[[str], None]
     key = ".".join(cuda.split(".")[:2])
     wheels = INDEX_TOOLKITS.get(key)
     if wheels is None:
-        raise ToolchainError(f"no pinned CUDA {key} toolkit on the package index is known to the launcher (known: "
-                             f"{', '.join(INDEX_TOOLKITS)}): set CUDA_HOME to a CUDA {key} toolkit, or "
-                             "cuda_toolkit=/path/to/it, and build again")
+        raise ToolchainError(
+            f"no pinned CUDA {key} toolkit on the package index is known to the launcher (known: "
+            f"{', '.join(INDEX_TOOLKITS)}): set CUDA_HOME to a CUDA {key} toolkit, or "
+            "cuda_toolkit=/path/to/it, and build again"
+        )
     root = Path(cache_dir).expanduser().resolve() / "toolchains" / f"cuda-{key}"
     home, site_dir, marker = root / "home", root / "site", root / "launcher-toolkit.json"
     try:
@@ -166,12 +191,16 @@ def index_toolkit(cuda: str, cache_dir: str | Path, write: Callable[[str], None]
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
         cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site_dir), *wheels]
-        write(f"[launcher] toolchain: no CUDA toolkit here; installing CUDA {key} from the package index: {' '.join(cmd)}")
+        write(
+            f"[launcher] toolchain: no CUDA toolkit here; installing CUDA {key} from the package index: {' '.join(cmd)}"
+        )
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
-            raise ToolchainError(f"installing the CUDA {key} toolkit from the package index failed (exit "
-                                 f"{out.returncode}): {(out.stdout + out.stderr).strip()[-1500:]}\nthe build needs "
-                                 "the package index (run it where the network is), or CUDA_HOME set to a toolkit")
+            raise ToolchainError(
+                f"installing the CUDA {key} toolkit from the package index failed (exit "
+                f"{out.returncode}): {(out.stdout + out.stderr).strip()[-1500:]}\nthe build needs "
+                "the package index (run it where the network is), or CUDA_HOME set to a toolkit"
+            )
         cu = next((p for p in sorted((site_dir / "nvidia").glob("cu*")) if (p / "bin" / "nvcc").exists()), None)
         if cu is None:
             raise ToolchainError(f"the CUDA {key} wheels installed into {site_dir} hold no bin/nvcc")
@@ -194,8 +223,13 @@ def index_toolkit(cuda: str, cache_dir: str | Path, write: Callable[[str], None]
     return _toolkit_at(home, "index")
 
 
-def resolve_toolkit(choice: str, cuda: str | None, cache_dir: str | Path, write: Callable[[str], None],
-                    env: dict[str, str] | None = None) -> Toolkit:
+def resolve_toolkit(
+    choice: str,
+    cuda: str | None,
+    cache_dir: str | Path,
+    write: Callable[[str], None],
+    env: dict[str, str] | None = None,
+) -> Toolkit:
     """The toolkit a build uses: CHOICE is `auto`, `index` or a toolkit directory (see the module docstring)."""
     choice = str(choice or "auto")
     if choice not in ("auto", "index"):
@@ -205,9 +239,11 @@ def resolve_toolkit(choice: str, cuda: str | None, cache_dir: str | Path, write:
         if found is not None:
             return found
     if not cuda:
-        raise ToolchainError("no CUDA toolkit here (no CUDA_HOME, no nvcc on PATH) and the build's torch has no CUDA "
-                             "(torch.version.cuda is None) to pick one from the package index: install a CUDA build "
-                             "of torch, or set CUDA_HOME")
+        raise ToolchainError(
+            "no CUDA toolkit here (no CUDA_HOME, no nvcc on PATH) and the build's torch has no CUDA "
+            "(torch.version.cuda is None) to pick one from the package index: install a CUDA build "
+            "of torch, or set CUDA_HOME"
+        )
     return index_toolkit(cuda, cache_dir, write)
 
 
@@ -216,9 +252,11 @@ def gcc_range(toolkit: Toolkit) -> tuple[int, int | None]:
     v = toolkit.version
     low = max([g for since, g in _MIN_GCC if v >= since] or [5])
     high = None
-    for inc in (toolkit.home / "include" / "crt" / "host_config.h",
-                toolkit.home / "targets" / "x86_64-linux" / "include" / "crt" / "host_config.h",
-                toolkit.nvcc.parent / "crt" / "host_config.h"):
+    for inc in (
+        toolkit.home / "include" / "crt" / "host_config.h",
+        toolkit.home / "targets" / "x86_64-linux" / "include" / "crt" / "host_config.h",
+        toolkit.nvcc.parent / "crt" / "host_config.h",
+    ):
         try:
             m = re.search(r"#if\s+__GNUC__\s*>\s*(\d+)", inc.read_text(encoding="utf-8", errors="replace"))
         except OSError:
@@ -237,8 +275,9 @@ def host_compiler(env: dict[str, str] | None = None) -> tuple[str, tuple[int, ..
     cxx = env.get("CXX") or "c++"
     try:
         out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60, env=env, check=False)
-        ver = subprocess.run([cxx, "-dumpfullversion", "-dumpversion"], capture_output=True, text=True, timeout=60,
-                             env=env, check=False)
+        ver = subprocess.run(
+            [cxx, "-dumpfullversion", "-dumpversion"], capture_output=True, text=True, timeout=60, env=env, check=False
+        )
     except OSError:
         return cxx, None, "missing"
     kind = "clang" if "clang" in out.stdout.lower() else "gcc" if out.returncode == 0 else "missing"
@@ -246,38 +285,54 @@ def host_compiler(env: dict[str, str] | None = None) -> tuple[str, tuple[int, ..
     return cxx, (tuple(int(g) for g in m.groups() if g) if m else None), kind
 
 
-def toolchain_problems(toolkit: Toolkit, framework_cuda_version: str | None,
-                       compiler: tuple[str, tuple[int, ...] | None, str]) -> list[str]:
+def toolchain_problems(
+    toolkit: Toolkit, framework_cuda_version: str | None, compiler: tuple[str, tuple[int, ...] | None, str]
+) -> list[str]:
     """What stops TOOLKIT from building a CUDA extension for the framework (empty: go ahead)."""
     problems = []
-    if not (toolkit.home / "include" / "cuda_runtime.h").exists() \
-            and not (toolkit.home / "targets" / "x86_64-linux" / "include" / "cuda_runtime.h").exists():
-        problems.append(f"CUDA_HOME={toolkit.home} has no include/cuda_runtime.h: point CUDA_HOME at a whole toolkit "
-                        "(or unset it: the launcher then takes one from the package index)")
+    if (
+        not (toolkit.home / "include" / "cuda_runtime.h").exists()
+        and not (toolkit.home / "targets" / "x86_64-linux" / "include" / "cuda_runtime.h").exists()
+    ):
+        problems.append(
+            f"CUDA_HOME={toolkit.home} has no include/cuda_runtime.h: point CUDA_HOME at a whole toolkit "
+            "(or unset it: the launcher then takes one from the package index)"
+        )
     fw = _version_of(framework_cuda_version or "")
     if fw is None:
-        problems.append("the build's torch has no CUDA (torch.version.cuda is None): a GPU build needs a CUDA build "
-                        "of torch")
+        problems.append(
+            "the build's torch has no CUDA (torch.version.cuda is None): a GPU build needs a CUDA build of torch"
+        )
     elif fw[0] != toolkit.version[0]:
-        problems.append(f"nvcc is CUDA {toolkit.version_text} ({toolkit.source}) and torch was built with CUDA "
-                        f"{framework_cuda_version}: extensions must be compiled by the same CUDA major version; set "
-                        f"CUDA_HOME to a CUDA {fw[0]}.{fw[1]} toolkit (or cuda_toolkit=index)")
+        problems.append(
+            f"nvcc is CUDA {toolkit.version_text} ({toolkit.source}) and torch was built with CUDA "
+            f"{framework_cuda_version}: extensions must be compiled by the same CUDA major version; set "
+            f"CUDA_HOME to a CUDA {fw[0]}.{fw[1]} toolkit (or cuda_toolkit=index)"
+        )
     cxx, version, kind = compiler
     low, high = gcc_range(toolkit)
     if kind == "missing" or version is None:
-        problems.append(f"no host C++ compiler ({cxx}) found: nvcc needs gcc {low}-{high or '?'}; install one or set CXX")
+        problems.append(
+            f"no host C++ compiler ({cxx}) found: nvcc needs gcc {low}-{high or '?'}; install one or set CXX"
+        )
     elif kind == "gcc" and (version[0] < low or (high is not None and version[0] > high)):
-        problems.append(f"the host compiler {cxx} is gcc {'.'.join(map(str, version))} and CUDA "
-                        f"{toolkit.version_text}'s nvcc accepts gcc {low} to {high}: load a gcc in that range (e.g. "
-                        f"`module load gcc/{high}`) and set CXX/CC to it, or use a CUDA that supports this gcc")
+        problems.append(
+            f"the host compiler {cxx} is gcc {'.'.join(map(str, version))} and CUDA "
+            f"{toolkit.version_text}'s nvcc accepts gcc {low} to {high}: load a gcc in that range (e.g. "
+            f"`module load gcc/{high}`) and set CXX/CC to it, or use a CUDA that supports this gcc"
+        )
     return problems
 
 
 def build_environ(toolkit: Toolkit, archs: list[str], jobs: int | None = None) -> dict[str, str]:
     """Variables a torch cpp_extension build needs to compile device code without a GPU."""
-    env = {"CUDA_HOME": str(toolkit.home), "CUDA_PATH": str(toolkit.home), "FORCE_CUDA": "1",
-           "TORCH_CUDA_ARCH_LIST": ";".join(archs),
-           "PATH": f"{toolkit.home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        "CUDA_HOME": str(toolkit.home),
+        "CUDA_PATH": str(toolkit.home),
+        "FORCE_CUDA": "1",
+        "TORCH_CUDA_ARCH_LIST": ";".join(archs),
+        "PATH": f"{toolkit.home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     if jobs:
         env["MAX_JOBS"] = str(jobs)
     return env
@@ -290,7 +345,7 @@ def _elf_sections(data: bytes) -> dict[str, bytes]:
     """Section name -> contents of a 64-bit little-endian ELF file (what extension modules are)."""
     if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
         return {}
-    shoff, = struct.unpack_from("<Q", data, 0x28)
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
     heads = []
     for i in range(shnum):
@@ -300,11 +355,11 @@ def _elf_sections(data: bytes) -> dict[str, bytes]:
     if not heads or shstrndx >= len(heads):
         return {}
     _, _, stroff, strsize = heads[shstrndx]
-    names = data[stroff:stroff + strsize]
+    names = data[stroff : stroff + strsize]
     out = {}
     for name, typ, offset, size in heads:
-        label = names[name:names.index(b"\0", name)].decode("ascii", "replace")
-        out[label] = b"" if typ == 8 else data[offset:offset + size]  # SHT_NOBITS holds nothing in the file
+        label = names[name : names.index(b"\0", name)].decode("ascii", "replace")
+        out[label] = b"" if typ == 8 else data[offset : offset + size]  # SHT_NOBITS holds nothing in the file
     return out
 
 
@@ -324,7 +379,7 @@ def fatbin_archs(blob: bytes) -> dict[str, set[int]]:
         entry, end = pos + hsize, pos + hsize + fsize
         while entry + 64 <= end:
             kind, _v, ehsize, padded = struct.unpack_from("<HHII", blob, entry)
-            sm, = struct.unpack_from("<I", blob, entry + 28)
+            (sm,) = struct.unpack_from("<I", blob, entry + 28)
             if kind in (1, 2):
                 found["ptx" if kind == 1 else "elf"].add(sm)
             if ehsize == 0:
@@ -362,10 +417,14 @@ def device_code_problems(tree: Path, archs: list[str]) -> tuple[list[str], dict[
         report[str(m.relative_to(tree))] = [f"sm_{s}" for s in sorted(have)]
         rel = m.relative_to(tree)
         if not have and not code["ptx"]:
-            problems.append(f"{rel} holds no device code (no .nv_fatbin section): a CPU-only build for a GPU hardware "
-                            "group (its setup.py found no CUDA); the first GPU op would fail with 'Not compiled with "
-                            "GPU support'")
+            problems.append(
+                f"{rel} holds no device code (no .nv_fatbin section): a CPU-only build for a GPU hardware "
+                "group (its setup.py found no CUDA); the first GPU op would fail with 'Not compiled with "
+                "GPU support'"
+            )
         elif wanted - have:
-            problems.append(f"{rel} has device code for {', '.join(f'sm_{s}' for s in sorted(have)) or 'no cubin'}, "
-                            f"not for {', '.join(f'sm_{s}' for s in sorted(wanted - have))}")
+            problems.append(
+                f"{rel} has device code for {', '.join(f'sm_{s}' for s in sorted(have)) or 'no cubin'}, "
+                f"not for {', '.join(f'sm_{s}' for s in sorted(wanted - have))}"
+            )
     return problems, report

@@ -83,8 +83,12 @@ def constraints_file(spec: JobSpec) -> Path | None:
 
 def _wanted(spec: JobSpec) -> dict:
     env = spec.environment or {}
-    out = {"requirements": list(env.get("requirements") or []), "host_packages": bool(env.get("host_packages", True)),
-           "base_python": sys.executable, "host_site": host_site_dirs() if env.get("host_packages", True) else []}
+    out = {
+        "requirements": list(env.get("requirements") or []),
+        "host_packages": bool(env.get("host_packages", True)),
+        "base_python": sys.executable,
+        "host_site": host_site_dirs() if env.get("host_packages", True) else [],
+    }
     cons = constraints_file(spec)
     if cons is not None:  # only when used: venvs made before constraints existed stay valid
         out["constraints_sha256"] = hashlib.sha256(cons.read_bytes()).hexdigest()
@@ -119,8 +123,10 @@ def _run(cmd: list[str], write: Callable[[str], None], what: str) -> None:
         tail = (tail + [line])[-30:]
         write(line)
     if proc.wait() != 0:
-        raise BuildError(f"making the managed venv failed at {what} (exit {proc.returncode}): `{' '.join(cmd)}`; "
-                         "last lines:\n" + "\n".join(tail))
+        raise BuildError(
+            f"making the managed venv failed at {what} (exit {proc.returncode}): `{' '.join(cmd)}`; "
+            "last lines:\n" + "\n".join(tail)
+        )
 
 
 def ensure_venv(spec: JobSpec, write: Callable[[str], None]) -> bool:
@@ -142,21 +148,31 @@ def ensure_venv(spec: JobSpec, write: Callable[[str], None]) -> bool:
     py = str(path / "bin" / "python")
     if wanted["host_packages"]:
         _run([sys.executable, "-m", "venv", "--without-pip", str(path)], write, "venv creation")
-        purelib = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                 capture_output=True, text=True, check=True).stdout.strip()
+        purelib = subprocess.run(
+            [py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         (Path(purelib) / HOST_PTH).write_text("".join(d + "\n" for d in wanted["host_site"]), encoding="utf-8")
         check = subprocess.run([py, "-m", "pip", "--version"], capture_output=True, text=True)
         if check.returncode != 0:
-            raise BuildError(f"the launcher's Python ({sys.executable}) has no pip, which the managed venv {path} "
-                             "uses to install into itself: `python -m ensurepip` there, or set "
-                             "impl.environment.host_packages=false")
+            raise BuildError(
+                f"the launcher's Python ({sys.executable}) has no pip, which the managed venv {path} "
+                "uses to install into itself: `python -m ensurepip` there, or set "
+                "impl.environment.host_packages=false"
+            )
     else:
         _run([sys.executable, "-m", "venv", str(path)], write, "venv creation")
     if wanted["requirements"]:
         cons = constraints_file(spec)
-        _run([py, "-m", "pip", "install", *(["-c", str(cons)] if cons else []), *wanted["requirements"]], write,
-             "pip install of impl.environment.requirements")
-    atomic_write_json(path / MARKER, {**wanted, "python": py, "created_at": now_iso(),
-                                      "seconds": round(time.time() - t0, 1)})
+        _run(
+            [py, "-m", "pip", "install", *(["-c", str(cons)] if cons else []), *wanted["requirements"]],
+            write,
+            "pip install of impl.environment.requirements",
+        )
+    atomic_write_json(
+        path / MARKER, {**wanted, "python": py, "created_at": now_iso(), "seconds": round(time.time() - t0, 1)}
+    )
     write(f"[launcher] venv: made {path} in {time.time() - t0:.1f} s")
     return True

@@ -53,11 +53,34 @@ def read_log(path: str | Path) -> LogText:
     return LogText(path)
 
 
-def measure(fmt: str, text: str, window: tuple[int, int], images_per_iter: int, *, run: int | None = None,
-            not_before: dt.datetime | None = None) -> Measurement:
+def measure(
+    fmt: str,
+    text: str,
+    window: tuple[int, int],
+    images_per_iter: int,
+    *,
+    run: int | None = None,
+    not_before: dt.datetime | None = None,
+) -> Measurement:
     return get_parser(fmt).measure(text, tuple(window), images_per_iter, run=run, not_before=not_before)
 
 
-__all__ = ["BadRequest", "LogParser", "Measurement", "ParseError", "Progress", "REGISTRY", "SeveralRuns", "StaleLog",
-           "UnknownFormat", "WindowNotCovered", "earliest_start", "formats", "get_parser", "measure", "read_log",
-           "LogText", "NotARegularFile"]
+__all__ = [
+    "BadRequest",
+    "LogParser",
+    "Measurement",
+    "ParseError",
+    "Progress",
+    "REGISTRY",
+    "SeveralRuns",
+    "StaleLog",
+    "UnknownFormat",
+    "WindowNotCovered",
+    "earliest_start",
+    "formats",
+    "get_parser",
+    "measure",
+    "read_log",
+    "LogText",
+    "NotARegularFile",
+]

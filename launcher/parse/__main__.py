@@ -39,28 +39,48 @@ def row_defaults(impl: str, hardware: str = REFERENCE_HARDWARE) -> dict:
             cfg = compose(config_name="config", overrides=[f"impl={impl}", f"hardware={hardware}"])
     except HydraException as exc:
         raise ValueError(f"cannot compose the config of row {impl!r}: {exc}") from None
-    return {"format": cfg.impl.log.format, "images_per_iter": int(cfg.impl.images_per_iter),
-            "window": [int(cfg.window.start), int(cfg.window.end)],
-            # unresolved: a row's log may live in its run dir (${lx.run_dir:}), which only a planned run knows
-            "log_path": OmegaConf.to_container(cfg.impl.log, resolve=False).get("path")}
+    return {
+        "format": cfg.impl.log.format,
+        "images_per_iter": int(cfg.impl.images_per_iter),
+        "window": [int(cfg.window.start), int(cfg.window.end)],
+        # unresolved: a row's log may live in its run dir (${lx.run_dir:}), which only a planned run knows
+        "log_path": OmegaConf.to_container(cfg.impl.log, resolve=False).get("path"),
+    }
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m launcher.parse", description=__doc__.split("\n\n")[0],
-                                 epilog=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m launcher.parse",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     who = ap.add_mutually_exclusive_group(required=True)
     who.add_argument("--impl", help="row name (conf/impl/<name>.yaml); its log.format picks the parser")
     who.add_argument("--format", dest="fmt", help=f"log format directly: {', '.join(formats())}")
-    ap.add_argument("--window", nargs=2, type=int, metavar=("START", "END"),
-                    help="completed iterations, 1-based: 100 500 = iterations 101..500 (default: the row's, 100 500)")
+    ap.add_argument(
+        "--window",
+        nargs=2,
+        type=int,
+        metavar=("START", "END"),
+        help="completed iterations, 1-based: 100 500 = iterations 101..500 (default: the row's, 100 500)",
+    )
     ap.add_argument("--images-per-iter", type=int, help="images per iteration (default: the row's config on v100x8)")
-    ap.add_argument("--hardware", default=REFERENCE_HARDWARE,
-                    help=f"hardware config for the row's defaults (default {REFERENCE_HARDWARE})")
-    ap.add_argument("--run", type=int, metavar="K",
-                    help="which run of a file that holds several (1-based; -1 for the last)")
-    ap.add_argument("--not-before", type=dt.datetime.fromisoformat, metavar="ISO",
-                    help="the run's start, with its UTC offset (2020-05-08T18:44:00+02:00): refuse a log whose "
-                         "records are stamped earlier (what the node checks)")
+    ap.add_argument(
+        "--hardware",
+        default=REFERENCE_HARDWARE,
+        help=f"hardware config for the row's defaults (default {REFERENCE_HARDWARE})",
+    )
+    ap.add_argument(
+        "--run", type=int, metavar="K", help="which run of a file that holds several (1-based; -1 for the last)"
+    )
+    ap.add_argument(
+        "--not-before",
+        type=dt.datetime.fromisoformat,
+        metavar="ISO",
+        help="the run's start, with its UTC offset (2020-05-08T18:44:00+02:00): refuse a log whose "
+        "records are stamped earlier (what the node checks)",
+    )
     ap.add_argument("log", help="the log file (e.g. output/log.txt, a .log.json, a captured train.log)")
     return ap.parse_args(argv)
 
@@ -80,15 +100,20 @@ def main(argv: list[str] | None = None) -> int:
     window = tuple(args.window or defaults["window"])
     images = args.images_per_iter if args.images_per_iter is not None else defaults["images_per_iter"]
     if images is None:
-        print("error: --images-per-iter is required with --format (or give --impl NAME to take it from the row)",
-              file=sys.stderr)
+        print(
+            "error: --images-per-iter is required with --format (or give --impl NAME to take it from the row)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     if fmt not in formats():
         print(f"error: no parser for log format {fmt!r}; known formats: {', '.join(formats())}", file=sys.stderr)
         return EXIT_USAGE
     if os.path.isdir(args.log):
-        hint = f"{args.impl} logs to {defaults['log_path']}" if defaults.get("log_path") else \
-            "e.g. output/log.txt, a .log.json, a captured train.log"
+        hint = (
+            f"{args.impl} logs to {defaults['log_path']}"
+            if defaults.get("log_path")
+            else "e.g. output/log.txt, a .log.json, a captured train.log"
+        )
         print(f"error: {args.log} is a directory: give the log file in it ({hint})", file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -101,8 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except ParseError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        codes = ((BadRequest, EXIT_USAGE), (WindowNotCovered, EXIT_NOT_COVERED), (UnknownFormat, EXIT_UNKNOWN),
-                 (SeveralRuns, EXIT_SEVERAL_RUNS))
+        codes = (
+            (BadRequest, EXIT_USAGE),
+            (WindowNotCovered, EXIT_NOT_COVERED),
+            (UnknownFormat, EXIT_UNKNOWN),
+            (SeveralRuns, EXIT_SEVERAL_RUNS),
+        )
         return next((code for cls, code in codes if isinstance(exc, cls)), EXIT_PARSE)
     out = {"impl": args.impl, "format": fmt, "log": args.log, **m.to_dict()}
     print(json.dumps(out, indent=None))

@@ -24,10 +24,31 @@ from .runs import Run, RunBuilder, pick_run
 from .spans import Span, span_from_cumulative, span_from_intervals
 from .stamps import SHANGHAI, Stamp, check_fresh, check_not_before, logging_wall, timestamp_check, window_wall, yearless
 
-__all__ = ["BadRequest", "LogParser", "Measurement", "ParseError", "Progress", "Run", "RunBuilder", "SHANGHAI",
-           "SeveralRuns", "Span", "StaleLog", "Stamp", "UnknownFormat", "WindowNotCovered", "build_measurement",
-           "check_images_per_iter", "check_window", "clean_lines", "dedupe", "logging_wall", "span_from_cumulative",
-           "span_from_intervals", "yearless"]
+__all__ = [
+    "BadRequest",
+    "LogParser",
+    "Measurement",
+    "ParseError",
+    "Progress",
+    "Run",
+    "RunBuilder",
+    "SHANGHAI",
+    "SeveralRuns",
+    "Span",
+    "StaleLog",
+    "Stamp",
+    "UnknownFormat",
+    "WindowNotCovered",
+    "build_measurement",
+    "check_images_per_iter",
+    "check_window",
+    "clean_lines",
+    "dedupe",
+    "logging_wall",
+    "span_from_cumulative",
+    "span_from_intervals",
+    "yearless",
+]
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -100,7 +121,8 @@ def check_window(window: tuple[int, int]) -> tuple[int, int]:
 def check_images_per_iter(images_per_iter: Any) -> int:
     """Images per iteration must be a positive whole number: 0, negatives, NaN and 2.5 are refused."""
     ok = (isinstance(images_per_iter, int) and not isinstance(images_per_iter, bool)) or (
-        isinstance(images_per_iter, float) and math.isfinite(images_per_iter) and images_per_iter.is_integer())
+        isinstance(images_per_iter, float) and math.isfinite(images_per_iter) and images_per_iter.is_integer()
+    )
     if not ok or images_per_iter <= 0:
         raise BadRequest(f"images per iteration must be a positive whole number, got {images_per_iter!r}")
     return int(images_per_iter)
@@ -111,15 +133,18 @@ def dedupe(fmt: str, items: list[tuple[Any, Any]]) -> dict[Any, Any]:
     out: dict[Any, Any] = {}
     for key, val in items:
         if key in out and out[key] != val:
-            raise ParseError(f"{fmt} log has two different records for iteration {key}: {out[key]} and {val}; "
-                             "it probably holds more than one run (resumed or restarted) with nothing that marks "
-                             "where the second begins. Split the file and parse the run you want")
+            raise ParseError(
+                f"{fmt} log has two different records for iteration {key}: {out[key]} and {val}; "
+                "it probably holds more than one run (resumed or restarted) with nothing that marks "
+                "where the second begins. Split the file and parse the run you want"
+            )
         out[key] = val
     return out
 
 
-def build_measurement(span: Span, window: tuple[int, int], images_per_iter: int, method: str,
-                      details: dict[str, Any] | None = None) -> Measurement:
+def build_measurement(
+    span: Span, window: tuple[int, int], images_per_iter: int, method: str, details: dict[str, Any] | None = None
+) -> Measurement:
     """Turn a Span into a Measurement; the bound covers the printed-digit error of `elapsed`.
 
     If the true cost lies in [elapsed - err, elapsed + err], the throughput's relative error is at most
@@ -129,30 +154,46 @@ def build_measurement(span: Span, window: tuple[int, int], images_per_iter: int,
     n = span.end - span.start
     where = f"over iterations {span.start + 1}..{span.end}"
     if n <= 0 or not (math.isfinite(span.elapsed) and span.elapsed > 0):
-        raise ParseError(f"non-positive or non-finite elapsed time {span.elapsed!r} {where}; "
-                         "the log is inconsistent (two runs in one file?)")
+        raise ParseError(
+            f"non-positive or non-finite elapsed time {span.elapsed!r} {where}; "
+            "the log is inconsistent (two runs in one file?)"
+        )
     if not (math.isfinite(span.abs_err) and 0 <= span.abs_err < span.elapsed):
-        raise ParseError(f"the log's rounding ({span.abs_err!r} s) is as large as the time it measures "
-                         f"({span.elapsed!r} s) {where}: no figure can be given; choose a longer window")
+        raise ParseError(
+            f"the log's rounding ({span.abs_err!r} s) is as large as the time it measures "
+            f"({span.elapsed!r} s) {where}: no figure can be given; choose a longer window"
+        )
     images = span.images if span.images is not None else images_per_iter * n
     throughput = images / span.elapsed
     bound = span.abs_err / (span.elapsed - span.abs_err) + span.rel_err + 1e-12  # + float arithmetic
     step = span.elapsed / n
     if not all(math.isfinite(x) and x > 0 for x in (throughput, bound, step)):
-        raise ParseError(f"the log gives no usable figure {where}: throughput {throughput!r}, mean step time "
-                         f"{step!r}, error bound {bound!r}")
+        raise ParseError(
+            f"the log gives no usable figure {where}: throughput {throughput!r}, mean step time "
+            f"{step!r}, error bound {bound!r}"
+        )
     measured = (span.start, span.end)
     if measured != tuple(window):
-        method += (f". MEASURED WINDOW {measured[0]}..{measured[1]} differs from the requested {window[0]}..{window[1]}"
-                   f" (shifted by {measured[0] - window[0]:+d} at the start, {measured[1] - window[1]:+d} at the end): "
-                   "the log's records fall off the requested iterations, so the window runs between the nearest "
-                   "record boundaries at or after each requested edge")
+        method += (
+            f". MEASURED WINDOW {measured[0]}..{measured[1]} differs from the requested {window[0]}..{window[1]}"
+            f" (shifted by {measured[0] - window[0]:+d} at the start, {measured[1] - window[1]:+d} at the end): "
+            "the log's records fall off the requested iterations, so the window runs between the nearest "
+            "record boundaries at or after each requested edge"
+        )
     extra = {"records_used": span.records, "elapsed_s": span.elapsed, **span.details, **(details or {})}
     if measured != tuple(window):
         extra["window_shift"] = [measured[0] - window[0], measured[1] - window[1]]
-    return Measurement(throughput=throughput, window=measured, window_requested=tuple(window),
-                       images_per_iter=images_per_iter, method=method, error_bound=bound, mean_step_time=step,
-                       last_iter=span.last_iter, details=extra)
+    return Measurement(
+        throughput=throughput,
+        window=measured,
+        window_requested=tuple(window),
+        images_per_iter=images_per_iter,
+        method=method,
+        error_bound=bound,
+        mean_step_time=step,
+        last_iter=span.last_iter,
+        details=extra,
+    )
 
 
 class LogParser:
@@ -168,8 +209,14 @@ class LogParser:
     #: that starts at iteration 0 (a resumed run's is later).  The plan refuses a window.start below it.
     earliest_start: ClassVar[int] = 0
 
-    def __init_subclass__(cls, name: str = "", what: str = "", scan: Callable[[str], list[Run]] | None = None,
-                          earliest_start: int | None = None, **kw: Any) -> None:
+    def __init_subclass__(
+        cls,
+        name: str = "",
+        what: str = "",
+        scan: Callable[[str], list[Run]] | None = None,
+        earliest_start: int | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init_subclass__(**kw)
         cls.name = name or cls.name
         cls.what = what or cls.what
@@ -178,8 +225,15 @@ class LogParser:
         if scan is not None:
             cls.scan = staticmethod(scan)
 
-    def measure(self, text: str, window: tuple[int, int], images_per_iter: int, *, run: int | None = None,
-                not_before: dt.datetime | None = None) -> Measurement:
+    def measure(
+        self,
+        text: str,
+        window: tuple[int, int],
+        images_per_iter: int,
+        *,
+        run: int | None = None,
+        not_before: dt.datetime | None = None,
+    ) -> Measurement:
         """The figure over `window` from one run of the log `text`.
 
         `run`: which run of a file that holds several (1-based, -1 for the last); without it such a file
@@ -191,14 +245,21 @@ class LogParser:
         not_before = check_not_before(not_before)
         runs = self.runs(text)
         if not any(r.records for r in runs):
-            raise UnknownFormat(f"no {self.what} found: this does not look like a {self.name} log "
-                                "(wrong file, wrong --impl/--format, or the run died before its first log line)")
+            raise UnknownFormat(
+                f"no {self.what} found: this does not look like a {self.name} log "
+                "(wrong file, wrong --impl/--format, or the run died before its first log line)"
+            )
         if not_before is not None:
             check_fresh(self.name, [w for r in runs for w in r.walls], not_before)
         index, chosen = pick_run(self.name, runs, run)
         if not chosen.records:
-            raise WindowNotCovered(self.name, window, None, f"run {index} of {len(runs)}, {chosen.describe()}, "
-                                                            "has no records: it stopped before its first log line")
+            raise WindowNotCovered(
+                self.name,
+                window,
+                None,
+                f"run {index} of {len(runs)}, {chosen.describe()}, "
+                "has no records: it stopped before its first log line",
+            )
         span = self.span(chosen, window, images_per_iter)
         span.details.update(timestamp_check(chosen.walls, span.start, span.end))
         span.details.update(window_wall(chosen.walls, span.start, span.end, not_before))  # for telemetry

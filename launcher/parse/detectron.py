@@ -28,8 +28,10 @@ from .base import LogParser, ParseError, Progress, Run, RunBuilder, clean_lines,
 from .logfile import LazyLines
 
 START_RE = re.compile(r"json_stats: (\{.*)$")
-RUN_RE = re.compile(r"\bCalled with args:|\bBuilding model: |Resuming from checkpoint (?P<ckpt>\S+) at start iter "
-                    r"(?P<start>\d+)")
+RUN_RE = re.compile(
+    r"\bCalled with args:|\bBuilding model: |Resuming from checkpoint (?P<ckpt>\S+) at start iter "
+    r"(?P<start>\d+)"
+)
 LOG_PERIOD = 20  # training_stats.py L44
 
 
@@ -90,15 +92,18 @@ def _origin(run: Run) -> int:
     start = run.info.get("start_iter", 0)
     if first != start and not (start < first < start + LOG_PERIOD and first % LOG_PERIOD == 0):
         said = f"says it resumed at {start}" if "start_iter" in run.info else "names no resume point"
-        raise ParseError(f"detectron log starts at iteration {first} and {said}: the run was resumed (or the log is a "
-                         "fragment), and Detectron's timer reset point (start_iter + 20) cannot be located. Parse the "
-                         "run's whole stdout, from its 'Called with args:' line")
+        raise ParseError(
+            f"detectron log starts at iteration {first} and {said}: the run was resumed (or the log is a "
+            "fragment), and Detectron's timer reset point (start_iter + 20) cannot be located. Parse the "
+            "run's whole stdout, from its 'Called with args:' line"
+        )
     return start + LOG_PERIOD + 1
 
 
 # earliest_start: the timer's reset point in a run from iteration 0 (see _origin)
-class DetectronParser(LogParser, name="detectron", scan=scan, earliest_start=LOG_PERIOD + 1,
-                       what="'json_stats: {...}' lines"):
+class DetectronParser(
+    LogParser, name="detectron", scan=scan, earliest_start=LOG_PERIOD + 1, what="'json_stats: {...}' lines"
+):
     def span(self, run, window, images_per_iter):
         origin = _origin(run)
         by_iter = dedupe(self.name, [(r.iter, (r.time, r.digits)) for r in run.records])
@@ -106,18 +111,20 @@ class DetectronParser(LogParser, name="detectron", scan=scan, earliest_start=LOG
         for k, (t, digits) in by_iter.items():
             c = k + 1
             if c > origin:  # lines printed after the reset
-                points[c] = (t * (c - origin), 0.5 * 10.0 ** -digits * (c - origin))
+                points[c] = (t * (c - origin), 0.5 * 10.0**-digits * (c - origin))
         return span_from_cumulative(self.name, points, window, max(by_iter) + 1, origin)
 
     def method(self, run, span, images_per_iter):
         origin = _origin(run)
         a, b = span.start, span.end
-        return (f"difference of Detectron's mean iteration time since its timer reset after iteration "
-                f"{origin - 1} (\"time\" of json_stats, 0-based iters): (time[iter {b - 1}] x {b - origin} - "
-                + (f"time[iter {a - 1}] x {a - origin}" if a > origin else "0")
-                + f") / {b - a} = mean over completed iterations {a + 1}..{b} (records every {LOG_PERIOD} 0-based "
-                f"iterations); throughput = {images_per_iter} images/iter / that; the field times LR update + RunNet "
-                "only (excludes per-iteration stat fetch and logging)")
+        return (
+            f"difference of Detectron's mean iteration time since its timer reset after iteration "
+            f'{origin - 1} ("time" of json_stats, 0-based iters): (time[iter {b - 1}] x {b - origin} - '
+            + (f"time[iter {a - 1}] x {a - origin}" if a > origin else "0")
+            + f") / {b - a} = mean over completed iterations {a + 1}..{b} (records every {LOG_PERIOD} 0-based "
+            f"iterations); throughput = {images_per_iter} images/iter / that; the field times LR update + RunNet "
+            "only (excludes per-iteration stat fetch and logging)"
+        )
 
     def progress_of(self, run):
         r = run.records[-1]

@@ -20,14 +20,26 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .base import (LogParser, ParseError, Progress, Run, RunBuilder, Stamp, clean_lines, dedupe, span_from_cumulative,
-                   yearless)
+from .base import (
+    LogParser,
+    ParseError,
+    Progress,
+    Run,
+    RunBuilder,
+    Stamp,
+    clean_lines,
+    dedupe,
+    span_from_cumulative,
+    yearless,
+)
 
 # "[05/14 14:23:58] d2.utils.events INFO:  eta: ..." (log.txt) or "[05/14 14:23:58 d2.utils.events]:  eta: ..."
 # (stdout); rank>0 files keep the long logger name.
-PREFIX_RE = re.compile(r"\[(?P<mo>\d{2})/(?P<d>\d{2}) (?P<H>\d{2}):(?P<M>\d{2}):(?P<S>\d{2})"
-                       r"(?:\] (?:d2|detectron2)\.utils\.events INFO:| (?:d2|detectron2)\.utils\.events\]:)"
-                       r"\s*eta: ")
+PREFIX_RE = re.compile(
+    r"\[(?P<mo>\d{2})/(?P<d>\d{2}) (?P<H>\d{2}):(?P<M>\d{2}):(?P<S>\d{2})"
+    r"(?:\] (?:d2|detectron2)\.utils\.events INFO:| (?:d2|detectron2)\.utils\.events\]:)"
+    r"\s*eta: "
+)
 ITER_RE = re.compile(r"\biter: (?P<iter>\d+)\s")
 TIME_RE = re.compile(r"(?<![\w])time: (?P<time>\d+\.\d+)")
 DATA_RE = re.compile(r"\bdata_time: (?P<dt>\d+\.\d+)")
@@ -49,15 +61,20 @@ def _record(line: str) -> D2Record | None:
     m = PREFIX_RE.search(line)
     if not m:
         return None
-    body = line[m.end():]
+    body = line[m.end() :]
     mi = ITER_RE.search(body)
     if not mi:
         return None
     mt, md = TIME_RE.search(body), DATA_RE.search(body)
     parts = [int(m[k]) for k in ("mo", "d", "H", "M", "S")]
     printed = f"{m['mo']}/{m['d']} {m['H']}:{m['M']}:{m['S']}"
-    return D2Record(int(mi["iter"]), float(mt["time"]) if mt else None, len(mt["time"].split(".")[1]) if mt else 0,
-                    float(md["dt"]) if md else None, yearless(printed, *parts))
+    return D2Record(
+        int(mi["iter"]),
+        float(mt["time"]) if mt else None,
+        len(mt["time"].split(".")[1]) if mt else 0,
+        float(md["dt"]) if md else None,
+        yearless(printed, *parts),
+    )
 
 
 def scan(text: str) -> list[Run]:
@@ -75,8 +92,9 @@ def scan(text: str) -> list[Run]:
 
 
 # earliest_start: the running mean's origin in a run from iteration 0 (its first two iterations are untimed)
-class Detectron2Parser(LogParser, name="detectron2", scan=scan, earliest_start=WARMUP,
-                        what="'d2.utils.events ... eta: ... iter:' lines"):
+class Detectron2Parser(
+    LogParser, name="detectron2", scan=scan, earliest_start=WARMUP, what="'d2.utils.events ... eta: ... iter:' lines"
+):
     def _origin(self, run: Run) -> int:
         """Completed iterations at which the run's running mean starts (its value there is 0)."""
         if "start_iter" in run.info:
@@ -84,10 +102,12 @@ class Detectron2Parser(LogParser, name="detectron2", scan=scan, earliest_start=W
         first = min(r.iter for r in run.records) + 1
         if first <= PERIOD:
             return WARMUP
-        raise ParseError(f"detectron2 log's first record is at completed iteration {first}, past the first logging "
-                         f"period ({PERIOD}), and it has no 'Starting training from iteration N' line: the run may "
-                         "have resumed, and the origin of its running mean (N + 2) is unknown. Parse the run's whole "
-                         "log (output/log.txt, or the captured stdout from the start)")
+        raise ParseError(
+            f"detectron2 log's first record is at completed iteration {first}, past the first logging "
+            f"period ({PERIOD}), and it has no 'Starting training from iteration N' line: the run may "
+            "have resumed, and the origin of its running mean (N + 2) is unknown. Parse the run's whole "
+            "log (output/log.txt, or the captured stdout from the start)"
+        )
 
     def span(self, run, window, images_per_iter):
         origin = self._origin(run)
@@ -96,7 +116,7 @@ class Detectron2Parser(LogParser, name="detectron2", scan=scan, earliest_start=W
         for k, (t, digits) in timed.items():
             n = k + 1 - origin
             if n > 0:
-                points[k + 1] = (t * n, 0.5 * 10.0 ** -digits * n)
+                points[k + 1] = (t * n, 0.5 * 10.0**-digits * n)
         last = max(r.iter for r in run.records) + 1
         return span_from_cumulative(self.name, points, window, last, origin)
 
@@ -104,10 +124,13 @@ class Detectron2Parser(LogParser, name="detectron2", scan=scan, earliest_start=W
         origin = self._origin(run)
         a, b = span.start, span.end
         na, nb = a - origin, b - origin
-        return (f"difference of detectron2's running global mean step time (fvcore global_avg over iterations "
-                f"{origin + 1}..c): (time[iter {b - 1}] x {nb} - " + (f"time[iter {a - 1}] x {na}" if na else "0")
-                + f") / {b - a} = mean over completed iterations {a + 1}..{b}; throughput = {images_per_iter} "
-                "images/iter / that; excludes the other hooks' after_step (writer, LR, checkpoint)")
+        return (
+            f"difference of detectron2's running global mean step time (fvcore global_avg over iterations "
+            f"{origin + 1}..c): (time[iter {b - 1}] x {nb} - "
+            + (f"time[iter {a - 1}] x {na}" if na else "0")
+            + f") / {b - a} = mean over completed iterations {a + 1}..{b}; throughput = {images_per_iter} "
+            "images/iter / that; excludes the other hooks' after_step (writer, LR, checkpoint)"
+        )
 
     def progress_of(self, run):
         r = run.records[-1]

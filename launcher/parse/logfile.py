@@ -35,8 +35,13 @@ class NotARegularFile(BadRequest):
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
         if test(mode):
             return name
     return "not a regular file"
@@ -48,8 +53,10 @@ def open_regular(path: str | os.PathLike):
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise NotARegularFile(f"{path} is {_kind(mode)}, not a regular file: the launcher reads only log files "
-                                  "(give the file the row's log is written to)")
+            raise NotARegularFile(
+                f"{path} is {_kind(mode)}, not a regular file: the launcher reads only log files "
+                "(give the file the row's log is written to)"
+            )
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)

@@ -21,8 +21,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .base import (LogParser, ParseError, Progress, Run, RunBuilder, Stamp, clean_lines, dedupe, logging_wall,
-                   span_from_cumulative)
+from .base import (
+    LogParser,
+    ParseError,
+    Progress,
+    Run,
+    RunBuilder,
+    Stamp,
+    clean_lines,
+    dedupe,
+    logging_wall,
+    span_from_cumulative,
+)
 
 LINE_RE = re.compile(r"\beta: .*?\biter: (?P<iter>\d+)\s.*?(?<![\w])time: (?P<med>\d+\.\d+) \((?P<avg>\d+\.\d+)\)")
 CKPT_RE = re.compile(r"\bLoading checkpoint from (?P<file>\S+)")  # utils/checkpoint.py L60
@@ -46,9 +56,10 @@ def scan(text: str) -> list[Run]:
     for no, line in enumerate(clean_lines(text), 1):
         m = LINE_RE.search(line)
         if m:
-            head = line[:m.start()]
-            r = MrbRecord(int(m["iter"]), float(m["med"]), float(m["avg"]), len(m["avg"].split(".")[1]),
-                          logging_wall(head))
+            head = line[: m.start()]
+            r = MrbRecord(
+                int(m["iter"]), float(m["med"]), float(m["avg"]), len(m["avg"].split(".")[1]), logging_wall(head)
+            )
             b.add(no, r, key=r.iter, iteration=r.iter, wall=r.wall)
             continue
         mc = CKPT_RE.search(line)
@@ -71,40 +82,53 @@ def resume_point(run: Run) -> tuple[int, str | None]:
     if ckpt is None:
         why = "the log shows no 'Loading checkpoint from ...' line naming the checkpoint it resumed from"
     elif not m:
-        why = (f"the checkpoint it loaded ({ckpt}) is not named model_NNNNNNN.pth, so the iteration it resumed at "
-               "is unknown")
+        why = (
+            f"the checkpoint it loaded ({ckpt}) is not named model_NNNNNNN.pth, so the iteration it resumed at "
+            "is unknown"
+        )
     else:
-        why = (f"the checkpoint it loaded ({ckpt}) stores iteration {int(m['iter'])}, which does not fit a first "
-               f"record at {first} (expected within {PERIOD} iterations after it)")
-    raise ParseError(f"maskrcnn_benchmark log's first record is at iteration {first}, past the first logging period "
-                     f"({PERIOD}): the run resumed from a checkpoint, and its global average covers only the "
-                     f"iterations since the resume point, but {why}. Parse a log that includes the run's start (its "
-                     "whole log.txt or captured stdout)")
+        why = (
+            f"the checkpoint it loaded ({ckpt}) stores iteration {int(m['iter'])}, which does not fit a first "
+            f"record at {first} (expected within {PERIOD} iterations after it)"
+        )
+    raise ParseError(
+        f"maskrcnn_benchmark log's first record is at iteration {first}, past the first logging period "
+        f"({PERIOD}): the run resumed from a checkpoint, and its global average covers only the "
+        f"iterations since the resume point, but {why}. Parse a log that includes the run's start (its "
+        "whole log.txt or captured stdout)"
+    )
 
 
-class MaskrcnnBenchmarkParser(LogParser, name="maskrcnn_benchmark", scan=scan,
-                               what="'eta: ... iter: N ... time: M (A)' trainer lines"):
+class MaskrcnnBenchmarkParser(
+    LogParser, name="maskrcnn_benchmark", scan=scan, what="'eta: ... iter: N ... time: M (A)' trainer lines"
+):
     def span(self, run, window, images_per_iter):
         origin, _ = resume_point(run)
         by_iter = dedupe(self.name, [(r.iter, (r.avg, r.digits)) for r in run.records])
         points = {origin: (0.0, 0.0)}
         for c, (avg, digits) in by_iter.items():
             if c > origin:
-                points[c] = (avg * (c - origin), 0.5 * 10.0 ** -digits * (c - origin))
+                points[c] = (avg * (c - origin), 0.5 * 10.0**-digits * (c - origin))
         return span_from_cumulative(self.name, points, window, max(by_iter), origin)
 
     def method(self, run, span, images_per_iter):
         o, ckpt = resume_point(run)
         a, b = span.start, span.end
-        since = (f"since the resume from {ckpt} at iteration {o} (a resumed run's MetricLogger starts afresh)"
-                 if ckpt else "since iteration 1")
-        return (f"difference of maskrcnn-benchmark's global mean step time (the parenthesised value of 'time:', the "
-                f"mean over iterations {o + 1}..c, {since}): (avg[{b}] x {b - o} - "
-                + (f"avg[{a}] x {a - o}" if a > o else "0")
-                + f") / {b - a} = mean wall time per iteration over completed iterations {a + 1}..{b}; "
-                f"throughput = {images_per_iter} images/iter / that")
+        since = (
+            f"since the resume from {ckpt} at iteration {o} (a resumed run's MetricLogger starts afresh)"
+            if ckpt
+            else "since iteration 1"
+        )
+        return (
+            f"difference of maskrcnn-benchmark's global mean step time (the parenthesised value of 'time:', the "
+            f"mean over iterations {o + 1}..c, {since}): (avg[{b}] x {b - o} - "
+            + (f"avg[{a}] x {a - o}" if a > o else "0")
+            + f") / {b - a} = mean wall time per iteration over completed iterations {a + 1}..{b}; "
+            f"throughput = {images_per_iter} images/iter / that"
+        )
 
     def progress_of(self, run):
         r = run.records[-1]
-        return Progress(last_iter=r.iter, rate=None,
-                        extra={"median_step_time": r.median, "global_mean_step_time": r.avg})
+        return Progress(
+            last_iter=r.iter, rate=None, extra={"median_step_time": r.median, "global_mean_step_time": r.avg}
+        )

@@ -52,8 +52,12 @@ def _scan(text: str) -> tuple[list[Run], tuple[int, int, int] | None]:
         m = FINAL_RE.search(line)
         if m and epoch is not None and int(m["step"]) == int(m["target"]):
             steps = int(m["target"])
-            b.add(no, KerasEpoch(epoch, steps, int(m["secs"]), bool(VAL_RE.search(line))), key=epoch,
-                  iteration=epoch * steps)
+            b.add(
+                no,
+                KerasEpoch(epoch, steps, int(m["secs"]), bool(VAL_RE.search(line))),
+                key=epoch,
+                iteration=epoch * steps,
+            )
             mid = (epoch, int(m["step"]), steps)
             continue
         m = MID_RE.search(line)
@@ -68,8 +72,9 @@ def scan(text: str) -> list[Run]:
     return _scan(text)[0]
 
 
-class MatterportParser(LogParser, name="matterport", scan=scan,
-                        what="Keras 'Epoch e/E' headers followed by a final 'n/n [====] - Ns' line"):
+class MatterportParser(
+    LogParser, name="matterport", scan=scan, what="Keras 'Epoch e/E' headers followed by a final 'n/n [====] - Ns' line"
+):
     def span(self, run, window, images_per_iter):
         by_epoch = dedupe(self.name, [(r.epoch, (r.steps, r.secs, r.validated)) for r in run.records])
         steps = {s for s, _, _ in by_epoch.values()}
@@ -86,17 +91,20 @@ class MatterportParser(LogParser, name="matterport", scan=scan,
                 f"window (epochs {e0}..{e1}) carr{'y' if len(validated) > 1 else 'ies'} val_loss: Keras runs the "
                 "validation pass before the epoch's final progress line, so its seconds include validation and "
                 "cannot time training. Run without validation_data (as the seed's diff does), or choose a window "
-                "of epochs without val_* metrics")
+                "of epochs without val_* metrics"
+            )
         return span
 
     def method(self, run, span, images_per_iter):
         spe = run.records[0].steps
         e0, e1 = span.start // spe + 1, span.end // spe
-        return (f"sum of Keras' whole-epoch times (integer seconds, '%.0fs' on each epoch's final progress line) "
-                f"over epochs {e0}..{e1} ({spe} steps each) = completed steps {span.start + 1}..{span.end}; "
-                f"throughput = {span.end - span.start} x {images_per_iter} images / that sum; error bound: "
-                "0.5 s per epoch, worst case; none of these epoch lines carries val_loss (a validation pass would be "
-                "inside the epoch's seconds); excludes the between-epoch checkpoint/TensorBoard callbacks")
+        return (
+            f"sum of Keras' whole-epoch times (integer seconds, '%.0fs' on each epoch's final progress line) "
+            f"over epochs {e0}..{e1} ({spe} steps each) = completed steps {span.start + 1}..{span.end}; "
+            f"throughput = {span.end - span.start} x {images_per_iter} images / that sum; error bound: "
+            "0.5 s per epoch, worst case; none of these epoch lines carries val_loss (a validation pass would be "
+            "inside the epoch's seconds); excludes the between-epoch checkpoint/TensorBoard callbacks"
+        )
 
     def progress(self, text):
         runs, mid = _scan(text)

@@ -25,11 +25,24 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from .base import (LogParser, ParseError, Progress, Run, RunBuilder, Stamp, UnknownFormat, clean_lines, dedupe,
-                   logging_wall, span_from_intervals)
+from .base import (
+    LogParser,
+    ParseError,
+    Progress,
+    Run,
+    RunBuilder,
+    Stamp,
+    UnknownFormat,
+    clean_lines,
+    dedupe,
+    logging_wall,
+    span_from_intervals,
+)
 
-TEXT_RE = re.compile(r"Epoch \[(?P<epoch>\d+)\]\[(?P<iter>\d+)/(?P<len>\d+)\]\s+lr: \S+, eta: .*?, "
-                     r"time: (?P<time>\d+\.\d+), data_time: (?P<dt>\d+\.\d+)")
+TEXT_RE = re.compile(
+    r"Epoch \[(?P<epoch>\d+)\]\[(?P<iter>\d+)/(?P<len>\d+)\]\s+lr: \S+, eta: .*?, "
+    r"time: (?P<time>\d+\.\d+), data_time: (?P<dt>\d+\.\d+)"
+)
 START_RE = re.compile(r"\bStart running, host: ")
 #: mmengine's LogProcessor header ("Epoch(train)  [1][  50/7330]  ...", "Iter(train) [ 50/90000]  ...")
 MMENGINE_RE = re.compile(r"\b(?:Epoch|Iter)\(train\)\s*(?:\[\s*\d+\]\s*)?\[\s*\d+/\d+\]")
@@ -73,10 +86,11 @@ def scan(text: str) -> tuple[list[Run], list[Run], bool]:
             continue
         m = TEXT_RE.search(line)
         if m:
-            head = line[:m.start()]
+            head = line[: m.start()]
             e, i, n = int(m["epoch"]), int(m["iter"]), int(m["len"])
-            r = MmdetRecord(e, i, n, float(m["time"]), 0.5 * 10.0 ** -len(m["time"].split(".")[1]),
-                            "text", logging_wall(head))
+            r = MmdetRecord(
+                e, i, n, float(m["time"]), 0.5 * 10.0 ** -len(m["time"].split(".")[1]), "text", logging_wall(head)
+            )
             tb.add(no, r, key=(e, i), iteration=(e - 1) * n + i, wall=r.wall)
         elif START_RE.search(line):
             tb.mark(no, "Start running")
@@ -103,8 +117,9 @@ def _global(r: MmdetRecord, epoch_len: int | None) -> int | None:
     return (r.epoch - 1) * epoch_len + r.iter if epoch_len else None
 
 
-class MmdetectionParser(LogParser, name="mmdetection",
-                        what="'Epoch [e][i/n] ... time:' lines or .log.json train records"):
+class MmdetectionParser(
+    LogParser, name="mmdetection", what="'Epoch [e][i/n] ... time:' lines or .log.json train records"
+):
     def runs(self, text):
         jruns, truns, mmengine = scan(text)
         if any(r.records for r in jruns):  # a capture holding both: the json's 5 decimals beat {:.3f}
@@ -115,7 +130,8 @@ class MmdetectionParser(LogParser, name="mmdetection",
                 "[e][i/n]' / 'Iter(train)' lines, or its vis_data scalars json), not the mmcv TextLoggerHook format "
                 "of the pinned mmdetection (b0d845f, mmcv 0.5): mmengine's 'time' is a mean over the LogProcessor's "
                 "window_size, a config setting the log does not print, so whether its values tile the run cannot be "
-                "checked from the log. Run the row's pinned mmdetection, or time the run another way")
+                "checked from the log. Run the row's pinned mmdetection, or time the run another way"
+            )
         return truns
 
     def _check_json_epochs(self, recs: list[MmdetRecord], window: tuple[int, int]) -> None:
@@ -131,26 +147,33 @@ class MmdetectionParser(LogParser, name="mmdetection",
             + (f"(which it logs up to {max(ends1)}) " if ends1 else "(absent here: the run resumed) ")
             + f"cannot be placed on the run's count, and the window {window[0]}..{window[1]} lies past them. Parse "
             "the text log of the same run instead (the <stamp>.log beside the .log.json, or the captured stderr), "
-            "whose 'Epoch [e][i/len]' lines carry the length, or choose a window inside epoch 1")
+            "whose 'Epoch [e][i/len]' lines carry the length, or choose a window inside epoch 1"
+        )
 
     def span(self, run, window, images_per_iter):
         recs = run.records
         self._check_json_epochs(recs, window)
         interval, epoch_len = _interval(recs), _epoch_len(recs)
         by_iter = dedupe(self.name, [(_global(r, epoch_len), r) for r in recs if _global(r, epoch_len) is not None])
-        blocks = [(c - interval, c, r.time * interval, r.time_err * interval) for c, r in by_iter.items()
-                  if c - interval >= 0]
+        blocks = [
+            (c - interval, c, r.time * interval, r.time_err * interval) for c, r in by_iter.items() if c - interval >= 0
+        ]
         return span_from_intervals(self.name, blocks, window, max(by_iter))
 
     def method(self, run, span, images_per_iter):
         interval = _interval(run.records)
         src = "the .log.json (round(x, 5))" if run.records[0].source == "json" else "the text log ({:.3f})"
-        return (f"sum of mmcv's per-block mean iteration times x {interval} from {src}: {span.records} "
-                f"consecutive blocks of {interval} iterations tiling completed iterations {span.start + 1}..{span.end} "
-                f"(per-epoch 1-based numbering mapped to global); throughput = {images_per_iter} images/iter x "
-                f"{span.end - span.start} / that total")
+        return (
+            f"sum of mmcv's per-block mean iteration times x {interval} from {src}: {span.records} "
+            f"consecutive blocks of {interval} iterations tiling completed iterations {span.start + 1}..{span.end} "
+            f"(per-epoch 1-based numbering mapped to global); throughput = {images_per_iter} images/iter x "
+            f"{span.end - span.start} / that total"
+        )
 
     def progress_of(self, run):
         g, r = _global(run.records[-1], _epoch_len(run.records)), run.records[-1]
-        return Progress(last_iter=g if g is not None else r.iter, rate=None,
-                        extra={"epoch": r.epoch, "iter_in_epoch": r.iter, "mean_step_time": r.time})
+        return Progress(
+            last_iter=g if g is not None else r.iter,
+            rate=None,
+            extra={"epoch": r.epoch, "iter_in_epoch": r.iter, "mean_step_time": r.time},
+        )

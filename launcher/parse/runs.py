@@ -54,8 +54,9 @@ class RunBuilder:
             self._key = None
         cur.info.update({k: v for k, v in info.items() if v is not None})
 
-    def add(self, line: int, record: Any, key: Any = None, iteration: int | None = None,
-            wall: Stamp | None = None) -> None:
+    def add(
+        self, line: int, record: Any, key: Any = None, iteration: int | None = None, wall: Stamp | None = None
+    ) -> None:
         """A record; `key` orders records within a run (a smaller key than the last one starts a new run)."""
         if not self.runs:
             self.runs.append(Run(line, None))
@@ -89,5 +90,6 @@ def pick_run(fmt: str, runs: list[Run], run: int | None) -> tuple[int, Run]:
         return n, runs[-1]
     if 1 <= run <= n:
         return run, runs[run - 1]
-    raise BadRequest(f"run={run}: the {fmt} log holds {n} run{'s' if n != 1 else ''}; "
-                     f"choose 1..{n}, or -1 for the last")
+    raise BadRequest(
+        f"run={run}: the {fmt} log holds {n} run{'s' if n != 1 else ''}; choose 1..{n}, or -1 for the last"
+    )

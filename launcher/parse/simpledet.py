@@ -17,13 +17,25 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .base import (SHANGHAI, LogParser, Progress, Run, RunBuilder, Stamp, clean_lines, dedupe, span_from_intervals,
-                   yearless)
+from .base import (
+    SHANGHAI,
+    LogParser,
+    Progress,
+    Run,
+    RunBuilder,
+    Stamp,
+    clean_lines,
+    dedupe,
+    span_from_intervals,
+    yearless,
+)
 
-LINE_RE = re.compile(r"(?:(?P<mo>\d{2})-(?P<d>\d{2}) (?P<H>\d{2}):(?P<M>\d{2}):(?P<S>\d{2}) )?"
-                     r"Epoch\[(?P<epoch>\d+)\] Batch \[(?P<batch>\d+)\]"
-                     r"(?:\s+Iter: (?P<giter>\d+)/(?P<total>\d+)\s+Lr: (?P<lr>[-+.\deE]+))?"
-                     r"\s+Speed: (?P<speed>\d+(?:\.\d+)?) samples/sec")
+LINE_RE = re.compile(
+    r"(?:(?P<mo>\d{2})-(?P<d>\d{2}) (?P<H>\d{2}):(?P<M>\d{2}):(?P<S>\d{2}) )?"
+    r"Epoch\[(?P<epoch>\d+)\] Batch \[(?P<batch>\d+)\]"
+    r"(?:\s+Iter: (?P<giter>\d+)/(?P<total>\d+)\s+Lr: (?P<lr>[-+.\deE]+))?"
+    r"\s+Speed: (?P<speed>\d+(?:\.\d+)?) samples/sec"
+)
 START_RE = re.compile(r"\btotal iter \d+\s*$")
 
 
@@ -51,8 +63,7 @@ def _record(m: re.Match) -> SdRecord:
         wall = yearless(f"{m['mo']}-{m['d']} {m['H']}:{m['M']}:{m['S']}", *parts, tz=SHANGHAI)
     sp = m["speed"]
     err = 0.5 * 10.0 ** -(len(sp.split(".")[1]) if "." in sp else 0)
-    return SdRecord(int(m["epoch"]), int(m["batch"]), int(m["giter"]) if m["giter"] else None, float(sp), err,
-                    wall)
+    return SdRecord(int(m["epoch"]), int(m["batch"]), int(m["giter"]) if m["giter"] else None, float(sp), err, wall)
 
 
 def scan(text: str) -> list[Run]:
@@ -73,8 +84,9 @@ def _frequent(recs: list[SdRecord]) -> int:
 
 
 # earliest_start: the Speedometer starts its clock after batch 0, so the first block is (1, 11]
-class SimpledetParser(LogParser, name="simpledet", scan=scan, earliest_start=1,
-                       what="'Epoch[e] Batch [n] ... Speed: X samples/sec' lines"):
+class SimpledetParser(
+    LogParser, name="simpledet", scan=scan, earliest_start=1, what="'Epoch[e] Batch [n] ... Speed: X samples/sec' lines"
+):
     def span(self, run, window, images_per_iter):
         freq = _frequent(run.records)
         by_c = dedupe(self.name, [(r.completed, r) for r in run.records if r.completed is not None])
@@ -89,10 +101,12 @@ class SimpledetParser(LogParser, name="simpledet", scan=scan, earliest_start=1,
 
     def method(self, run, span, images_per_iter):
         freq, n = _frequent(run.records), span.end - span.start
-        return (f"harmonic mean of SimpleDet's Speedometer rates over {span.records} consecutive {freq}-batch "
-                f"windows: {n} x {images_per_iter} images / sum of ({freq} x {images_per_iter} / "
-                f"Speed), covering completed iterations {span.start + 1}..{span.end} (line 'Batch [n]' covers "
-                f"iterations n-{freq - 1}..n+1); assumes the Speedometer's batch_size = images_per_iter")
+        return (
+            f"harmonic mean of SimpleDet's Speedometer rates over {span.records} consecutive {freq}-batch "
+            f"windows: {n} x {images_per_iter} images / sum of ({freq} x {images_per_iter} / "
+            f"Speed), covering completed iterations {span.start + 1}..{span.end} (line 'Batch [n]' covers "
+            f"iterations n-{freq - 1}..n+1); assumes the Speedometer's batch_size = images_per_iter"
+        )
 
     def progress_of(self, run):
         r = run.records[-1]

@@ -66,14 +66,21 @@ def _check_shift(fmt: str, window: tuple[int, int], a: int, b: int, period: int 
     s, e = window
     for side, req, got in (("start", s, a), ("end", e, b)):
         if period is not None and got - req >= period:
-            raise ParseError(f"{fmt} log has no record near the window's {side} ({req}): the nearest boundary at or "
-                             f"after it is iteration {got}, {got - req} iterations on, and the log records every "
-                             f"{period}; lines are missing there, so the window {s}..{e} cannot be measured from "
-                             "this log (choose a window its records cover)")
+            raise ParseError(
+                f"{fmt} log has no record near the window's {side} ({req}): the nearest boundary at or "
+                f"after it is iteration {got}, {got - req} iterations on, and the log records every "
+                f"{period}; lines are missing there, so the window {s}..{e} cannot be measured from "
+                "this log (choose a window its records cover)"
+            )
 
 
-def span_from_cumulative(fmt: str, points: dict[int, tuple[float, float]], window: tuple[int, int],
-                         last_iter: int | None, origin: int | None = None) -> Span:
+def span_from_cumulative(
+    fmt: str,
+    points: dict[int, tuple[float, float]],
+    window: tuple[int, int],
+    last_iter: int | None,
+    origin: int | None = None,
+) -> Span:
     """Window cost from cumulative totals `points[c] = (S(c), abs error of S(c))` (include the origin).
 
     Edges as the module docstring says: the nearest boundaries at or after the requested start and end.
@@ -82,8 +89,11 @@ def span_from_cumulative(fmt: str, points: dict[int, tuple[float, float]], windo
     cs = sorted(points)
     if not cs or cs[0] > s:
         first = cs[0] if cs else None
-        detail = (f"the run's timing starts after iteration {origin}" if origin is not None and first == origin
-                  else f"first usable record is at iteration {first}")
+        detail = (
+            f"the run's timing starts after iteration {origin}"
+            if origin is not None and first == origin
+            else f"first usable record is at iteration {first}"
+        )
         raise WindowNotCovered(fmt, window, last_iter, detail)
     a = next((c for c in cs if c >= s), None)
     b = next((c for c in cs if c >= e), None)
@@ -91,15 +101,18 @@ def span_from_cumulative(fmt: str, points: dict[int, tuple[float, float]], windo
         raise WindowNotCovered(fmt, window, last_iter)
     if a >= e:
         below = max(c for c in cs if c < s) if any(c < s for c in cs) else None
-        raise ParseError(f"{fmt} window {s}..{e} holds no record boundary (records at {below} and {a}): it is "
-                         "shorter than the log's record spacing; widen it")
+        raise ParseError(
+            f"{fmt} window {s}..{e} holds no record boundary (records at {below} and {a}): it is "
+            "shorter than the log's record spacing; widen it"
+        )
     _check_shift(fmt, window, a, b, _period(cs))
     (sa, ea), (sb, eb) = points[a], points[b]
     return Span(a, b, sb - sa, ea + eb, 2, last_iter=last_iter or 0)
 
 
-def span_from_intervals(fmt: str, intervals: list[tuple[int, int, float, float]], window: tuple[int, int],
-                        last_iter: int | None) -> Span:
+def span_from_intervals(
+    fmt: str, intervals: list[tuple[int, int, float, float]], window: tuple[int, int], last_iter: int | None
+) -> Span:
     """Window cost from blocks `(a, b, seconds, abs error)` covering completed iterations a+1..b.
 
     Starts at the nearest block edge at or after `start` and walks consecutive blocks until one ends at
@@ -121,8 +134,10 @@ def span_from_intervals(fmt: str, intervals: list[tuple[int, int, float, float]]
     if a >= e:
         inside = next(((x, y) for x, y, _, _ in by_start.values() if x < s and y >= e), None)
         where = f"inside the one record of iterations {inside[0] + 1}..{inside[1]}" if inside else "between records"
-        raise ParseError(f"{fmt} window {s}..{e} lies {where}: no block of the log starts and ends within it, so "
-                         "it cannot be timed; widen it")
+        raise ParseError(
+            f"{fmt} window {s}..{e} lies {where}: no block of the log starts and ends within it, so "
+            "it cannot be timed; widen it"
+        )
     cur, elapsed, err, n = a, 0.0, 0.0, 0
     while cur < e:
         blk = by_start.get(cur)
@@ -130,12 +145,16 @@ def span_from_intervals(fmt: str, intervals: list[tuple[int, int, float, float]]
             if cur >= edges[-1]:
                 raise WindowNotCovered(fmt, window, last_iter)
             nxt = min((x for x in by_start if x > cur), default=None)
-            raise ParseError(f"{fmt} log has no timing record for iterations {cur + 1}..{nxt} inside the "
-                             f"window {s}..{e} (lines missing or the window spans an epoch boundary); "
-                             "choose a window inside one stretch of records")
+            raise ParseError(
+                f"{fmt} log has no timing record for iterations {cur + 1}..{nxt} inside the "
+                f"window {s}..{e} (lines missing or the window spans an epoch boundary); "
+                "choose a window inside one stretch of records"
+            )
         if not (math.isfinite(blk[2]) and blk[2] >= 0):  # 0 is a rounded value (Keras' "0s"), not a corruption
-            raise ParseError(f"{fmt} log's record for iterations {blk[0] + 1}..{blk[1]} gives a time of {blk[2]!r} "
-                             "seconds, which no run can take; the line is corrupt or the rate printed is 0")
+            raise ParseError(
+                f"{fmt} log's record for iterations {blk[0] + 1}..{blk[1]} gives a time of {blk[2]!r} "
+                "seconds, which no run can take; the line is corrupt or the rate printed is 0"
+            )
         elapsed += blk[2]
         err += blk[3]
         n += 1

@@ -52,8 +52,9 @@ class Stamp:
                 naive = dt.datetime(y, self.month, self.day, self.hour, self.minute, self.second, self.micro)
             except ValueError:  # 02/29 outside a leap year
                 continue
-            cands = [naive.replace(tzinfo=self.tz, fold=f) if self.tz else naive.replace(fold=f).astimezone()
-                     for f in (0, 1)]
+            cands = [
+                naive.replace(tzinfo=self.tz, fold=f) if self.tz else naive.replace(fold=f).astimezone() for f in (0, 1)
+            ]
             if not best or abs(cands[0] - near) < abs(best[0] - near):
                 best = cands
         return sorted(set(best))
@@ -132,13 +133,16 @@ def timestamp_check(walls: list[tuple[int | None, Stamp]], start: int, end: int)
     and its resolution is the stamps' (1 s for most), so it confirms a figure's magnitude, not its digits."""
     secs = _seconds(walls)
     if start in secs and end in secs:
-        return {"timestamp_step_time": (secs[end][0] - secs[start][0]) / (end - start),
-                "timestamp_resolution_s": secs[end][1]}
+        return {
+            "timestamp_step_time": (secs[end][0] - secs[start][0]) / (end - start),
+            "timestamp_resolution_s": secs[end][1],
+        }
     return {}
 
 
-def window_wall(walls: list[tuple[int | None, Stamp]], start: int, end: int,
-                near: dt.datetime | None = None) -> dict[str, float]:
+def window_wall(
+    walls: list[tuple[int | None, Stamp]], start: int, end: int, near: dt.datetime | None = None
+) -> dict[str, float]:
     """When the window ran, as POSIX seconds: the stamps of the records at its edges (completed iterations
     `start` and `end`), read as the aware instants they stand for (a yearless stamp takes the year nearest
     `near`, the run's start; default now). Empty when either edge record carries no stamp. Telemetry
@@ -159,8 +163,11 @@ def window_wall(walls: list[tuple[int | None, Stamp]], start: int, end: int,
     t0, t1 = a[0].timestamp(), b[-1].timestamp()
     if not t1 > t0:
         return {}
-    return {"window_wall_start": t0, "window_wall_end": t1,
-            "window_wall_resolution_s": max(at[start].resolution, at[end].resolution)}
+    return {
+        "window_wall_start": t0,
+        "window_wall_end": t1,
+        "window_wall_resolution_s": max(at[start].resolution, at[end].resolution),
+    }
 
 
 class YearlessClock:

@@ -27,8 +27,18 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from .base import (LogParser, ParseError, Progress, Run, RunBuilder, Stamp, clean_lines, dedupe, span_from_intervals,
-                   yearless)
+from .base import (
+    LogParser,
+    ParseError,
+    Progress,
+    Run,
+    RunBuilder,
+    Stamp,
+    clean_lines,
+    dedupe,
+    span_from_intervals,
+    yearless,
+)
 
 STAMP = r"\[(?P<mo>\d{2})(?P<d>\d{2}) (?P<H>\d{2}):(?P<M>\d{2}):(?P<S>\d{2}) @[\w.]+:\d+\]\s*"
 FINISHED_RE = re.compile(STAMP + r"Epoch (?P<epoch>\d+) \(global_step (?P<gs>\d+)\) finished, time:\s*(?P<dur>.+?)\.?$")
@@ -83,8 +93,9 @@ def _from_stats_json(text: str) -> list[TpRecord] | None:
     for d in data if isinstance(data, list) else []:
         if isinstance(d, dict) and "Throughput (samples/sec)" in d and "global_step" in d:
             # stats.json stores full-precision floats
-            out.append(TpRecord(int(d.get("epoch_num", 0)), int(d["global_step"]),
-                                float(d["Throughput (samples/sec)"]), 1e-15))
+            out.append(
+                TpRecord(int(d.get("epoch_num", 0)), int(d["global_step"]), float(d["Throughput (samples/sec)"]), 1e-15)
+            )
     return out
 
 
@@ -120,8 +131,10 @@ def scan(text: str) -> list[Run]:
 
 
 def _split(run: Run) -> tuple[list[TpRecord], list[tuple[int, int]]]:
-    return ([r for r in run.records if isinstance(r, TpRecord)],
-            [(r.epoch, r.global_step) for r in run.records if isinstance(r, TpFinished)])
+    return (
+        [r for r in run.records if isinstance(r, TpRecord)],
+        [(r.epoch, r.global_step) for r in run.records if isinstance(r, TpFinished)],
+    )
 
 
 def records(text: str) -> tuple[list[TpRecord], list[tuple[int, int]]]:
@@ -146,17 +159,20 @@ def _steps_per_epoch(finished: list[tuple[int, int]]) -> int:
     raise ParseError(f"tensorpack log: cannot tell the steps per epoch from epoch {e} ending at global_step {g}")
 
 
-class TensorpackParser(LogParser, name="tensorpack", scan=scan,
-                        what="'Epoch N (global_step G) finished' lines"):
+class TensorpackParser(LogParser, name="tensorpack", scan=scan, what="'Epoch N (global_step G) finished' lines"):
     def span(self, run, window, images_per_iter):
         recs, finished = _split(run)
         if not finished:
-            raise ParseError("tensorpack log has Throughput lines but no 'Epoch N (global_step G) finished' line to "
-                             "place them; parse the whole log.log (or captured stdout)")
+            raise ParseError(
+                "tensorpack log has Throughput lines but no 'Epoch N (global_step G) finished' line to "
+                "place them; parse the whole log.log (or captured stdout)"
+            )
         spe = _steps_per_epoch(finished)
         if not recs:
-            raise ParseError("tensorpack log has epochs but no 'Throughput (samples/sec)' lines: ThroughputTracker "
-                             "was not among the callbacks, or this is a non-chief rank's output")
+            raise ParseError(
+                "tensorpack log has epochs but no 'Throughput (samples/sec)' lines: ThroughputTracker "
+                "was not among the callbacks, or this is a non-chief rank's output"
+            )
         by_step = dedupe(self.name, [(r.global_step, (r.throughput, r.rel_err)) for r in recs])
         blocks = []
         for g, (thr, rel) in by_step.items():
@@ -168,11 +184,13 @@ class TensorpackParser(LogParser, name="tensorpack", scan=scan,
 
     def method(self, run, span, images_per_iter):
         spe, n = _steps_per_epoch(_split(run)[1]), span.end - span.start
-        return (f"harmonic mean of tensorpack's per-epoch 'Throughput (samples/sec)' ({{:.5g}}) over epochs "
-                f"{span.start // spe + 1}..{span.end // spe} ({spe} steps each): {n} x {images_per_iter} images / "
-                f"sum over epochs of ({spe} x {images_per_iter} / throughput), i.e. completed steps "
-                f"{span.start + 1}..{span.end}; assumes samples_per_step = images_per_iter (one image per GPU); "
-                "excludes epoch-end callbacks, by tensorpack's design")
+        return (
+            f"harmonic mean of tensorpack's per-epoch 'Throughput (samples/sec)' ({{:.5g}}) over epochs "
+            f"{span.start // spe + 1}..{span.end // spe} ({spe} steps each): {n} x {images_per_iter} images / "
+            f"sum over epochs of ({spe} x {images_per_iter} / throughput), i.e. completed steps "
+            f"{span.start + 1}..{span.end}; assumes samples_per_step = images_per_iter (one image per GPU); "
+            "excludes epoch-end callbacks, by tensorpack's design"
+        )
 
     def progress_of(self, run):
         recs, finished = _split(run)

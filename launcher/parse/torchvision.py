@@ -37,8 +37,12 @@ def scan(text: str) -> list[Run]:
         m = LINE_RE.match(s)
         if m:
             r = TvRecord(int(m["iter"]), float(m["t"]), int(m["images"]))
-            b.add(no, r, iteration=r.iter,  # no key: a run starts only at its header, a repeat is an error
-                  wall=Stamp(f"t={m['t']}", posix=r.t, resolution=STAMP_ERR))
+            b.add(
+                no,
+                r,
+                iteration=r.iter,  # no key: a run starts only at its header, a repeat is an error
+                wall=Stamp(f"t={m['t']}", posix=r.t, resolution=STAMP_ERR),
+            )
         elif START_RE.match(s):
             b.mark(no, "tvbench run:")
     return b.runs
@@ -49,8 +53,7 @@ def _by_iter(fmt: str, run: Run) -> dict[int, tuple[float, int]]:
 
 
 # earliest_start: the first stamp is taken after iteration 1 (nothing stamps the start of iteration 1)
-class TorchvisionParser(LogParser, name="torchvision", scan=scan, earliest_start=1,
-                         what="'tvbench iter=' lines"):
+class TorchvisionParser(LogParser, name="torchvision", scan=scan, earliest_start=1, what="'tvbench iter=' lines"):
     def span(self, run, window, images_per_iter):
         recs = _by_iter(self.name, run)
         points = {i: (t, STAMP_ERR) for i, (t, _) in recs.items()}
@@ -62,8 +65,11 @@ class TorchvisionParser(LogParser, name="torchvision", scan=scan, earliest_start
 
     def method(self, run, span, images_per_iter):
         a, b = span.start, span.end
-        what = "images in iterations (their images= fields)" if span.images is not None else (
-            f"{images_per_iter} images/iter x {b - a} iterations")
+        what = (
+            "images in iterations (their images= fields)"
+            if span.images is not None
+            else (f"{images_per_iter} images/iter x {b - a} iterations")
+        )
         return f"{what} {a + 1}..{b} / (t[{b}] - t[{a}]) from per-iteration wall-clock stamps"
 
     def data_kind(self, text):

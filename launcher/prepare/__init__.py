@@ -17,6 +17,15 @@ from .inputs import check_inputs, input_warnings
 from .recipe import recipe_document, recipe_hash
 
 __all__ = [
-    "prepare", "recipe_hash", "recipe_document", "check_inputs", "input_warnings", "tree_path", "tree_state",
-    "PrepareError", "GitError", "CommitNotFound", "PatchError",
+    "prepare",
+    "recipe_hash",
+    "recipe_document",
+    "check_inputs",
+    "input_warnings",
+    "tree_path",
+    "tree_state",
+    "PrepareError",
+    "GitError",
+    "CommitNotFound",
+    "PatchError",
 ]

@@ -75,8 +75,9 @@ def tree_state(tree: Path, spec: JobSpec) -> str:
     return "ok"
 
 
-def _build_tree(spec: JobSpec, mirror: Path, tree: Path, jobs_dir: str | Path | None,
-                log: Callable[[str], None]) -> None:
+def _build_tree(
+    spec: JobSpec, mirror: Path, tree: Path, jobs_dir: str | Path | None, log: Callable[[str], None]
+) -> None:
     """Check out and patch SPEC's recipe into a temporary directory, then rename it to TREE."""
     tmp = tree.with_name(f".tmp-{tree.name}-{os.getpid()}")
     tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -89,12 +90,20 @@ def _build_tree(spec: JobSpec, mirror: Path, tree: Path, jobs_dir: str | Path | 
         # the seed's own patches, then what the stack needs (impl.stacks.<name>.compat_patches)
         applied = apply_patches(tmp, list(spec.patches) + list(spec.compat_patches), row_dir(spec, jobs_dir), log)
         git(["add", "-A"], cwd=tmp)  # the patched state, staged: `git diff` then shows later edits
-        atomic_write_json(tmp / ".git" / MARKER, {
-            "recipe_hash": spec.recipe_hash, "impl": spec.impl, "repo": spec.repo, "commit": spec.commit,
-            "commit_full": spec.commit_full, "stack": spec.stack,
-            "patches": [{"name": a.name, "kind": a.kind, "files": a.files} for a in applied],
-            "prepared_at": now_iso(), "host": socket.gethostname(),
-        })
+        atomic_write_json(
+            tmp / ".git" / MARKER,
+            {
+                "recipe_hash": spec.recipe_hash,
+                "impl": spec.impl,
+                "repo": spec.repo,
+                "commit": spec.commit,
+                "commit_full": spec.commit_full,
+                "stack": spec.stack,
+                "patches": [{"name": a.name, "kind": a.kind, "files": a.files} for a in applied],
+                "prepared_at": now_iso(),
+                "host": socket.gethostname(),
+            },
+        )
         os.replace(tmp, tree)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -105,7 +114,9 @@ def _ensure_tree(spec: JobSpec, mirror: Path, cache: Path, jobs_dir, log) -> Pat
     tree = tree_path(cache, spec)
     state = tree_state(tree, spec)
     if state == "ok":
-        log(f"reusing prepared work tree {tree} ({spec.repo} at {spec.commit_full[:12]}, recipe {spec.recipe_hash[:16]})")
+        log(
+            f"reusing prepared work tree {tree} ({spec.repo} at {spec.commit_full[:12]}, recipe {spec.recipe_hash[:16]})"
+        )
         return tree
     if state.startswith("dirty"):
         aside = tree.with_name(f"{tree.name}.dirty-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
@@ -118,8 +129,14 @@ def _ensure_tree(spec: JobSpec, mirror: Path, cache: Path, jobs_dir, log) -> Pat
     return tree
 
 
-def prepare(spec: JobSpec, cache_dir: str | Path, *, jobs_dir: str | Path | None = None,
-            log: Callable[[str], None] | None = None, fetch_timeout: float | None = 1800) -> JobSpec:
+def prepare(
+    spec: JobSpec,
+    cache_dir: str | Path,
+    *,
+    jobs_dir: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+    fetch_timeout: float | None = 1800,
+) -> JobSpec:
     """Return a copy of SPEC with `checkout_dir`, `commit_full` and `recipe_hash` filled in.
 
     Rows with a repository get the shared mirror (cloned or fetched as needed), the full commit and
@@ -147,6 +164,10 @@ def prepare(spec: JobSpec, cache_dir: str | Path, *, jobs_dir: str | Path | None
             except GitError as exc:
                 if attempt == 2:
                     raise
-                discard(mirror, say, f"git failed in the cached clone of {normalize_repo(spec.repo)} ({exc}); cloning it again")
+                discard(
+                    mirror,
+                    say,
+                    f"git failed in the cached clone of {normalize_repo(spec.repo)} ({exc}); cloning it again",
+                )
     spec.checkout_dir = str(tree)
     return spec

@@ -28,8 +28,13 @@ def _env() -> dict[str, str]:
     return env
 
 
-def git(args: Sequence[str], cwd: str | Path | None = None, check: bool = True,
-        input: bytes | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
+def git(
+    args: Sequence[str],
+    cwd: str | Path | None = None,
+    check: bool = True,
+    input: bytes | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess:
     """Run `git ARGS` and return the completed process (text output); raise GitError naming the command."""
     cmd = ["git", *args]
     try:
@@ -38,8 +43,9 @@ def git(args: Sequence[str], cwd: str | Path | None = None, check: bool = True,
         raise GitError("git is not installed (or not on PATH); the prepare stage needs it") from exc
     except subprocess.TimeoutExpired as exc:
         raise GitError(f"`{' '.join(cmd)}` took longer than {timeout:.0f} s (in {cwd})") from exc
-    out = subprocess.CompletedProcess(cmd, proc.returncode, proc.stdout.decode("utf-8", "replace"),
-                                      proc.stderr.decode("utf-8", "replace"))
+    out = subprocess.CompletedProcess(
+        cmd, proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+    )
     if check and out.returncode != 0:
         raise GitError(f"`{' '.join(cmd)}` failed (exit {out.returncode}) in {cwd}: {out.stderr.strip()}")
     return out
@@ -52,7 +58,7 @@ def normalize_repo(repo: str) -> str:
     if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):  # URL or scp-like ssh address
         return repo.rstrip("/")
     if repo.startswith("file:"):
-        repo = repo[len("file:"):]
+        repo = repo[len("file:") :]
     return str(Path(repo).expanduser().resolve())
 
 
@@ -105,8 +111,10 @@ def ensure_mirror(repo: str, cache_dir: Path, log=None, timeout: float | None = 
         git(["clone", "--mirror", "--quiet", source, str(tmp)], timeout=timeout)
     except GitError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise GitError(f"cannot clone {source}: {exc}. Check impl.repo (any git URL, or the path of a "
-                       f"local mirror on a cluster without internet)") from None
+        raise GitError(
+            f"cannot clone {source}: {exc}. Check impl.repo (any git URL, or the path of a "
+            f"local mirror on a cluster without internet)"
+        ) from None
     os.replace(tmp, path)
     return path
 
@@ -139,20 +147,29 @@ def resolve_commit(repo: str, mirror: Path, commit: str, log=None, timeout: floa
     if log:
         log(f"commit {commit} not in the cache; fetching {source}")
     fetched = git(["fetch", "--quiet", "--prune", "--tags", "origin"], cwd=mirror, check=False, timeout=timeout)
-    notes = [f"fetched all refs and tags from {source}" if fetched.returncode == 0
-             else f"fetching {source} failed: {fetched.stderr.strip()}"]
+    notes = [
+        f"fetched all refs and tags from {source}"
+        if fetched.returncode == 0
+        else f"fetching {source} failed: {fetched.stderr.strip()}"
+    ]
     full, why = _rev_parse(mirror, commit)
     if not full and _FULL_HASH.match(commit.lower()) and fetched.returncode == 0:
         by_name = git(["fetch", "--quiet", "origin", commit], cwd=mirror, check=False, timeout=timeout)
-        notes.append("also asked for the hash by name" + ("" if by_name.returncode == 0 else f" ({by_name.stderr.strip()})"))
+        notes.append(
+            "also asked for the hash by name" + ("" if by_name.returncode == 0 else f" ({by_name.stderr.strip()})")
+        )
         full, why = _rev_parse(mirror, commit)
     if full:
         return full
     if "ambiguous" in why:
         raise CommitNotFound(f"commit {commit} is ambiguous in {repo} ({why}); give more hex digits in impl.commit")
     # before blaming the config, make sure the clone itself is sound (missing objects look like a missing commit)
-    fsck = git(["fsck", "--connectivity-only", "--no-progress", "--no-dangling"], cwd=mirror, check=False, timeout=timeout)
+    fsck = git(
+        ["fsck", "--connectivity-only", "--no-progress", "--no-dangling"], cwd=mirror, check=False, timeout=timeout
+    )
     if fsck.returncode != 0:
         raise GitError(f"the cached clone {mirror} is corrupt: {(fsck.stderr or fsck.stdout).strip()[:500]}")
-    raise CommitNotFound(f"commit {commit} not found in {repo}; {'; '.join(notes)}; check impl.commit "
-                         f"(a tag, or a full or abbreviated hash that exists in that repository)")
+    raise CommitNotFound(
+        f"commit {commit} not found in {repo}; {'; '.join(notes)}; check impl.commit "
+        f"(a tag, or a full or abbreviated hash that exists in that repository)"
+    )

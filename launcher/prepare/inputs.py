@@ -27,13 +27,17 @@ def check_inputs(spec: JobSpec) -> list[str]:
         p = Path(str(raw)).expanduser()
         if not p.is_absolute():
             if spec.repo and not spec.checkout_dir:
-                problems.append(f"impl.paths.{name}: {raw} is relative to the work dir, which does not exist "
-                                f"until the checkout is prepared (run prepare first, or give an absolute path)")
+                problems.append(
+                    f"impl.paths.{name}: {raw} is relative to the work dir, which does not exist "
+                    f"until the checkout is prepared (run prepare first, or give an absolute path)"
+                )
                 continue
             p = spec.exec_dir / p
         if not p.exists():
-            problems.append(f"impl.paths.{name}: {p} does not exist (set it in the config, e.g. "
-                            f"data.coco_root=/path/to/coco or impl.options.*, or put the file there)")
+            problems.append(
+                f"impl.paths.{name}: {p} does not exist (set it in the config, e.g. "
+                f"data.coco_root=/path/to/coco or impl.options.*, or put the file there)"
+            )
     problems += stage.problems(spec)[0]
     problems += weights.problems(spec)
     problems += environment_problems(spec)

@@ -60,7 +60,7 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
                 out.append(re.escape(pattern[i]))
                 i += 1
             else:
-                body = pattern[i + 1:j].replace("\\", "\\\\")
+                body = pattern[i + 1 : j].replace("\\", "\\\\")
                 if body.startswith("!"):
                     body = "^" + body[1:]
                 out.append(f"[{body}]")
@@ -116,12 +116,16 @@ def _explain_apply_failure(name: str, path: Path, stderr: str) -> str:
         file, line = m.group(1), int(m.group(2))
         header = next((h for h in hunks.get(file, []) if re.match(rf"@@ -{line}(,\d+)? ", h)), None)
         hunk = f"hunk `{header}`" if header else f"the hunk at line {line}"
-        return (f"patch {name} ({path}) does not apply: file {file}, {hunk}: the file's text there differs "
-                f"from the diff's context; is impl.commit the commit the diff was made for? git says: {stderr.strip()}")
+        return (
+            f"patch {name} ({path}) does not apply: file {file}, {hunk}: the file's text there differs "
+            f"from the diff's context; is impl.commit the commit the diff was made for? git says: {stderr.strip()}"
+        )
     m = re.search(r"error: (.+?): (No such file or directory|does not exist in index)", stderr)
     if m:
-        return (f"patch {name} ({path}) does not apply: file {m.group(1)} is not in the checkout "
-                f"(hunks {', '.join(hunks.get(m.group(1), [])) or '?'}); git says: {stderr.strip()}")
+        return (
+            f"patch {name} ({path}) does not apply: file {m.group(1)} is not in the checkout "
+            f"(hunks {', '.join(hunks.get(m.group(1), [])) or '?'}); git says: {stderr.strip()}"
+        )
     return f"patch {name} ({path}) does not apply: git says: {stderr.strip() or '(nothing)'}"
 
 
@@ -132,7 +136,9 @@ def apply_diff(tree: Path, patch: dict[str, Any], row_dir: Path) -> Applied:
     if check.returncode != 0:
         raise PatchError(_explain_apply_failure(name, path, check.stderr))
     git(["apply", str(path)], cwd=tree)
-    return Applied(name, "diff", {f: len(h) for f, h in _hunks(path.read_text(encoding="utf-8", errors="replace")).items()})
+    return Applied(
+        name, "diff", {f: len(h) for f, h in _hunks(path.read_text(encoding="utf-8", errors="replace")).items()}
+    )
 
 
 def apply_replace(tree: Path, patch: dict[str, Any]) -> Applied:
@@ -145,7 +151,9 @@ def apply_replace(tree: Path, patch: dict[str, Any]) -> Applied:
     name = patch.get("name") or "?"
     glob, old, new = patch.get("glob"), patch.get("old"), patch.get("new")
     if not glob or not old or new is None:
-        raise PatchError(f"patch {name}: kind=replace needs `glob`, `old` and `new` (got glob={glob!r}, old={old!r}, new={new!r})")
+        raise PatchError(
+            f"patch {name}: kind=replace needs `glob`, `old` and `new` (got glob={glob!r}, old={old!r}, new={new!r})"
+        )
     rx = glob_regex(glob)
     old_b, new_b = old.encode(), new.encode()
     matched, changed = 0, {}
@@ -162,13 +170,16 @@ def apply_replace(tree: Path, patch: dict[str, Any]) -> Applied:
             f.write_bytes(data.replace(old_b, new_b))
             changed[rel] = n
     if not changed:
-        raise PatchError(f"patch {name}: no file matching {glob!r} contains {old!r} ({matched} files matched the glob); "
-                         f"fix the patch's glob/old text or impl.commit")
+        raise PatchError(
+            f"patch {name}: no file matching {glob!r} contains {old!r} ({matched} files matched the glob); "
+            f"fix the patch's glob/old text or impl.commit"
+        )
     return Applied(name, "replace", changed)
 
 
-def apply_patches(tree: Path, patches: Iterable[dict[str, Any]], row_dir: Path,
-                  log: Callable[[str], None] | None = None) -> list[Applied]:
+def apply_patches(
+    tree: Path, patches: Iterable[dict[str, Any]], row_dir: Path, log: Callable[[str], None] | None = None
+) -> list[Applied]:
     """Apply PATCHES, in order, to the fresh work tree TREE; raise PatchError on the first that fails."""
     done = []
     for patch in patches:

@@ -51,12 +51,15 @@ def row_dir(spec: JobSpec, jobs_dir: str | Path | None = None) -> Path:
 
 def _neutral(text: str, spec: JobSpec, jobs_dir: Path) -> str:
     """Replace site-specific locations with placeholders (data root, this checkout's jobs/ dir)."""
-    for path, token in ((str(jobs_dir.resolve()), "${lx.jobs}"), (str(jobs_dir), "${lx.jobs}"),
-                        (spec.data_root.rstrip("/") if spec.data_root else "", "${data.coco_root}"),
-                        (spec.run_dir.rstrip("/") if spec.run_dir else "", "${lx.run_dir}"),
-                        (spec.weights_dir.rstrip("/") if spec.weights_dir else "", "${weights_dir}"),
-                        (str((spec.dataset or {}).get("stage_dir") or "").rstrip("/"), "${data.stage_dir}"),
-                        (_local_env_path(spec), "${impl.environment.path}")):
+    for path, token in (
+        (str(jobs_dir.resolve()), "${lx.jobs}"),
+        (str(jobs_dir), "${lx.jobs}"),
+        (spec.data_root.rstrip("/") if spec.data_root else "", "${data.coco_root}"),
+        (spec.run_dir.rstrip("/") if spec.run_dir else "", "${lx.run_dir}"),
+        (spec.weights_dir.rstrip("/") if spec.weights_dir else "", "${weights_dir}"),
+        (str((spec.dataset or {}).get("stage_dir") or "").rstrip("/"), "${data.stage_dir}"),
+        (_local_env_path(spec), "${impl.environment.path}"),
+    ):
         if path and len(path) > 1:
             text = text.replace(path, token)
     return text
@@ -114,8 +117,10 @@ def recipe_document(spec: JobSpec, jobs_dir: str | Path | None = None) -> dict[s
         "setup": [n(s) for s in spec.setup],
         "build": [n(s) for s in spec.build],
         "command": n(spec.command),
-        "environment": {k: (n(v) if isinstance(v, str) else [n(x) for x in v] if k == "create" else v)
-                        for k, v in sorted(env.items())},
+        "environment": {
+            k: (n(v) if isinstance(v, str) else [n(x) for x in v] if k == "create" else v)
+            for k, v in sorted(env.items())
+        },
     }
     # added only when used, so the recipes of rows without them keep their hashes
     if spec.compat_patches:
@@ -128,8 +133,9 @@ def recipe_document(spec: JobSpec, jobs_dir: str | Path | None = None) -> dict[s
     if ds.get("layout"):
         doc["dataset"] = {k: ds.get(k) for k in ("layout", "link", "reads", "derive")}
     if spec.weights:
-        doc["weights"] = [{k: w.get(k) for k in ("dest", "sha256", "md5", "md5_url", "sha256_prefix")}
-                          for w in spec.weights]
+        doc["weights"] = [
+            {k: w.get(k) for k in ("dest", "sha256", "md5", "md5_url", "sha256_prefix")} for w in spec.weights
+        ]
     return doc
 
 

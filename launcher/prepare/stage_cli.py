@@ -15,11 +15,17 @@ from .checkout import prepare
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("stage", help="build each row's COCO layout from your COCO folders (symlinks)",
-                       description=__doc__)
-    s.add_argument("overrides", nargs="*", help="config overrides as for python -m launcher (impl=a,b data.coco_root=...)")
-    s.add_argument("--force", action="store_true", help="re-point a layout staged from other folders; rebuild "
-                                                        "link farms and derived files")
+    s = sub.add_parser(
+        "stage", help="build each row's COCO layout from your COCO folders (symlinks)", description=__doc__
+    )
+    s.add_argument(
+        "overrides", nargs="*", help="config overrides as for python -m launcher (impl=a,b data.coco_root=...)"
+    )
+    s.add_argument(
+        "--force",
+        action="store_true",
+        help="re-point a layout staged from other folders; rebuild link farms and derived files",
+    )
     s.set_defaults(func=run)
 
 

@@ -29,8 +29,18 @@ from ... import PACKAGE_DIR
 from ...rundir import RESULT_FILE, JobState, State, read_status
 from ...spec import JobSpec
 from ..base import Backend, BackendConfig, job_environ
-from .head import (STOP_WAIT_S, RayBackendError, auth_headers, jobs_api_answers, node_resources, record_session_job, session_address,
-                   session_head, start_session_head, stop_session_head)
+from .head import (
+    STOP_WAIT_S,
+    RayBackendError,
+    auth_headers,
+    jobs_api_answers,
+    node_resources,
+    record_session_job,
+    session_address,
+    session_head,
+    start_session_head,
+    stop_session_head,
+)
 
 #: a running job this long past its time limit is stopped by `state()` (the node should have ended it)
 TIMEOUT_GRACE_S = 120
@@ -40,8 +50,13 @@ _OWN_PYTHON_KEYS = ("pip", "conda", "uv", "py_executable", "container", "image_u
 _SHIPS_CODE_KEYS = ("working_dir", "py_modules")
 
 # Ray's job states -> ours
-_RAY_STATES = {"PENDING": "pending", "RUNNING": "running", "SUCCEEDED": "ok", "FAILED": "failed",
-               "STOPPED": "cancelled"}
+_RAY_STATES = {
+    "PENDING": "pending",
+    "RUNNING": "running",
+    "SUCCEEDED": "ok",
+    "FAILED": "failed",
+    "STOPPED": "cancelled",
+}
 
 
 @dataclass
@@ -61,8 +76,11 @@ def _ray_env() -> None:
 
 def _orphan_state(job_id: str) -> JobState:
     """A job of an ended session head with no result: the head (and the job) ended with its launcher."""
-    return JobState(State.FAILED, f"job {job_id} ran on the Ray head of a launcher session that has ended "
-                              "(backend.address was unset), and the row wrote no result; rerun it")
+    return JobState(
+        State.FAILED,
+        f"job {job_id} ran on the Ray head of a launcher session that has ended "
+        "(backend.address was unset), and the row wrote no result; rerun it",
+    )
 
 
 class RayBackend(Backend):
@@ -91,7 +109,8 @@ class RayBackend(Backend):
                 "backend=ray with wait=false needs backend.address: without one the launcher starts a Ray "
                 "head for this session only, and its jobs would die with it when the launcher returns. "
                 "Start a head that outlives the launcher (`ray start --head --dashboard-host=127.0.0.1`, "
-                "or .ci/services/ray.sh start) and pass backend.address=http://127.0.0.1:8265, or use wait=true.")
+                "or .ci/services/ray.sh start) and pass backend.address=http://127.0.0.1:8265, or use wait=true."
+            )
         self._client = None
         self._client_address: str | None = None
         _ray_env()
@@ -134,13 +153,20 @@ class RayBackend(Backend):
                     "(`ray status`), with its dashboard on (`ray start --head --include-dashboard=true`) and "
                     "its port reachable from here (an SSH tunnel to the head's 127.0.0.1:8265, see "
                     "docs/cluster.md)? Leave backend.address unset to start a local head for this session "
-                    "(wait=true).")
+                    "(wait=true)."
+                )
             try:
                 self._client = JobSubmissionClient(address, headers=auth_headers(address) or None)
             except Exception as e:  # ConnectionError, RuntimeError from the SDK
-                raise RayBackendError(f"cannot connect to the Ray Jobs API at {address}: {e}"
-                                      + (" (a head with token authentication: set RAY_AUTH_MODE=token and the "
-                                         "token, see docs/cluster.md)" if "token" in str(e).lower() else "")) from e
+                raise RayBackendError(
+                    f"cannot connect to the Ray Jobs API at {address}: {e}"
+                    + (
+                        " (a head with token authentication: set RAY_AUTH_MODE=token and the "
+                        "token, see docs/cluster.md)"
+                        if "token" in str(e).lower()
+                        else ""
+                    )
+                ) from e
             self._client_address = address
         return self._client
 
@@ -160,11 +186,15 @@ class RayBackend(Backend):
     def describe(self, spec: JobSpec) -> list[str]:
         where = self.config_address or "a local Ray head started for this session"
         if spec.nodes > 1:
-            return [f"ray (Jobs API at {where}): a placement group of {spec.nodes} bundles, STRICT_SPREAD (one per "
-                    f"node), each {spec.gpus} GPUs and {spec.cpus} CPUs; node 0 leads",
-                    f"ray entrypoint:  {self.entrypoint(spec)}"]
-        return [f"ray (Jobs API at {where}): entrypoint_num_gpus={spec.gpus} entrypoint_num_cpus={spec.cpus}",
-                f"ray entrypoint:  {self.entrypoint(spec)}"]
+            return [
+                f"ray (Jobs API at {where}): a placement group of {spec.nodes} bundles, STRICT_SPREAD (one per "
+                f"node), each {spec.gpus} GPUs and {spec.cpus} CPUs; node 0 leads",
+                f"ray entrypoint:  {self.entrypoint(spec)}",
+            ]
+        return [
+            f"ray (Jobs API at {where}): entrypoint_num_gpus={spec.gpus} entrypoint_num_cpus={spec.cpus}",
+            f"ray entrypoint:  {self.entrypoint(spec)}",
+        ]
 
     def entrypoint(self, spec: JobSpec) -> str:
         run_dir = str(Path(spec.run_dir).resolve())
@@ -204,11 +234,15 @@ class RayBackend(Backend):
             if fitting < max(1, spec.nodes):
                 have = ", ".join(f"{int(n.get('GPU', 0))} GPUs/{int(n.get('CPU', 0))} CPUs" for n in nodes) or "none"
                 many = "one node" if spec.nodes <= 1 else f"{spec.nodes} nodes, each"
-                problems.append(f"row {spec.impl}: needs {many} with {spec.gpus} GPUs and {spec.cpus} CPUs; "
-                                f"the Ray cluster at {self.address} has nodes with {have}")
+                problems.append(
+                    f"row {spec.impl}: needs {many} with {spec.gpus} GPUs and {spec.cpus} CPUs; "
+                    f"the Ray cluster at {self.address} has nodes with {have}"
+                )
         if problems and self.embedded:  # one node, nothing will join
-            raise RayBackendError("; ".join(problems) + ". Pick a smaller hardware config (hardware=local) or "
-                                  "pass backend.address of a cluster that has such a node.")
+            raise RayBackendError(
+                "; ".join(problems) + ". Pick a smaller hardware config (hardware=local) or "
+                "pass backend.address of a cluster that has such a node."
+            )
         for p in problems:
             print(f"[ray] warning: {p}; the job stays pending until a node that fits joins", file=sys.stderr)
         return problems
@@ -237,9 +271,12 @@ class RayBackend(Backend):
                 # over several nodes the driver reserves nothing: its placement group holds each node's share
                 entrypoint_num_gpus=spec.gpus if spec.nodes <= 1 else 0,
                 entrypoint_num_cpus=spec.cpus if spec.nodes <= 1 else 0,
-                metadata={"launcher_impl": spec.impl, "launcher_hardware": spec.hardware,
-                          "launcher_run_dir": str(Path(spec.run_dir).resolve()),
-                          "launcher_time_limit_min": str(spec.time_limit_min)},
+                metadata={
+                    "launcher_impl": spec.impl,
+                    "launcher_hardware": spec.hardware,
+                    "launcher_run_dir": str(Path(spec.run_dir).resolve()),
+                    "launcher_time_limit_min": str(spec.time_limit_min),
+                },
             )
             if self.embedded:
                 record_session_job(spec.run_dir, job_id)
@@ -258,9 +295,12 @@ class RayBackend(Backend):
             return None, JobState(State.UNKNOWN, str(e))
         except Exception as e:  # the SDK raises RuntimeError for an unknown job id
             if "does not exist" in str(e) or "404" in str(e):
-                return None, JobState(State.FAILED, f"the Ray cluster at {self.address} has no record of job {job_id} "
-                                                "(its head was restarted, so the job died with it) and the row "
-                                                "wrote no result")
+                return None, JobState(
+                    State.FAILED,
+                    f"the Ray cluster at {self.address} has no record of job {job_id} "
+                    "(its head was restarted, so the job died with it) and the row "
+                    "wrote no result",
+                )
             return None, JobState(State.UNKNOWN, f"cannot read job {job_id} from {self.address}: {e}")
 
     def _settled(self, job_id: str, run_dir: str | Path | None, own: JobState) -> JobState:
@@ -299,15 +339,19 @@ class RayBackend(Backend):
                     self.connect(run_dir=run_dir).stop_job(job_id)
                 except Exception:  # already ending
                     pass
-                return JobState(State.TIMEOUT, f"still running {elapsed / 60:.1f} min after its start, past its time "
-                                           f"limit of {limit_s / 60:.0f} min; stopped by the launcher")
+                return JobState(
+                    State.TIMEOUT,
+                    f"still running {elapsed / 60:.1f} min after its start, past its time "
+                    f"limit of {limit_s / 60:.0f} min; stopped by the launcher",
+                )
         return JobState(State.RUNNING, message)
 
     def cancel(self, job_id: str) -> None:
         client = self.connect()
         if client is None:  # its session head is gone, and the job ended with it: nothing was stopped here
-            raise RayBackendError(f"the Ray head that ran {job_id} is gone (its launcher ended), and the job with it; "
-                                  "nothing to cancel")
+            raise RayBackendError(
+                f"the Ray head that ran {job_id} is gone (its launcher ended), and the job with it; nothing to cancel"
+            )
         if not client.stop_job(job_id):  # Ray: the job had already ended
             raise RayBackendError(f"Ray says job {job_id} had already ended; nothing was stopped")
 

@@ -132,15 +132,29 @@ class EmbeddedHead:
         self.tmpdir = tempfile.mkdtemp(prefix="lx-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
         self.log_path = os.path.join(self.tmpdir, "head.log")
         dashboard_port = _free_port()
-        ports = {"--port": _free_port(), "--dashboard-port": dashboard_port,
-                 "--ray-client-server-port": _free_port(), "--dashboard-agent-listen-port": _free_port(),
-                 "--dashboard-agent-grpc-port": _free_port(), "--runtime-env-agent-port": _free_port(),
-                 "--metrics-export-port": _free_port(), "--node-manager-port": _free_port(),
-                 "--object-manager-port": _free_port()}
+        ports = {
+            "--port": _free_port(),
+            "--dashboard-port": dashboard_port,
+            "--ray-client-server-port": _free_port(),
+            "--dashboard-agent-listen-port": _free_port(),
+            "--dashboard-agent-grpc-port": _free_port(),
+            "--runtime-env-agent-port": _free_port(),
+            "--metrics-export-port": _free_port(),
+            "--node-manager-port": _free_port(),
+            "--object-manager-port": _free_port(),
+        }
         ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
-        cmd = [ray_bin if os.path.exists(ray_bin) else "ray", "start", "--head", "--block", *LOOPBACK_ARGS,
-               "--include-dashboard=true", f"--temp-dir={self.tmpdir}",
-               "--disable-usage-stats", f"--object-store-memory={256 * 2**20}"]
+        cmd = [
+            ray_bin if os.path.exists(ray_bin) else "ray",
+            "start",
+            "--head",
+            "--block",
+            *LOOPBACK_ARGS,
+            "--include-dashboard=true",
+            f"--temp-dir={self.tmpdir}",
+            "--disable-usage-stats",
+            f"--object-store-memory={256 * 2**20}",
+        ]
         cmd += [f"{k}={v}" for k, v in ports.items()]
         if self.num_cpus is not None:
             cmd.append(f"--num-cpus={self.num_cpus}")
@@ -150,12 +164,24 @@ class EmbeddedHead:
         self.token_dir = tempfile.mkdtemp(prefix="lx-ray-token-", dir=os.path.dirname(self.tmpdir))
         self.token_file = _write_token(self.token_dir)
         env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_TOKEN",)}
-        env.update(**LOOPBACK_ENV, RAY_TMPDIR=self.tmpdir, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=self.token_file,
-                   RAY_USAGE_STATS_ENABLED="0")
+        env.update(
+            **LOOPBACK_ENV,
+            RAY_TMPDIR=self.tmpdir,
+            RAY_AUTH_MODE="token",
+            RAY_AUTH_TOKEN_PATH=self.token_file,
+            RAY_USAGE_STATS_ENABLED="0",
+        )
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=env, cwd=self.tmpdir, start_new_session=True,
-                                         preexec_fn=_die_with_parent)
+            self.proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=self.tmpdir,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         self.address = f"http://127.0.0.1:{dashboard_port}"
         _TOKENS[self.address] = self.token_file
         deadline = time.monotonic() + self.start_timeout_s
@@ -166,14 +192,17 @@ class EmbeddedHead:
                 raise RayBackendError(
                     f"could not start a local Ray head (log: {self.log_path}):\n{tail}\n"
                     "Start one yourself (`ray start --head --dashboard-host=127.0.0.1`) and pass "
-                    "backend.address=http://127.0.0.1:8265")
+                    "backend.address=http://127.0.0.1:8265"
+                )
             time.sleep(0.5)
         # the Jobs API answers before the raylet has registered the node's resources
         while not self.node_resources():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 tail = self._log_tail()
                 self.stop(keep_files=True)  # its log explains the failure
-                raise RayBackendError(f"the local Ray head started but reported no node (log: {self.log_path}):\n{tail}")
+                raise RayBackendError(
+                    f"the local Ray head started but reported no node (log: {self.log_path}):\n{tail}"
+                )
             time.sleep(0.5)
         return self.address
 
@@ -242,8 +271,11 @@ def start_session_head() -> EmbeddedHead:
     head.start()
     _SESSION = head
     atexit.register(stop_session_head)  # never leave a session's head behind
-    print(f"[ray] started a local Ray head for this session at {head.address} (log {head.log_path}); "
-          "it stops when the launcher ends", file=sys.stderr)
+    print(
+        f"[ray] started a local Ray head for this session at {head.address} (log {head.log_path}); "
+        "it stops when the launcher ends",
+        file=sys.stderr,
+    )
     return head
 
 
@@ -258,9 +290,16 @@ def record_session_job(run_dir: str | Path, job_id: str) -> None:
     if _SESSION is None:
         return
     _SESSION.jobs.append(job_id)
-    atomic_write_json(Path(run_dir) / SESSION_FILE, {"address": _SESSION.address, "launcher_pid": os.getpid(),
-                                                      "host": socket.gethostname(), "job_id": job_id,
-                                                      "token_file": _SESSION.token_file})  # its path, not the token
+    atomic_write_json(
+        Path(run_dir) / SESSION_FILE,
+        {
+            "address": _SESSION.address,
+            "launcher_pid": os.getpid(),
+            "host": socket.gethostname(),
+            "job_id": job_id,
+            "token_file": _SESSION.token_file,
+        },
+    )  # its path, not the token
 
 
 def stop_session_head() -> None:
@@ -282,9 +321,11 @@ def _stop_jobs(head: EmbeddedHead) -> None:
         client = JobSubmissionClient(head.address, headers=auth_headers(head.address) or None)
         live = [j for j in head.jobs if not client.get_job_status(j).is_terminal()]
         if live:
-            print(f"[ray] the session's Ray head stops with the launcher: stopping {len(live)} unfinished "
-                  "job(s) (their rows end cancelled); pass backend.address to keep jobs beyond the launcher",
-                  file=sys.stderr)
+            print(
+                f"[ray] the session's Ray head stops with the launcher: stopping {len(live)} unfinished "
+                "job(s) (their rows end cancelled); pass backend.address to keep jobs beyond the launcher",
+                file=sys.stderr,
+            )
         for j in live:
             client.stop_job(j)
         deadline = time.monotonic() + STOP_WAIT_S + 10
@@ -310,5 +351,3 @@ def session_address(run_dir: str | Path | None) -> str | None:
     if address and isinstance(token_file, str) and os.path.isfile(token_file):
         _TOKENS[address.rstrip("/")] = token_file  # readable only by the head's user: another user gets nothing
     return address if address and jobs_api_answers(address, timeout=2) else None
-
-

@@ -41,8 +41,12 @@ def _node_task_class():
         def run(self, run_dir: str, rank: int, span_id: str) -> tuple[int, str, int | None]:
             from launcher.span import spawn_node
 
-            env = dict(os.environ, LAUNCHER_NODE_RANK=str(rank), LAUNCHER_SPAN_ID=span_id,
-                       LAUNCHER_NODE_ADDR=ray.util.get_node_ip_address())
+            env = dict(
+                os.environ,
+                LAUNCHER_NODE_RANK=str(rank),
+                LAUNCHER_SPAN_ID=span_id,
+                LAUNCHER_NODE_ADDR=ray.util.get_node_ip_address(),
+            )
             self.proc = spawn_node(run_dir, env)
             return rank, socket.gethostname(), self.proc.wait()
 
@@ -68,8 +72,9 @@ def _write_failed(run_dir: Path, spec: JobSpec, started: float, reason: str) -> 
                 return
         except Exception:
             pass
-    write_result(run_dir, Result.for_spec(spec, "failed", error=reason, job_id=os.environ.get("LAUNCHER_JOB_ID"),
-                                          host=None))
+    write_result(
+        run_dir, Result.for_spec(spec, "failed", error=reason, job_id=os.environ.get("LAUNCHER_JOB_ID"), host=None)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,14 +95,20 @@ def main(argv: list[str] | None = None) -> int:
     bundle: dict[str, float] = {"CPU": float(max(1, spec.cpus))}
     if spec.gpus:
         bundle["GPU"] = float(spec.gpus)
-    pg = placement_group([dict(bundle) for _ in range(spec.nodes)], strategy="STRICT_SPREAD",
-                         name=f"launcher-{span_id}")
+    pg = placement_group(
+        [dict(bundle) for _ in range(spec.nodes)], strategy="STRICT_SPREAD", name=f"launcher-{span_id}"
+    )
     print(f"[ray span] waiting for {spec.nodes} nodes with {bundle} each (STRICT_SPREAD)", flush=True)
     ray.get(pg.ready())
     NodeTask = _node_task_class()
-    actors = [NodeTask.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i),
-                               num_cpus=bundle["CPU"], num_gpus=bundle.get("GPU", 0)).remote()
-              for i in range(spec.nodes)]
+    actors = [
+        NodeTask.options(
+            scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i),
+            num_cpus=bundle["CPU"],
+            num_gpus=bundle.get("GPU", 0),
+        ).remote()
+        for i in range(spec.nodes)
+    ]
     refs = {a.run.remote(str(run_dir), i, span_id): i for i, a in enumerate(actors)}
 
     def stop_all(*_args) -> None:

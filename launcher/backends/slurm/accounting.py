@@ -19,8 +19,7 @@ from .job import submitit_log
 
 #: sacct/squeue states, grouped by what they mean for a row
 ACTIVE_PENDING = {"PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
-ACTIVE_RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STAGE_OUT", "SIGNALING",
-                  "RESIZING", "STOPPED"}
+ACTIVE_RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STAGE_OUT", "SIGNALING", "RESIZING", "STOPPED"}
 
 _SACCT_FIELDS = ("JobID", "State", "Reason", "ExitCode", "Timelimit", "Elapsed", "NodeList")
 
@@ -41,9 +40,20 @@ def job_record(job_id: str) -> dict | None:
 
 #: pending reasons that mean the job will never start as submitted (slurm-22.05 job_mgr.c:7169-7299, `man squeue`
 #: JOB REASON CODES; with EnforcePartLimits=NO, the default, such a job is accepted and waits for ever)
-NEVER = {"PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "MaxMemPerLimit", "BadConstraints",
-         "InvalidAccount", "InvalidQOS", "AccountNotAllowed", "QOSNotAllowed", "DependencyNeverSatisfied",
-         "QOSMinCpuNotSatisfied", "FrontEndDown"}
+NEVER = {
+    "PartitionConfig",
+    "PartitionNodeLimit",
+    "PartitionTimeLimit",
+    "MaxMemPerLimit",
+    "BadConstraints",
+    "InvalidAccount",
+    "InvalidQOS",
+    "AccountNotAllowed",
+    "QOSNotAllowed",
+    "DependencyNeverSatisfied",
+    "QOSMinCpuNotSatisfied",
+    "FrontEndDown",
+}
 _NEVER_PATTERN = re.compile(r"^(QOS|Assoc)Max\w*PerJob\w*$")
 #: pending until an administrator (or the user) acts; ReqNodeNotAvail is often transient on large sites
 BLOCKED = {"PartitionDown", "PartitionInactive", "JobHeldAdmin", "JobHeldUser", "NodeDown", "ReqNodeNotAvail"}
@@ -61,9 +71,11 @@ def explain_pending(job_id: str, reason: str | None) -> str | None:
     """The scheduler's reason, and what it means when the job cannot start as it is."""
     kind = pending_class(reason)
     if kind == "never":
-        return (f"will not start as submitted: {reason} (the request exceeds what the partition, QOS or account "
-                f"allows, or depends on a job that failed); cancel it (python -m launcher.cancel, or scancel "
-                f"{job_id}) and resubmit with a request the partition can run")
+        return (
+            f"will not start as submitted: {reason} (the request exceeds what the partition, QOS or account "
+            f"allows, or depends on a job that failed); cancel it (python -m launcher.cancel, or scancel "
+            f"{job_id}) and resubmit with a request the partition can run"
+        )
     if kind == "blocked":
         return f"blocked until an administrator (or you: scontrol release {job_id}) acts: {reason}"
     return reason
@@ -175,8 +187,9 @@ def sacct_records(job_ids: list[str]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for job_id in job_ids:
         exact = next((r for r in recs if r["JobID"] == job_id), None)
-        out_rec = exact or next((r for r in recs if _array_covers(r["JobID"], job_id)
-                                 or r["JobID"].split("_")[0] == job_id), None)
+        out_rec = exact or next(
+            (r for r in recs if _array_covers(r["JobID"], job_id) or r["JobID"].split("_")[0] == job_id), None
+        )
         if out_rec is not None:
             out[job_id] = out_rec
     return out

@@ -26,8 +26,17 @@ from ...rundir import JobState, Result, State
 from ...span import read_done
 from ...spec import JobSpec
 from ..base import Backend, BackendConfig, BackendError
-from .accounting import (ACTIVE_PENDING, ACTIVE_RUNNING, Snapshot, base_state, job_record, killed_by_signal,
-                         map_final, pending_state, slurm_command)
+from .accounting import (
+    ACTIVE_PENDING,
+    ACTIVE_RUNNING,
+    Snapshot,
+    base_state,
+    job_record,
+    killed_by_signal,
+    map_final,
+    pending_state,
+    slurm_command,
+)
 from .fit import fit_problem, partition_nodes, sbatch_args, test_only
 from .job import SLURM_ENV, PROJECT_ROOT, NodeCall, signal_delay_s, slurm_job_id, slurm_nodes, submitit_folder
 
@@ -62,16 +71,20 @@ def check_slurm() -> None:
     """Fail before queueing anything when Slurm cannot be reached, saying why and what to do."""
     missing = [c for c in ("sbatch", "srun", "sacct", "squeue", "scancel") if shutil.which(c) is None]
     if missing:
-        raise SlurmUnavailable(f"Slurm client commands not found: {', '.join(missing)}; run on a Slurm "
-                               "login node (or start the CI cluster: .ci/services/slurm.sh start)")
+        raise SlurmUnavailable(
+            f"Slurm client commands not found: {', '.join(missing)}; run on a Slurm "
+            "login node (or start the CI cluster: .ci/services/slurm.sh start)"
+        )
     try:
         p = slurm_command(["sinfo", "-h", "-o", "%P %a"], timeout=30)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise SlurmUnavailable(f"`sinfo` did not answer: {e}") from e
     if p.returncode != 0:
         conf = os.environ.get("SLURM_CONF", "the default slurm.conf")
-        raise SlurmUnavailable(f"the Slurm controller does not answer (`sinfo` failed with {conf}): "
-                               f"{p.stderr.strip()}; check SLURM_CONF or that slurmctld is up")
+        raise SlurmUnavailable(
+            f"the Slurm controller does not answer (`sinfo` failed with {conf}): "
+            f"{p.stderr.strip()}; check SLURM_CONF or that slurmctld is up"
+        )
 
 
 #: placement_problems per distinct request, for this process (one launch): 200 rows of one shape ask Slurm once
@@ -167,15 +180,21 @@ class SlurmBackend(Backend):
         if problem:
             return [f"slurm: {problem}"]
         refused = test_only(params)
-        return [f"slurm: sbatch --test-only refuses the request ({' '.join(sbatch_args(params))}): {refused}"] \
-            if refused else []
+        return (
+            [f"slurm: sbatch --test-only refuses the request ({' '.join(sbatch_args(params))}): {refused}"]
+            if refused
+            else []
+        )
 
     def describe(self, spec: JobSpec) -> list[str]:
         params = {k: v for k, v in self.parameters(spec).items() if k != "setup"}
-        return [f"slurm (submitit): {' '.join(f'{k}={v}' for k, v in params.items())}",
-                "slurm job runs:  python -m launcher.node RUN_DIR (one task on one node)" if spec.nodes <= 1 else
-                f"slurm job runs:  python -m launcher.node RUN_DIR as one task on each of {spec.nodes} nodes (srun); "
-                "the first leads: master address and a free port, result.json"]
+        return [
+            f"slurm (submitit): {' '.join(f'{k}={v}' for k, v in params.items())}",
+            "slurm job runs:  python -m launcher.node RUN_DIR (one task on one node)"
+            if spec.nodes <= 1
+            else f"slurm job runs:  python -m launcher.node RUN_DIR as one task on each of {spec.nodes} nodes (srun); "
+            "the first leads: master address and a free port, result.json",
+        ]
 
     def _node_call(self, spec: JobSpec) -> NodeCall:
         cfg: SlurmConfig = self.config.merged(spec.backend_config)  # type: ignore[assignment]
@@ -240,8 +259,9 @@ class SlurmBackend(Backend):
             signalled = not read_done(run_dir).get("lost")  # node 0 stopped it: the row lost a node (span.py)
         if base in ACTIVE_RUNNING:
             if signalled:  # the job itself is still settling why (NodeCall: a time limit, a preemption)
-                return JobState(State.RUNNING, "ending after a signal; the node reported: "
-                                           + (own.reason or "").split("\n")[0])
+                return JobState(
+                    State.RUNNING, "ending after a signal; the node reported: " + (own.reason or "").split("\n")[0]
+                )
             return own  # sacct lags the controller by seconds: a result written meanwhile is the fresher word
         if signalled:  # who cancelled, a time limit, a preemption
             sched = map_final(rec, job_id, run_dir)

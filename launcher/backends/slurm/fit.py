@@ -70,9 +70,18 @@ def partition_nodes(partition: str | None) -> tuple[str, tuple[Node, ...]] | Non
     if partition is None:
         default = [r[6].rstrip("*") for r in rows if r[6].endswith("*")]
         partition = default[0] if default else (rows[0][6] if rows else "")
-    nodes = {r[0]: Node(r[0], _int(r[1]), _int(r[2]), parse_gres(r[3]),
-                        set() if r[5] in ("(null)", "") else set(r[5].split(",")), r[4])
-             for r in rows if r[6].rstrip("*") == partition}
+    nodes = {
+        r[0]: Node(
+            r[0],
+            _int(r[1]),
+            _int(r[2]),
+            parse_gres(r[3]),
+            set() if r[5] in ("(null)", "") else set(r[5].split(",")),
+            r[4],
+        )
+        for r in rows
+        if r[6].rstrip("*") == partition
+    }
     return partition, tuple(nodes.values())
 
 
@@ -81,7 +90,7 @@ def mem_mb(value: Any) -> int | None:
     m = _MEM.match(str(value or "").strip())
     if not m or float(m.group(1)) == 0:
         return None
-    return int(float(m.group(1)) * {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 ** 2}[m.group(2).upper()])
+    return int(float(m.group(1)) * {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024**2}[m.group(2).upper()])
 
 
 def fit_problem(params: dict[str, Any], partition: str, nodes: tuple[Node, ...]) -> str | None:
@@ -92,28 +101,46 @@ def fit_problem(params: dict[str, Any], partition: str, nodes: tuple[Node, ...])
     gpu_type, gpus = next(iter(gres.items()), (None, 0))
     cpus = int(params.get("cpus_per_task") or 1) * int(params.get("ntasks_per_node") or 1)
     mem = mem_mb(params.get("mem"))
-    wanted_features = set(re.split(r"[&,]", params["constraint"])) if params.get("constraint") and \
-        re.fullmatch(r"[\w.-]+(?:[&,][\w.-]+)*", params["constraint"]) else set()
-    checks = {"CPUs": lambda n: n.cpus >= cpus, "memory": lambda n: mem is None or n.mem_mb >= mem,
-              "GPUs": lambda n: n.gpu_count(gpu_type) >= gpus, "features": lambda n: wanted_features <= n.features}
+    wanted_features = (
+        set(re.split(r"[&,]", params["constraint"]))
+        if params.get("constraint") and re.fullmatch(r"[\w.-]+(?:[&,][\w.-]+)*", params["constraint"])
+        else set()
+    )
+    checks = {
+        "CPUs": lambda n: n.cpus >= cpus,
+        "memory": lambda n: mem is None or n.mem_mb >= mem,
+        "GPUs": lambda n: n.gpu_count(gpu_type) >= gpus,
+        "features": lambda n: wanted_features <= n.features,
+    }
     fitting = sum(1 for n in nodes if all(ok(n) for ok in checks.values()))
     wanted_nodes = int(params.get("nodes") or 1)
     if fitting >= wanted_nodes:
         return None
     if fitting:  # a row over several nodes (hardware.nodes): too few nodes that fit
-        return (f"the row asks for {wanted_nodes} nodes and Slurm partition {partition!r} has {fitting} that can run "
-                f"its part ({len(nodes)} in all): set hardware.nodes={fitting} or less, or use another partition")
-    asked = {"CPUs": f"{cpus} CPUs", "memory": f"{mem // 1024 if mem else 0} GB of memory",
-             "GPUs": f"{gpus} GPUs" + (f" of gres type {gpu_type} (gpu:{gpu_type}:{gpus})" if gpu_type else ""),
-             "features": f"features {'&'.join(sorted(wanted_features))}"}
-    short = [asked[k] for k, ok in checks.items() if not any(ok(n) for n in nodes)] or \
-        ["that combination of " + ", ".join(asked[k] for k in ("CPUs", "memory", "GPUs"))]
+        return (
+            f"the row asks for {wanted_nodes} nodes and Slurm partition {partition!r} has {fitting} that can run "
+            f"its part ({len(nodes)} in all): set hardware.nodes={fitting} or less, or use another partition"
+        )
+    asked = {
+        "CPUs": f"{cpus} CPUs",
+        "memory": f"{mem // 1024 if mem else 0} GB of memory",
+        "GPUs": f"{gpus} GPUs" + (f" of gres type {gpu_type} (gpu:{gpu_type}:{gpus})" if gpu_type else ""),
+        "features": f"features {'&'.join(sorted(wanted_features))}",
+    }
+    short = [asked[k] for k, ok in checks.items() if not any(ok(n) for n in nodes)] or [
+        "that combination of " + ", ".join(asked[k] for k in ("CPUs", "memory", "GPUs"))
+    ]
     largest = max(nodes, key=lambda n: (n.gpu_count(gpu_type), n.cpus, n.mem_mb))
-    hint = " (the nodes' gres names no such type: set backend.gres_type=untyped)" if gpu_type and not any(
-        gpu_type in n.gpus for n in nodes) else ""
-    return (f"no node in Slurm partition {partition!r} can run this row as asked: it asks for {' and '.join(short)}"
-            f"{hint}; the largest node is {largest.text()}. Ask for less (hardware.gpus, hardware.cpus, backend.mem) "
-            f"or use another partition (backend.partition)")
+    hint = (
+        " (the nodes' gres names no such type: set backend.gres_type=untyped)"
+        if gpu_type and not any(gpu_type in n.gpus for n in nodes)
+        else ""
+    )
+    return (
+        f"no node in Slurm partition {partition!r} can run this row as asked: it asks for {' and '.join(short)}"
+        f"{hint}; the largest node is {largest.text()}. Ask for less (hardware.gpus, hardware.cpus, backend.mem) "
+        f"or use another partition (backend.partition)"
+    )
 
 
 def sbatch_args(params: dict[str, Any]) -> list[str]:
@@ -122,18 +149,28 @@ def sbatch_args(params: dict[str, Any]) -> list[str]:
     from submitit.slurm.slurm import _make_sbatch_string
 
     with tempfile.TemporaryDirectory() as tmp:
-        text = _make_sbatch_string(command="true", folder=f"{tmp}/%j", **{k: v for k, v in params.items()
-                                                                          if k not in ("setup", "array_parallelism")})
+        text = _make_sbatch_string(
+            command="true",
+            folder=f"{tmp}/%j",
+            **{k: v for k, v in params.items() if k not in ("setup", "array_parallelism")},
+        )
     skip = ("--output", "--error", "--signal", "--open-mode", "--job-name", "--array")
-    return [line[len("#SBATCH "):] for line in text.splitlines()
-            if line.startswith("#SBATCH ") and not line[len("#SBATCH "):].startswith(skip)]
+    return [
+        line[len("#SBATCH ") :]
+        for line in text.splitlines()
+        if line.startswith("#SBATCH ") and not line[len("#SBATCH ") :].startswith(skip)
+    ]
 
 
 def test_only(params: dict[str, Any]) -> str | None:
     """Slurm's own answer without creating a job: None when it would schedule it, else its message."""
     try:
-        p = subprocess.run(["sbatch", "--test-only", *sbatch_args(params), "--wrap", "true"], capture_output=True,
-                           text=True, timeout=60)
+        p = subprocess.run(
+            ["sbatch", "--test-only", *sbatch_args(params), "--wrap", "true"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         return None if isinstance(e, subprocess.TimeoutExpired) else str(e)
     if p.returncode == 0:

@@ -60,8 +60,15 @@ def signal_delay_s(time_limit_min: int) -> int:
 
 
 #: the Slurm variables the node keeps in provenance
-SLURM_ENV = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_NODELIST", "SLURM_JOB_NUM_NODES",
-             "SLURM_JOB_PARTITION", "SLURM_CLUSTER_NAME")
+SLURM_ENV = (
+    "SLURM_JOB_ID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_JOB_NODELIST",
+    "SLURM_JOB_NUM_NODES",
+    "SLURM_JOB_PARTITION",
+    "SLURM_CLUSTER_NAME",
+)
 
 
 def slurm_job_id(environ: Mapping[str, str]) -> str | None:
@@ -82,8 +89,14 @@ class NodeCall:
     Picklable and stateless apart from how many times this row has been requeued after a preemption.
     """
 
-    def __init__(self, time_limit_min: int, max_requeue: int, python: str | None = None,
-                 pythonpath: str | None = None, requeues: int = 0) -> None:
+    def __init__(
+        self,
+        time_limit_min: int,
+        max_requeue: int,
+        python: str | None = None,
+        pythonpath: str | None = None,
+        requeues: int = 0,
+    ) -> None:
         self.time_limit_min = int(time_limit_min)
         self.max_requeue = int(max_requeue)
         self.python = python or sys.executable
@@ -109,8 +122,9 @@ class NodeCall:
         """Run the node entry point to its end; return the status it wrote in result.json."""
         self._started = time.time()
         # its own session: stopping it (checkpoint) reaches the row's whole process tree
-        self._proc = subprocess.Popen([self.python, "-m", "launcher.node", str(run_dir)], env=self._env(),
-                                      start_new_session=True)
+        self._proc = subprocess.Popen(
+            [self.python, "-m", "launcher.node", str(run_dir)], env=self._env(), start_new_session=True
+        )
         # poll rather than wait(): submitit's SIGUSR2 handler may interrupt this loop, and a blocking
         # Popen.wait() would hold the lock the handler needs to reap the child
         while self._proc.poll() is None:
@@ -118,14 +132,18 @@ class NodeCall:
         code = self._proc.returncode
         if os.environ.get("SLURM_NODEID", "0") != "0":  # a row over several nodes: node 0 writes the result
             if code != 0:
-                raise RuntimeError(f"node {os.environ.get('SLURMD_NODENAME')} of the row exited with code {code}; "
-                                   f"see {Path(run_dir) / 'nodes'}")
+                raise RuntimeError(
+                    f"node {os.environ.get('SLURMD_NODENAME')} of the row exited with code {code}; "
+                    f"see {Path(run_dir) / 'nodes'}"
+                )
             return "peer"
         result = _own_result(run_dir)
         _end_allocation_after_a_lost_node(run_dir)
         if result is None:
-            raise RuntimeError(f"the node entry point exited with code {code} without writing "
-                               f"{Path(run_dir) / RESULT_FILE}; its output is in this job's submitit log")
+            raise RuntimeError(
+                f"the node entry point exited with code {code} without writing "
+                f"{Path(run_dir) / RESULT_FILE}; its output is in this job's submitit log"
+            )
         signalled = result.status == "cancelled" or (result.status == "failed" and (result.returncode or 0) < 0)
         if signalled and self._near_limit(margin_s=5):
             # Slurm's SIGTERM at the time limit looks like a cancellation to the node (or, when the
@@ -148,8 +166,10 @@ class NodeCall:
         return time.time() - self._started + margin_s >= self.time_limit_min * 60.0
 
     def _timeout_reason(self) -> str:
-        return (f"Slurm time limit of {self.time_limit_min} min reached (stopped after "
-                f"{time.time() - self._started:.0f} s on the scheduler's warning); raise hardware.time_limit_min")
+        return (
+            f"Slurm time limit of {self.time_limit_min} min reached (stopped after "
+            f"{time.time() - self._started:.0f} s on the scheduler's warning); raise hardware.time_limit_min"
+        )
 
     def _stop_node(self, grace_s: float = 30.0) -> None:
         """Ask the node to stop (it writes a 'cancelled' result), then make sure its tree is gone."""
@@ -168,8 +188,12 @@ class NodeCall:
             settle_result(run_dir, "timeout", self._timeout_reason())
             return None
         if self.requeues >= self.max_requeue:
-            settle_result(run_dir, "cancelled", f"preempted after {self.requeues} requeue(s); "
-                                                f"max_requeue={self.max_requeue} reached, not requeued again")
+            settle_result(
+                run_dir,
+                "cancelled",
+                f"preempted after {self.requeues} requeue(s); "
+                f"max_requeue={self.max_requeue} reached, not requeued again",
+            )
             return None
         set_aside(run_dir, RESULT_FILE, f"result.preempted-{self.requeues + 1}.json")  # kept, not lost
         again = NodeCall(self.time_limit_min, self.max_requeue, self.python, self.pythonpath, self.requeues + 1)
@@ -205,12 +229,18 @@ def settle_result(run_dir: str | Path, status: str, reason: str) -> Result:
     if old is not None:
         set_aside(run_dir, RESULT_FILE)  # the node's own result is kept beside ours, never overwritten
         error = reason + (f"\nthe node reported: {old.error}" if old.error else "")
-        new = dataclasses.replace(old, status=status, error=error, throughput=None,
-                                  finished_at=old.finished_at or now_iso())
+        new = dataclasses.replace(
+            old, status=status, error=error, throughput=None, finished_at=old.finished_at or now_iso()
+        )
     else:
         spec = JobSpec.load(run_dir)
         spec.run_dir = str(run_dir)
-        new = Result.for_spec(spec, status, error=reason, started_at=read_status(run_dir).get("started_at"),
-                              job_id=slurm_job_id(os.environ))
+        new = Result.for_spec(
+            spec,
+            status,
+            error=reason,
+            started_at=read_status(run_dir).get("started_at"),
+            job_id=slurm_job_id(os.environ),
+        )
     write_result(run_dir, new)
     return new
