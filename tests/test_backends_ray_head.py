@@ -95,9 +95,10 @@ def assert_loopback_only(leader: int, marker: str, at_least: int) -> list[tuple[
 PROBE = "import time, sys\nfor i in range(1, 400):\n    time.sleep(0.25)\n    print(f'tvbench iter={i} t={time.time():.6f} images=2 loss=1.0', flush=True)\n"
 
 
-def test_embedded_head_listens_on_loopback_only(tmp_path):
+def probe_spec(tmp_path, window=(1, 399), text: str = PROBE) -> JobSpec:
+    """A saved one-CPU Ray row whose command prints torchvision-format records (PROBE: every 0.25 s)."""
     probe = tmp_path / "probe.py"
-    probe.write_text(PROBE)
+    probe.write_text(text)
     run = tmp_path / "run"
     run.mkdir()
     spec = JobSpec(
@@ -107,7 +108,7 @@ def test_embedded_head_listens_on_loopback_only(tmp_path):
         framework="stand-in",
         command=f"{sys.executable} {probe}",
         images_per_iter=2,
-        window=[1, 399],
+        window=list(window),
         log_format="torchvision",
         gpus=0,
         cpus=1,
@@ -121,6 +122,12 @@ def test_embedded_head_listens_on_loopback_only(tmp_path):
         min_gpus=0,
     )
     spec.save()
+    return spec
+
+
+def test_embedded_head_listens_on_loopback_only(tmp_path):
+    spec = probe_spec(tmp_path)
+    run = Path(spec.run_dir)
     backend = RayBackend({"address": None})
     try:
         (job_id,) = backend.submit([spec])

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import stat
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +16,7 @@ import pytest
 
 from launcher.backends.ray import RayBackend, session_head
 from launcher.rundir import read_result
-from launcher.spec import JobSpec
+from tests.test_backends_ray_head import probe_spec
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -37,31 +36,8 @@ def status_of(url: str, headers: dict | None = None, data: bytes | None = None) 
 
 
 def test_the_embedded_head_demands_a_token_only_its_user_can_read(tmp_path):
-    probe = tmp_path / "probe.py"
-    probe.write_text(PROBE)
-    run = tmp_path / "run"
-    run.mkdir()
-    spec = JobSpec(
-        impl="probe",
-        label="probe",
-        title="probe",
-        framework="stand-in",
-        command=f"{sys.executable} {probe}",
-        images_per_iter=2,
-        window=[2, 10],
-        log_format="torchvision",
-        gpus=0,
-        cpus=1,
-        time_limit_min=5,
-        hardware="ci",
-        backend="ray",
-        scale="smoke",
-        backend_config={"name": "ray", "address": None, "runtime_env": {}},
-        run_dir=str(run),
-        stop_when_covered=False,
-        min_gpus=0,
-    )
-    spec.save()
+    spec = probe_spec(tmp_path, window=(2, 10), text=PROBE)
+    run = Path(spec.run_dir)
     backend = RayBackend({"address": None})
     try:
         (job_id,) = backend.submit([spec])
