@@ -38,7 +38,7 @@ def _placer(fmt: str, log_path: str | None, cwd: Path):
     return place
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="standin_impl", description=__doc__.split("\n\n")[0])
     ap.add_argument("--format", required=True, choices=sorted(FORMATS), help="whose log format to write")
     ap.add_argument("--iters", type=int, default=520, help="iterations to run (whole epochs for epoch-based formats)")
@@ -81,8 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         help="write the implementation's log file here instead (a row's log.path: where "
         "its own output option points); a `*` takes the file's own name",
     )
-    args = ap.parse_args(argv)
+    return ap
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     model = TimeModel(
         args.base, args.warmup_iters, args.warmup_factor, args.noise, args.stall_every, args.stall, args.seed
     )
