@@ -14,27 +14,10 @@ import pytest
 
 from launcher.gather import gather, report
 from launcher.rundir import Result, read_small, write_result
-from launcher.spec import JobSpec
 from launcher.weights import WeightsError, check, fetch
 from tests.conftest import ROOT
+from tests.test_gather_trust import planned
 from tests.test_clear_errors import read_only  # noqa: F401  (fixture)
-
-
-def planned(run_dir, impl="detectron2") -> JobSpec:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    spec = JobSpec(
-        impl=impl,
-        label=impl,
-        title=impl,
-        framework="none",
-        command="true",
-        images_per_iter=16,
-        window=[100, 500],
-        log_format="detectron2",
-        run_dir=str(run_dir.resolve()),
-    )
-    spec.save()
-    return spec
 
 
 # class 5 (other readers): a FIFO or a huge file planted as a state file never blocks or fills a reader
@@ -184,42 +167,24 @@ def test_a_truncated_annotation_file_is_not_complete(tmp_path):
     text = ann.read_bytes()
     ann.write_bytes(text[: len(text) * 2 // 3])
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    p = subprocess.run(
-        [
-            sys.executable,
+
+    def stage() -> subprocess.CompletedProcess:
+        cmd = [
             "-m",
             "launcher.data",
             "stage",
             "impl=detectron2",
             f"cache_dir={tmp_path / 'cache'}",
             f"data.coco_root={coco['coco_root']}",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+        ]
+        return subprocess.run([sys.executable, *cmd], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    p = stage()
     assert p.returncode == 1 and "(complete)" not in p.stdout, p.stdout + p.stderr
     assert "not complete JSON" in p.stdout and "cut short" in p.stdout
     ann.write_bytes(text)
     time.sleep(0.01)
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "launcher.data",
-            "stage",
-            "impl=detectron2",
-            f"cache_dir={tmp_path / 'cache'}",
-            f"data.coco_root={coco['coco_root']}",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    p = stage()
     assert p.returncode == 0 and "(complete)" in p.stdout, p.stdout + p.stderr
 
 
