@@ -19,7 +19,6 @@ from .rundir import RESULT_FILE, CorruptResult, read_result
 from .spec import JobSpec
 from .dryrun import remove_hydra_traces
 from .follow import follow, reattach_hint
-from .gather import report as gather_report
 
 
 class Sweep:
@@ -128,6 +127,10 @@ class Sweep:
     def report(self, directory: Path, specs: list[JobSpec], sweep: bool = False) -> int:
         """Print the comparison table for `directory` (and record it in the history store; a sweep also
         gets table.rst / table.md / results.csv beside it); non-zero when a row did not end ok."""
+        # imported here, not at the top: pandas takes 0.2-1 s to import, and every row's submission waited for it
+        # (bench/vs_plugin.py); a blocking launch has it imported in the background while its rows run (follow)
+        from .gather import report as gather_report
+
         text, problems = gather_report([directory], out_dir=directory if sweep else None, fmt="console")
         print()
         print(text)

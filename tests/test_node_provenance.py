@@ -7,6 +7,7 @@ import os
 import platform
 import stat
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +152,20 @@ def test_capture_is_cheap_without_probe(tmp_path):
     t = time.perf_counter()
     provenance.capture(None, probe=False)
     assert time.perf_counter() - t < 5
+
+
+def test_the_framework_probe_runs_in_the_rows_environment(tmp_path, monkeypatch):
+    """Provenance records the framework the row's command imports: a venv row's probe runs inside its venv (not the
+    `python` first on the node's PATH, which may be another interpreter); a launcher row's is this interpreter."""
+    import dataclasses
+    import subprocess
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    row = dataclasses.replace(_spec(tmp_path), environment={"kind": "venv", "path": str(venv)})
+    p = provenance.capture(row)
+    assert p["python_executable"] == str(venv / "bin" / "python")  # the venv's, though it sees no torch
+    assert p["framework_version"] is None and "torch" in p["framework_error"]
+    monkeypatch.setenv("PATH", f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}")  # another `python` first on PATH
+    p = provenance.capture(dataclasses.replace(_spec(tmp_path), environment={"kind": "launcher"}))
+    assert Path(p["python_executable"]).parent == Path(sys.executable).parent and p["framework_version"]

@@ -279,3 +279,19 @@ def test_the_probe_reads_versions_without_importing_the_framework(tmp_path):
     (shadow / "fwk_b").mkdir(parents=True)  # earlier on the path, no distribution: the import decides
     (shadow / "fwk_b" / "__init__.py").write_text("__version__ = '3.1'\n")
     assert probe(["fwk_b"], [shadow, site])["fwk_b"]["found"] == "3.1"
+
+
+def test_a_launcher_row_is_checked_in_process_with_the_subprocess_answer(tmp_path, monkeypatch):
+    """A row that runs the launcher's own Python (kind=launcher) is checked without starting a Python for the
+    probe (its start-up delayed every row's command): the same found versions as the probe in a subprocess.
+    A key that needs an import (cuda) or a row that changes Python's path (PYTHONPATH) still gets the subprocess."""
+    want = {"python": PY.rsplit(".", 1)[0], "omegaconf": ">=2", "pytest": ">=7"}
+    started: list = []
+    real_run = subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: started.append(a) or real_run(*a, **k))
+    fast = check(spec(tmp_path, environment={"kind": "launcher", "software": want}))
+    assert fast.ok and not started
+    slow = check(spec(tmp_path, environment={"kind": "launcher", "software": want}, env={"PYTHONPATH": "/nowhere"}))
+    assert len(started) == 1 and [(i.key, i.found) for i in slow.items] == [(i.key, i.found) for i in fast.items]
+    check(spec(tmp_path, environment={"kind": "launcher", "software": {**want, "cuda": "13.0"}}))
+    assert len(started) == 2

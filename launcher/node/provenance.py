@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import shutil
 import socket
 import subprocess
@@ -57,12 +58,12 @@ def _safe(fn: Callable[[], Any], default: Any = None) -> Any:
         return default
 
 
-def _run(cmd: list[str], timeout: float = 20) -> str | None:
+def _run(cmd: list[str], timeout: float = 20, env: dict[str, str] | None = None) -> str | None:
     """stdout of a command, or None when the tool is missing, fails or hangs."""
     if shutil.which(cmd[0]) is None and not os.path.isabs(cmd[0]):
         return None
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
     return p.stdout if p.returncode == 0 else None
@@ -148,19 +149,28 @@ def _os() -> str:
     return f"{pretty} ({kernel})" if pretty else kernel
 
 
-def _spec_python(spec: Any) -> str:
-    """The Python the row's command will run: the venv's when the row has one, else this node's `python`."""
-    env = getattr(spec, "environment", None) or {}
-    if isinstance(env, dict) and env.get("kind") == "venv" and env.get("path"):
-        cand = Path(env["path"]) / "bin" / "python"
-        if cand.exists():
-            return str(cand)
-    return shutil.which("python") or sys.executable
+def _in_row_environment(spec: Any, framework: str | None) -> tuple[list[str], dict[str, str]] | None:
+    """The framework probe as the row's command runs: `python` inside the row's environment (the launcher's own
+    interpreter first on PATH, a venv's or managed venv's activate, conda run, the container), with the row's env
+    vars. None when SPEC is not a JobSpec (a dict from provenance's command line): the caller's Python then."""
+    if not isinstance(spec, JobSpec):
+        return None
+    from .environment import EnvironmentSpecError, command_environ, wrap_command
+
+    try:
+        command = wrap_command(spec, f"python -c {shlex.quote(_PROBE)} {shlex.quote(framework or '')}")
+    except EnvironmentSpecError:
+        return None
+    return ["bash", "-c", command], command_environ(spec)
 
 
-def probe_framework(framework: str | None, python: str | None = None, timeout: float = 60) -> dict[str, Any]:
-    """Framework, CUDA, cuDNN and NCCL versions as the row's Python imports them (subprocess, timeout)."""
-    out = _run([python or sys.executable, "-c", _PROBE, framework or ""], timeout=timeout)
+def probe_framework(
+    framework: str | None, python: str | None = None, timeout: float = 60, spec: Any = None
+) -> dict[str, Any]:
+    """Framework, CUDA, cuDNN and NCCL versions as the row's Python imports them (subprocess, timeout): PYTHON
+    when given, else the row's own environment (SPEC), else this interpreter."""
+    cmd, env = (None if python else _in_row_environment(spec, framework)) or (None, None)
+    out = _run(cmd or [python or sys.executable, "-c", _PROBE, framework or ""], timeout=timeout, env=env)
     if not out:
         return {}
     try:
@@ -232,7 +242,7 @@ def capture(
     _add_scheduler(prov, environ)
     _add_environment(prov, _get(spec, "environment"), environ)
     if probe:
-        found = _safe(lambda: probe_framework(framework_name, python or _spec_python(spec), probe_timeout), {})
+        found = _safe(lambda: probe_framework(framework_name, python, probe_timeout, spec), {})
         for key in ("framework_version", "cuda_version", "cudnn_version", "nccl_version", "framework_error"):
             if found.get(key) is not None:
                 prov[key] = found[key]

@@ -148,7 +148,11 @@ def check(spec, timeout_s: float = TIMEOUT_S) -> Check | None:
     wanted = {str(k): str(v) for k, v in (env_cfg.get("software") or {}).items()}
     if not wanted or env_cfg.get("check") is False:
         return None
-    result = Check(where=environment_for(spec).describe())
+    env = environment_for(spec)
+    result = Check(where=env.describe())
+    found = software_probe.probe_metadata_only(list(wanted)) if _same_interpreter(spec, env.kind) else None
+    if found is not None:  # the row runs this very interpreter: no subprocess (it would start a Python to say the same)
+        return _compare(result, wanted, found)
     cmd = f"python -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(list(wanted)))} {shlex.quote(json.dumps(wanted))}"
     try:
         p = subprocess.run(
@@ -167,7 +171,16 @@ def check(spec, timeout_s: float = TIMEOUT_S) -> Check | None:
         tail = "\n".join((p.stdout + p.stderr).strip().splitlines()[-8:])
         result.error = f"the software probe could not run in {result.where} (exit {p.returncode}):\n{tail}"
         return result
-    found = json.loads(line[len(MARK) :])
+    return _compare(result, wanted, json.loads(line[len(MARK) :]))
+
+
+def _same_interpreter(spec, kind: str) -> bool:
+    """Whether the row's `python` is this process's interpreter with this process's import path: a launcher row
+    whose env vars leave Python's search path alone (command_environ puts this interpreter first on PATH)."""
+    return kind == "launcher" and not any(k.startswith("PYTHON") and k != "PYTHONUNBUFFERED" for k in spec.env or {})
+
+
+def _compare(result: Check, wanted: dict[str, str], found: dict[str, Any]) -> Check:
     for key, want in wanted.items():
         got = found.get(key, {})
         ok, note = matches(key, want, got.get("found"))

@@ -238,5 +238,28 @@ def probe(keys, wanted):
     return out
 
 
+#: keys whose answer needs an import or a subprocess (everything else is `python` or a distribution's metadata)
+NEEDS_IMPORT = ("cuda", "cudnn", "apex", "caffe2", "mxnet_ops", "horovod_built", "openmpi")
+
+
+def probe_metadata_only(keys):
+    """probe(keys) when every key is answered from the interpreter and installed metadata alone, else None.
+
+    Imports nothing of the row's frameworks, so the launcher's own process may call it for a row that runs the
+    launcher's Python (environment.kind=launcher): the same answer as the subprocess, without its start-up."""
+    if any(k in NEEDS_IMPORT for k in keys):
+        return None
+    out = {}
+    for k in keys:
+        if k == "python":
+            out[k] = {"found": platform.python_version(), "problem": None}
+            continue
+        f = owned(MODS.get(k, k), (k, k.replace("_", "-")))
+        if f is None:  # no distribution owns the module: only importing it can tell
+            return None
+        out[k] = {"found": f, "problem": None}
+    return out
+
+
 if __name__ == "__main__":
     print(MARK + json.dumps(probe(json.loads(sys.argv[1]), json.loads(sys.argv[2]))))
