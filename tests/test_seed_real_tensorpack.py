@@ -9,7 +9,8 @@ Slow: 2 min 43 s through the launcher alone on 2 cores (70 s of it making the ve
     LAUNCHER_REAL_TF=1 python -m pytest tests/test_seed_real_tensorpack.py
 
 With `hardware.ranks_per_node=2` the row is tensorpack's horovod trainer, 2 CPU ranks started by `horovodrun --gloo`,
-with horovod 0.28.1 compiled into the venv by the row's build (10-45 min on 2 cores unless pip's wheel cache has it):
+with horovod 0.28.1 compiled into the venv by the row's build (6 min 39 s in all from empty caches on 2 shared cores,
+the horovod build ~4 min of it; ~40 min at a higher load):
 
     LAUNCHER_REAL_TF=1 LAUNCHER_REAL_HOROVOD=1 python -m pytest tests/test_seed_real_tensorpack.py -k horovod
 """
@@ -90,7 +91,7 @@ def test_tensorpack_caafda8_runs_for_real_on_tf2(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(
     not (os.environ.get("LAUNCHER_REAL_TF") and os.environ.get("LAUNCHER_REAL_HOROVOD")),
-    reason="a horovod build (10-45 min) and 2 CPU ranks: run with LAUNCHER_REAL_TF=1 LAUNCHER_REAL_HOROVOD=1",
+    reason="a horovod build (4-40 min) and 2 CPU ranks: run with LAUNCHER_REAL_TF=1 LAUNCHER_REAL_HOROVOD=1",
 )
 def test_tensorpack_caafda8_trains_two_horovod_ranks_over_gloo(tmp_path):
     bundle = _bundle_and_data(tmp_path)
