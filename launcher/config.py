@@ -103,11 +103,12 @@ class WeightConfig:
 class ProcessesConfig:
     """How the row's command uses the node it is given: one task, its own launcher spawns the ranks."""
 
-    # single (one process drives every GPU) | mp.spawn | torch.distributed.launch | torchrun | mpirun
+    # single (one process drives every GPU) | mp.spawn | torch.distributed.launch | torchrun | mpirun | horovodrun
     spawner: str = "single"
     ranks: int = 1  # processes the command starts on the node
     # How its code spans nodes when hardware.nodes > 1 (launcher/span.py): torchrun | torch.distributed.launch |
-    # detectron2 | mpirun; null: it runs on one node only, and `span_blocker` says why (plan refuses nodes > 1)
+    # detectron2 | mpirun | horovodrun; null: it runs on one node only, and `span_blocker` says why (plan refuses
+    # nodes > 1)
     span: Optional[str] = None
     span_blocker: str = ""
     gpus: Optional[int] = None  # GPUs the row's code drives when its own config fixes them (SimpleDet: gpus=[0..7])
@@ -145,6 +146,9 @@ class ImplConfig:
     min_gpus: int = 1  # the seed rows only run on GPUs
     smoke: Dict[str, Any] = field(default_factory=dict)  # overrides applied at smoke scale (CPU-only)
     multinode: Dict[str, Any] = field(default_factory=dict)  # overrides applied when hardware.nodes > 1
+    # overrides applied when hardware.ranks_per_node > 1, after smoke's (a smoke scale may set it: tensorpack's
+    # CPU smoke takes horovodrun and a horovod build for 2 ranks, its one process the replicated trainer)
+    multirank: Dict[str, Any] = field(default_factory=dict)
     options: Dict[str, Any] = field(default_factory=dict)  # row-specific knobs used by its command
     notes: str = ""
     # per software stack (conf/stack/<name>.yaml selects one): impl keys that replace the row's own under that

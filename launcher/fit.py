@@ -19,7 +19,9 @@ import re
 
 from .spec import JobSpec
 
-SPAWNERS = ("single", "mp.spawn", "torch.distributed.launch", "torchrun", "mpirun")
+SPAWNERS = ("single", "mp.spawn", "torch.distributed.launch", "torchrun", "mpirun", "horovodrun")
+#: the spawners that start every node's ranks from the first node, over the hosts of `-H` (launcher/span.py)
+_OVER_HOSTS = ("mpirun", "horovodrun")
 #: (CUDA version from which on) -> the highest compute capability it can target
 _MAX_CC = (
     ((9, 0), (7, 2)),
@@ -75,6 +77,7 @@ def _launched(spec: JobSpec) -> int | None:
     """How many ranks the command itself says it starts (None when it does not say)."""
     patterns = {
         "mpirun": r"(?:^|\s)(?:-np|-n|--np)\s+(\d+)",
+        "horovodrun": r"(?:^|\s)(?:-np|--num-proc)[= ](\d+)",
         "torch.distributed.launch": r"--nproc_per_node[= ](\d+)|dist_train\.sh\s+\S+\s+(\d+)",
         "torchrun": r"--nproc_per_node[= ](\d+)",
         "mp.spawn": r"--num-gpus[= ](\d+)",
@@ -96,9 +99,9 @@ def process_problems(spec: JobSpec) -> list[str]:
     if spawner == "single" and ranks != 1:
         out.append(f"impl.processes of {spec.impl}: spawner=single starts one process, not ranks={ranks}")
     launched = _launched(spec)
-    over_hosts = spawner == "mpirun" and spec.nodes > 1 and "$LAUNCHER_MPI_HOSTS" in spec.command  # launcher/span.py
+    over_hosts = spawner in _OVER_HOSTS and spec.nodes > 1 and "$LAUNCHER_MPI_HOSTS" in spec.command  # launcher/span.py
     if over_hosts and launched is not None:
-        launched //= spec.nodes  # one mpirun starts every node's ranks
+        launched //= spec.nodes  # one mpirun (horovodrun) starts every node's ranks
     if spawner != "single" and launched is not None and launched != ranks:
         out.append(f"{spec.impl}'s command starts {launched} ranks with {spawner}, impl.processes.ranks says {ranks}")
     if spec.gpus and spawner != "single" and ranks > spec.gpus:

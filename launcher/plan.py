@@ -119,19 +119,32 @@ def override_keys(overrides: list[str]) -> set[str]:
     return {o.lstrip("+~").split("=", 1)[0] for o in overrides}
 
 
-def apply_smoke(cfg: DictConfig, keep: set[str] = frozenset()) -> DictConfig:
-    """A copy of `cfg` with the row's smoke overrides (dotted keys) applied, except keys in `keep`."""
+def _apply_block(cfg: DictConfig, block: str, keep: set[str]) -> DictConfig:
+    """A copy of `cfg` with the row's `impl.<block>` overrides (dotted keys) applied, except keys in `keep`."""
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))  # detached, still interpolating
     OmegaConf.set_struct(cfg, False)
-    if not cfg.impl.smoke:
-        raise ConfigError(f"scale=smoke: impl {cfg.impl.name!r} defines no smoke scale (impl.smoke is empty)")
-    # unresolved: a value may refer to another smoke value (`${impl.images_per_iter}`), resolved after all are set
-    for key, value in OmegaConf.to_container(cfg.impl.smoke, resolve=False).items():
+    # unresolved: a value may refer to another of its values (`${impl.images_per_iter}`), resolved after all are set
+    for key, value in OmegaConf.to_container(cfg.impl[block], resolve=False).items():
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
-            raise ConfigError(f"impl.smoke of {cfg.impl.name!r} overrides {key!r}, which is not a config key")
+            raise ConfigError(f"impl.{block} of {cfg.impl.name!r} overrides {key!r}, which is not a config key")
         if key not in keep:
             OmegaConf.update(cfg, key, value, merge=False)
     return cfg
+
+
+def apply_smoke(cfg: DictConfig, keep: set[str] = frozenset()) -> DictConfig:
+    """A copy of `cfg` with the row's smoke overrides (dotted keys) applied, except keys in `keep`."""
+    if not cfg.impl.smoke:
+        raise ConfigError(f"scale=smoke: impl {cfg.impl.name!r} defines no smoke scale (impl.smoke is empty)")
+    return _apply_block(cfg, "smoke", keep)
+
+
+def apply_multirank(cfg: DictConfig, keep: set[str] = frozenset()) -> DictConfig:
+    """`cfg` with the row's `impl.multirank` overrides applied when hardware.ranks_per_node > 1 (after smoke's:
+    a smoke scale may set them), except keys in `keep`; unchanged otherwise."""
+    if int(cfg.hardware.ranks_per_node) <= 1 or not cfg.impl.get("multirank"):
+        return cfg
+    return _apply_block(cfg, "multirank", keep)
 
 
 def _resolve(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -167,6 +180,7 @@ def plan(
         scale = choose_scale(cfg)
         if scale == "smoke":
             cfg = apply_smoke(cfg, keep)
+        cfg = apply_multirank(cfg, keep)
         if int(cfg.hardware.nodes) > 1 and cfg.impl.multinode:
             from .span import apply_multinode
 

@@ -4,8 +4,8 @@ The model (docs/cluster.md, "One row over several nodes"): `hardware.nodes` node
 running the one node entry point, `python -m launcher.node RUN_DIR`, which runs the row's command on its node.
 The backend places the tasks (Slurm: one allocation of N nodes, one task each; Ray: a STRICT_SPREAD placement
 group, one bundle per node) and tells each its node rank; the row's own launcher (torchrun,
-torch.distributed.launch, detectron2's launch, mpirun) starts the ranks of its node and meets the others at the
-master address and port.
+torch.distributed.launch, detectron2's launch, mpirun, horovodrun) starts the ranks of its node and meets the others
+at the master address and port.
 
 * **Plan time.** A row declares how its code spans nodes (`impl.processes.span`): its command then carries
   `${lx.span:HOW,${hardware.nodes}}` (or `${lx.torchrun:GPUS,NODES}`), which is nothing on one node and, on
@@ -51,10 +51,12 @@ _ARGS = {
     # mpirun starts every rank itself from the leader's node, over the allocated hosts (the other nodes hold
     # their allocation and wait); OpenMPI reaches them with its own launcher (ssh, or Slurm's where allowed)
     "mpirun": '-H "$LAUNCHER_MPI_HOSTS"',
+    # horovodrun (gloo) the same way: one horovodrun on the first node, `-H host:slots,...`, ssh to the others
+    "horovodrun": '-H "$LAUNCHER_MPI_HOSTS"',
 }
 SPANS = tuple(_ARGS)
 #: the ways whose command runs on the leader only (it starts the other nodes' ranks itself)
-LEADER_ONLY = ("mpirun",)
+LEADER_ONLY = ("mpirun", "horovodrun")
 
 NODES_DIR = "nodes"  # in the run dir
 RENDEZVOUS_FILE = "rendezvous.json"

@@ -18,6 +18,7 @@ import pytest
 
 from launcher import parse
 from launcher.plan import ConfigError, plan, runnable_problems
+from launcher.prepare.recipe import recipe_hash
 from launcher.rundir import Result, read_result
 from tests.conftest import ROOT, mirror, run_launcher
 
@@ -37,6 +38,7 @@ def test_ranks_default_to_the_gpu_count_and_to_one_without_gpus(compose, tmp_pat
         ("mmdetection", "dist_train.sh configs/launcher/mask_rcnn_r50_caffe_fpn_1x_coco_smoke.py 2 ", 4),  # 2 per rank
         ("maskrcnn_benchmark", "torch.distributed.launch --nproc_per_node=2 tools/train_net.py", 2),  # global
         ("torchvision", "torchrun --standalone --nproc_per_node=2 ", 2),  # 1 per rank at smoke scale
+        ("tensorpack", "horovodrun --gloo -np 2 python train.py ", 2),  # TRAINER=horovod, 1 image per rank
     ],
 )
 def test_two_ranks_on_a_cpu_start_the_rows_own_launcher_with_two_processes(compose, tmp_path, row, launched, images):
@@ -45,6 +47,28 @@ def test_two_ranks_on_a_cpu_start_the_rows_own_launcher_with_two_processes(compo
     assert spec.processes["ranks"] == 2 and spec.images_per_iter == images
     assert runnable_problems(spec) == []
     assert Result.for_spec(spec, "failed").ranks == 2
+
+
+def test_tensorpack_takes_horovodrun_and_a_horovod_build_only_with_several_ranks(compose, tmp_path):
+    """tensorpack on stack=today (issue 19): one rank is the replicated trainer in one process, as before; N > 1
+    ranks are its horovod trainer started by `horovodrun --gloo`, with horovod built into the row's venv (its own
+    recipe) and the node checking what horovod was built with; over nodes, one horovodrun with every host."""
+    one = plan(compose("impl=tensorpack", "stack=today", "hardware.gpus=0"), tmp_path / "one")
+    two = plan(compose("impl=tensorpack", "stack=today", "hardware.gpus=0", "hardware.ranks_per_node=2"), tmp_path)
+    assert "TRAINER=replicated" in one.command and "horovod" not in json.dumps(one.build)
+    assert "horovod" not in json.dumps(one.environment["software"])
+    assert "TRAINER=horovod" in two.command and two.processes["spawner"] == "horovodrun"
+    assert any("HOROVOD_WITH_GLOO=1" in b and 'horovod==0.28.1"' in b for b in two.build)
+    assert two.environment["software"]["horovod_built"] == "gloo"
+    assert recipe_hash(one) != recipe_hash(two)  # its own venv and tree
+    many = plan(
+        compose("impl=tensorpack", "stack=today", "hardware.gpus=0", "hardware.ranks_per_node=2", "hardware.nodes=2"),
+        tmp_path / "many",
+    )
+    assert many.command.startswith('horovodrun --gloo -np 4 -H "$LAUNCHER_MPI_HOSTS" python train.py ')
+    assert many.images_per_iter == 4 and runnable_problems(many) == []
+    single = plan(compose("impl=tensorpack", "stack=today", "hardware.gpus=0", "hardware.nodes=2"), tmp_path / "s")
+    assert any("replicated trainer is one process on one node" in p for p in runnable_problems(single))
 
 
 def test_more_ranks_than_gpus_and_zero_ranks_are_refused(compose, tmp_path):

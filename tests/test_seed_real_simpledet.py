@@ -6,7 +6,8 @@ log.txt.
 
 Its build clones MXNet's source (tag 1.9.1, for src/operator's headers) and mxnext (d9af618) from GitHub; on a host
 without GitHub, point it at clones: LAUNCHER_MXNET_REPO, LAUNCHER_MXNEXT_REPO. Slow (a venv, three operators
-compiled, ~10 s per CPU step): 7 min on 2 shared cores, so it runs only when asked:
+compiled, a CPU training): 6-7 min on 2 shared cores (6 min 03 s from empty caches on 2026-12-07), so it runs
+only when asked:
 
     LAUNCHER_REAL_MX=1 LAUNCHER_MXNET_REPO=... LAUNCHER_MXNEXT_REPO=... python -m pytest tests/test_seed_real_simpledet.py
 """

@@ -7,6 +7,12 @@ Slow: 2 min 43 s through the launcher alone on 2 cores (70 s of it making the ve
 9 min 48 s while other jobs shared the cores. Past CI's budget, so it runs only when asked:
 
     LAUNCHER_REAL_TF=1 python -m pytest tests/test_seed_real_tensorpack.py
+
+With `hardware.ranks_per_node=2` the row is tensorpack's horovod trainer, 2 CPU ranks started by `horovodrun --gloo`,
+with horovod 0.28.1 compiled into the venv by the row's build (6 min 39 s in all from empty caches on 2 shared cores,
+the horovod build ~4 min of it; ~40 min at a higher load):
+
+    LAUNCHER_REAL_TF=1 LAUNCHER_REAL_HOROVOD=1 python -m pytest tests/test_seed_real_tensorpack.py -k horovod
 """
 
 import json
@@ -24,12 +30,7 @@ from tests.conftest import ROOT, mirror, run_launcher
 TP_COMMIT = "caafda80b17898b3532c86108155bf7ec0c4d245"
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not os.environ.get("LAUNCHER_REAL_TF"),
-    reason="3-10 min (a TensorFlow venv, a CPU training): outside CI's time budget; run with LAUNCHER_REAL_TF=1",
-)
-def test_tensorpack_caafda8_runs_for_real_on_tf2(tmp_path):
+def _bundle_and_data(tmp_path: Path) -> Path:
     bundle = mirror("tensorpack.bundle")
     if bundle is None:
         pytest.skip("no tensorpack.bundle in ../shared/mirrors (or $LAUNCHER_MIRRORS): the seed's code is not here")
@@ -42,6 +43,16 @@ def test_tensorpack_caafda8_runs_for_real_on_tf2(tmp_path):
         check=False,
     )
     assert syn.returncode == 0, syn.stderr
+    return bundle
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("LAUNCHER_REAL_TF"),
+    reason="3-10 min (a TensorFlow venv, a CPU training): outside CI's time budget; run with LAUNCHER_REAL_TF=1",
+)
+def test_tensorpack_caafda8_runs_for_real_on_tf2(tmp_path):
+    bundle = _bundle_and_data(tmp_path)
     run = run_launcher(
         "impl=tensorpack",
         "stack=today",
@@ -75,3 +86,37 @@ def test_tensorpack_caafda8_runs_for_real_on_tf2(tmp_path):
         [sys.executable, "-c", "import tensorflow"], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert probe.returncode != 0  # nothing went into the launcher's own interpreter
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (os.environ.get("LAUNCHER_REAL_TF") and os.environ.get("LAUNCHER_REAL_HOROVOD")),
+    reason="a horovod build (4-40 min) and 2 CPU ranks: run with LAUNCHER_REAL_TF=1 LAUNCHER_REAL_HOROVOD=1",
+)
+def test_tensorpack_caafda8_trains_two_horovod_ranks_over_gloo(tmp_path):
+    bundle = _bundle_and_data(tmp_path)
+    run = run_launcher(
+        "impl=tensorpack",
+        "stack=today",
+        "hardware.ranks_per_node=2",
+        f"impl.repo={bundle}",
+        f"data.coco_root={tmp_path / 'syn' / 'coco'}",
+        f"cache_dir={tmp_path / 'cache'}",
+        cwd=tmp_path,
+        timeout=4500,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert "tensorpack (stack=today)" in run.stdout and "ok (smoke)" in run.stdout
+    assert "with gloo" in run.stdout  # the build's own check: hvd.gloo_built()
+    (run_dir,) = sorted(p.parent for p in (tmp_path / "outputs").rglob("spec.json"))
+    spec = json.loads((run_dir / "spec.json").read_text())
+    assert spec["command"].startswith("horovodrun --gloo -np 2 python train.py ")
+    r = read_result(run_dir)
+    assert (r.status, r.stack, r.scale, r.ranks, r.images_per_iter) == ("ok", "today", "smoke", 2, 2)
+    log = Path(r.log_path)
+    text = log.read_text(errors="replace")
+    assert "TensorFlow           2.15.1" in text and "Horovod" in text
+    assert parse.get_parser("tensorpack").measure(text, (5, 20), 2).throughput == r.throughput
+    # the node's software check asked horovod what it was built with
+    prov = json.dumps(json.loads((run_dir / "provenance.json").read_text()))
+    assert "horovod_built" in prov and "0.28.1" in prov
