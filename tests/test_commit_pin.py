@@ -62,3 +62,30 @@ def test_the_table_shows_the_pin_beside_the_commit_that_ran():
     }
     text = render(runs_frame([rec]), "md")
     assert f"{OTHER[:10]} (pin 3deaec)" in text
+
+
+def test_prepare_keeps_the_pin_only_when_another_commit_runs(tmp_path):
+    """A pin given by another name (a tag for the hash given, as detectron2's v0.1.2) is no replacement: cleared
+    once both resolve in the repository; a commit the pin does not name keeps it."""
+    from launcher.prepare import prepare
+    from tests.test_prepare import make_spec, sh, write
+
+    root = tmp_path / "src"
+    root.mkdir()
+    sh("git", "init", "-q", "-b", "main", cwd=root)
+    write(root, {"train.py": "print(1)\n"})
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "commit", "-q", "-m", "v1", cwd=root)
+    sh("git", "tag", "v1", cwd=root)
+    v1 = sh("git", "rev-parse", "HEAD", cwd=root)
+    write(root, {"train.py": "print(2)\n"})
+    sh("git", "commit", "-qam", "v2", cwd=root)
+    v2 = sh("git", "rev-parse", "HEAD", cwd=root)
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    same = prepare(make_spec(root, v1, pinned_commit="v1"), tmp_path / "c", jobs_dir=jobs)
+    assert same.commit_full == v1 and same.pinned_commit is None
+    other = prepare(make_spec(root, v2, pinned_commit="v1"), tmp_path / "c", jobs_dir=jobs)
+    assert other.commit_full == v2 and other.pinned_commit == "v1"
+    missing = prepare(make_spec(root, v2, pinned_commit="3deaec"), tmp_path / "c", jobs_dir=jobs)
+    assert missing.pinned_commit == "3deaec"  # the pin is not in this repository at all: it stays

@@ -160,6 +160,8 @@ def prepare(
                 spec.commit_full = resolve_commit(spec.repo, mirror, spec.commit, say, timeout=fetch_timeout)
                 if spec.pinned_commit and _rev_parse(mirror, spec.pinned_commit)[0] == spec.commit_full:
                     spec.pinned_commit = None  # the pin by another name (a tag, a longer hash): not a replacement
+                if spec.pinned_commit:
+                    say(f"{spec.impl}: running {spec.commit_full[:12]} in place of the row's pin {spec.pinned_commit}")
                 spec.recipe_hash = recipe_hash(spec, jobs_dir)
                 tree = _ensure_tree(spec, mirror, cache, jobs_dir, say)
                 break
