@@ -31,6 +31,7 @@ class RowInfo:
     reference_hardware: str | None
     tolerance: float
     order: int
+    commit: str | None = None  # the row's pinned upstream commit (impl.commit in its config)
 
 
 def order_of(impl: str) -> int:
@@ -57,8 +58,15 @@ def load_rows(conf_dir: str | None = None) -> dict[str, RowInfo]:
             reference_hardware=data.get("reference_hardware", REFERENCE_HARDWARE) if ref is not None else None,
             tolerance=float(data.get("tolerance", TOLERANCE)),
             order=order_of(name),
+            commit=None if data.get("commit") is None else str(data["commit"]),
         )
     return rows
+
+
+def same_commit(a: object, b: object) -> bool:
+    """Whether two spellings of a commit (full or abbreviated hashes) can name the same commit."""
+    x, y = str(a).strip().lower(), str(b).strip().lower()
+    return bool(x and y) and (x.startswith(y) or y.startswith(x))
 
 
 @lru_cache(maxsize=64)

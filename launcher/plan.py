@@ -24,6 +24,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .catalog import load_rows, same_commit
 from .config import PLANNING
 from .credentials import credential_problems
 from .data.stage import StageError, dataset_for
@@ -167,6 +168,27 @@ def _resolve(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], dict[str, 
     return c, shell
 
 
+def _replaced_pin(impl: dict[str, Any], keep: set[str]) -> str | None:
+    """The row's own pinned commit when the command line set impl.commit to another commit, else None.
+
+    Running another tree than the pin (matterport: a tree of 3deaec5 rebuilt without the files the stored copy
+    lacks, committed with its own hash) is the user's explicit choice; the run then says which pin it stands in
+    for, and never claims the pin's hash (checkout.py clears it when both resolve to one commit)."""
+    if "impl.commit" not in keep or impl.get("commit") is None:
+        return None
+    row = load_rows().get(str(impl["name"]))
+    pin = row.commit if row else None
+    return pin if pin and not same_commit(pin, impl["commit"]) else None
+
+
+def _commit_note(impl: dict[str, Any], pin: str | None) -> str:
+    note = str(impl.get("commit_note") or "")
+    if not pin:
+        return note
+    said = f"impl.commit given on the command line in place of the row's pin {pin}: what runs is that commit's tree"
+    return f"{note}; {said}" if note else said
+
+
 def plan(
     cfg: DictConfig, run_dir: str | Path, sweep_dir: str | Path | None = None, overrides: list[str] | None = None
 ) -> JobSpec:
@@ -202,6 +224,7 @@ def plan(
         environment["create"] = shell["impl.environment.create"]
     weights_dir = str(c.get("weights_dir") or "")
     images_per_iter = _images_per_iter(impl, hw)
+    pin = _replaced_pin(impl, keep)
     return JobSpec(
         impl=impl["name"],
         label=impl["label"],
@@ -217,7 +240,8 @@ def plan(
         workdir=impl["workdir"],
         repo=impl["repo"],
         commit=None if impl["commit"] is None else str(impl["commit"]),
-        commit_note=impl["commit_note"],
+        commit_note=_commit_note(impl, pin),
+        pinned_commit=pin,
         patches=impl["patches"],
         compat_patches=impl.get("compat_patches") or [],
         stack=stack_name(cfg),

@@ -364,6 +364,7 @@ class Result:
     run_dir: str | None = None
     repo: str | None = None
     commit: str | None = None
+    pinned_commit: str | None = None  # the row's own pin when the commit that ran is another (plan.py)
     recipe_hash: str | None = None
     command: str | None = None
     returncode: int | None = None
@@ -408,6 +409,7 @@ class Result:
             run_dir=str(spec.run_dir),
             repo=spec.repo,
             commit=spec.commit_full or spec.commit,
+            pinned_commit=getattr(spec, "pinned_commit", None),
             recipe_hash=spec.recipe_hash,
             command=spec.command,
             scale=spec.scale,

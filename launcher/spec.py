@@ -34,6 +34,8 @@ class JobSpec:
     repo: str | None = None
     commit: str | None = None  # as configured (tag, abbreviated or full hash)
     commit_note: str = ""
+    # the row's configured commit when impl.commit was set to another one on the command line (plan.py)
+    pinned_commit: str | None = None
     patches: list[dict[str, Any]] = field(default_factory=list)  # the seed's own
     compat_patches: list[dict[str, Any]] = field(default_factory=list)  # what the stack needs, applied after
     stack: str = "seed"  # seed | today (conf/stack/)

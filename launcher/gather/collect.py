@@ -42,6 +42,7 @@ SPEC_FIELDS = (
     "tolerance",
     "gpus",
     "repo",
+    "pinned_commit",
     "recipe_hash",
     "command",
     "scale",

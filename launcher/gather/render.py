@@ -77,6 +77,7 @@ CSV_COLUMNS = (
     "gpu_model",
     "driver",
     "commit",
+    "pinned_commit",
     "recipe_hash",
     "finished_at",
     "run_dirs",
@@ -242,7 +243,8 @@ def display_rows(table: pd.DataFrame, label_col: str = "label") -> list[dict[str
                     "Status": status,
                     "GPU": "" if _isnull(r.get("gpu_model")) else str(r["gpu_model"]),
                     "Driver": "" if _isnull(r.get("driver")) else str(r["driver"]),
-                    "Commit": _short(r.get("commit")),
+                    "Commit": _short(r.get("commit"))
+                    + ("" if _isnull(r.get("pinned_commit")) else f" (pin {r['pinned_commit']})"),
                     "Recipe": _short(r.get("recipe_hash")),
                     **hw_cells(r),
                 }.items()

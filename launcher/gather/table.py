@@ -48,6 +48,7 @@ RUN_COLUMNS = (
     "run_dir",
     "repo",
     "commit",
+    "pinned_commit",
     "recipe_hash",
     "command",
     "returncode",
@@ -226,6 +227,7 @@ class TableRow:
     gpu_model: str | None = None
     driver: str | None = None
     commit: str | None = None
+    pinned_commit: str | None = None  # the row's pin, when the commit that ran is another
     data: str | None = None
     method: str | None = None
     finished_at: str | None = None
@@ -303,6 +305,7 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
             gpu_model=_joined(r.get("gpu_model") for r in g),
             driver=_joined(r.get("driver") for r in g),
             commit=_joined(r.get("commit") for r in g),
+            pinned_commit=_joined(r.get("pinned_commit") for r in g),
             data=_joined(r.get("data") for r in g),
             method=_joined(r.get("method") for r in g),
             stack=_joined(r.get("stack") for r in g),
@@ -325,6 +328,7 @@ def summary(runs: pd.DataFrame, rows: dict[str, RowInfo] | None = None) -> pd.Da
             gpu_model=rec.get("gpu_model"),
             driver=rec.get("driver"),
             commit=rec.get("commit"),
+            pinned_commit=rec.get("pinned_commit"),
             data=rec.get("data"),
             method=None,
             stack=rec.get("stack"),

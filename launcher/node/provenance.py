@@ -228,6 +228,7 @@ def capture(
         "hardware": _get(spec, "hardware"),
         "repo": _get(spec, "repo"),
         "commit": _get(spec, "commit_full") or _get(spec, "commit"),
+        "pinned_commit": _get(spec, "pinned_commit"),
         "recipe_hash": _get(spec, "recipe_hash"),
         "launcher_version": None,
         "env": {
