@@ -31,7 +31,7 @@ from ..rundir import atomic_write_json, now_iso
 from ..spec import JobSpec
 from .errors import GitError, StackBlocked
 from ..locks import locked
-from .git import _rev_parse, discard, ensure_mirror, git, normalize_repo, repo_key, resolve_commit
+from .git import rev_parse, discard, ensure_mirror, git, normalize_repo, repo_key, resolve_commit
 from .patches import apply_patches
 from .recipe import recipe_hash, row_dir
 
@@ -158,7 +158,7 @@ def prepare(
             mirror = ensure_mirror(spec.repo, cache, say, timeout=fetch_timeout)
             try:
                 spec.commit_full = resolve_commit(spec.repo, mirror, spec.commit, say, timeout=fetch_timeout)
-                if spec.pinned_commit and _rev_parse(mirror, spec.pinned_commit)[0] == spec.commit_full:
+                if spec.pinned_commit and rev_parse(mirror, spec.pinned_commit)[0] == spec.commit_full:
                     spec.pinned_commit = None  # the pin by another name (a tag, a longer hash): not a replacement
                 if spec.pinned_commit:
                     say(f"{spec.impl}: running {spec.commit_full[:12]} in place of the row's pin {spec.pinned_commit}")

@@ -119,7 +119,7 @@ def ensure_mirror(repo: str, cache_dir: Path, log=None, timeout: float | None = 
     return path
 
 
-def _rev_parse(mirror: Path, rev: str) -> tuple[str | None, str]:
+def rev_parse(mirror: Path, rev: str) -> tuple[str | None, str]:
     out = git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"], cwd=mirror, check=False)
     if out.returncode == 0:
         return out.stdout.strip(), ""
@@ -138,7 +138,7 @@ def resolve_commit(repo: str, mirror: Path, commit: str, log=None, timeout: floa
     if not commit or not str(commit).strip():
         raise CommitNotFound(f"impl.repo is {repo} but impl.commit is empty; pin a tag or a commit hash")
     commit = str(commit).strip()
-    full, why = _rev_parse(mirror, commit)
+    full, why = rev_parse(mirror, commit)
     if full:
         return full
     if "ambiguous" in why:
@@ -152,13 +152,13 @@ def resolve_commit(repo: str, mirror: Path, commit: str, log=None, timeout: floa
         if fetched.returncode == 0
         else f"fetching {source} failed: {fetched.stderr.strip()}"
     ]
-    full, why = _rev_parse(mirror, commit)
+    full, why = rev_parse(mirror, commit)
     if not full and _FULL_HASH.match(commit.lower()) and fetched.returncode == 0:
         by_name = git(["fetch", "--quiet", "origin", commit], cwd=mirror, check=False, timeout=timeout)
         notes.append(
             "also asked for the hash by name" + ("" if by_name.returncode == 0 else f" ({by_name.stderr.strip()})")
         )
-        full, why = _rev_parse(mirror, commit)
+        full, why = rev_parse(mirror, commit)
     if full:
         return full
     if "ambiguous" in why:
