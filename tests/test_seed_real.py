@@ -104,6 +104,7 @@ def test_maskrcnn_benchmark_0ce8f6f_runs_for_real_on_todays_stack(tmp_path):
         "impl=maskrcnn_benchmark",
         "stack=today",
         f"impl.repo={mirrors / 'maskrcnn-benchmark.bundle'}",
+        f"data.coco_root={tmp_path / 'syn' / 'coco'}",
         f"data.coco2014_root={tmp_path / 'syn' / 'coco'}",
         f"cache_dir={tmp_path / 'cache'}",
         cwd=tmp_path,
