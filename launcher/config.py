@@ -69,6 +69,9 @@ class EnvironmentConfig:
     constraints: Optional[str] = None
     # the build compiles CUDA extensions: toolchain checked before it, device code for every target arch proven after
     cuda_extensions: bool = False
+    # extension modules the build makes from C++ alone (work-tree paths without the .cpython-*.so suffix, e.g.
+    # mmdet/ops/utils/compiling_info): they hold no device code by design; every other module must
+    host_only_extensions: List[str] = field(default_factory=list)
     check: bool = True  # on the node, before the command: compare `software` with what the environment has
     # shell lines that make the environment, run on a host with internet (python -m launcher.env create impl=...)
     create: List[str] = field(default_factory=list)

@@ -90,6 +90,11 @@ def test_the_index_toolkit_matches_torch_and_compiles_device_code_for_sm80_and_s
     assert device_code_problems(tmp_path, ["8.0", "9.0"]) == ([], {"k_ext.so": ["sm_80", "sm_90"]})
     problems, _ = device_code_problems(tmp_path, ["7.0", "9.0"])
     assert problems == ["k_ext.so has device code for sm_80, sm_90, not for sm_70"]
+    # a C++-only module beside it (mmdetection's compiling_info): an error unless the row declares it host-only
+    (tmp_path / "utils").mkdir()
+    cpu_extension(tmp_path / "utils").rename(tmp_path / "utils" / "info.cpython-311-x86_64-linux-gnu.so")
+    assert device_code_problems(tmp_path, ["8.0", "9.0"])[0][0].startswith("utils/info.cpython-311")
+    assert device_code_problems(tmp_path, ["8.0", "9.0"], ["utils/info"])[0] == []
     # nothing here checks the compiler's gcc range twice: the index's nvcc accepts this machine's gcc
     assert toolchain_problems(index_cuda, torch_cuda(), ("c++", (12, 2), "gcc")) == []
 
@@ -181,6 +186,31 @@ def test_a_cpu_only_extension_for_a_gpu_group_is_an_error_never_a_marker(tmp_pat
     cpu_extension(Path(s.checkout_dir))
     lines: list[str] = []
     with pytest.raises(ToolchainError, match=r"_C.so holds no device code .* CPU-only build for a GPU hardware group"):
+        after_build(s, lines.append)
+
+
+def test_a_declared_host_only_module_is_exempt_and_the_others_are_not(tmp_path):
+    """`impl.environment.host_only_extensions`: a module built from C++ alone (mmdetection's
+    mmdet/ops/utils/compiling_info) holds no device code by design; it is reported, not an error, while an
+    undeclared CPU-only module still is, and a build whose every module is declared host-only is one too."""
+    from launcher.node.compiled import after_build
+
+    s = managed_spec(tmp_path, compute_capability="9.0", hardware="h100x8")
+    s.environment["cuda_extensions"] = True
+    tree = Path(s.checkout_dir)
+    (tree / "pkg" / "utils").mkdir(parents=True)
+    cpu_extension(tree / "pkg" / "utils").rename(
+        tree / "pkg" / "utils" / "compiling_info.cpython-311-x86_64-linux-gnu.so"
+    )
+    cpu_extension(tree / "pkg")
+    s.environment["host_only_extensions"] = ["pkg/utils/compiling_info"]
+    lines: list[str] = []
+    with pytest.raises(ToolchainError) as e:
+        after_build(s, lines.append)
+    assert "pkg/_C.so holds no device code" in str(e.value) and "compiling_info" not in str(e.value)
+    assert "[launcher] device code: pkg/utils/compiling_info.cpython-311-x86_64-linux-gnu.so: none" in lines
+    (tree / "pkg" / "_C.so").unlink()
+    with pytest.raises(ToolchainError, match=r"every extension module in .* is declared host-only"):
         after_build(s, lines.append)
 
 

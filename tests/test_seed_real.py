@@ -79,3 +79,48 @@ def test_detectron2_v012_runs_for_real_on_todays_stack(tmp_path):
     assert (
         parse.get_parser("detectron2").measure(Path(r2.log_path).read_text(), (20, 40), 2).throughput == r2.throughput
     )
+
+
+MRB_COMMIT = "0ce8f6f64b5c462dc2e8cad14620a188f98b4411"
+
+
+@pytest.mark.slow
+def test_maskrcnn_benchmark_0ce8f6f_runs_for_real_on_todays_stack(tmp_path):
+    """maskrcnn-benchmark at the seed's commit (issue 18): its compat patches (torch._six, an optional apex.amp,
+    CPU RoIAlign/RoIPool backward, numpy's np.float), its CPU `_C` built in the managed venv (~1.5 min), then
+    60 iterations through the seed's torch.distributed.launch (1 rank, ~3-7 min on 2 cores), timed from its log.txt."""
+    mirrors = mirrors_dir()
+    if mirrors is None or not (mirrors / "maskrcnn-benchmark.bundle").is_file():
+        pytest.skip("no maskrcnn-benchmark.bundle in ../shared/mirrors (or $LAUNCHER_MIRRORS)")
+    syn = subprocess.run(
+        [sys.executable, "-m", "launcher.data", "synth", "--out", str(tmp_path / "syn")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert syn.returncode == 0, syn.stderr
+    p = run_launcher(
+        "impl=maskrcnn_benchmark",
+        "stack=today",
+        f"impl.repo={mirrors / 'maskrcnn-benchmark.bundle'}",
+        f"data.coco_root={tmp_path / 'syn' / 'coco'}",
+        f"data.coco2014_root={tmp_path / 'syn' / 'coco'}",
+        f"cache_dir={tmp_path / 'cache'}",
+        cwd=tmp_path,
+        timeout=2400,
+    )
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
+    assert "ok (smoke)" in p.stdout and "build: done in" in p.stdout
+    (run,) = run_dirs(tmp_path)
+    r = read_result(run)
+    assert (r.status, r.stack, r.scale, r.data, r.ranks) == ("ok", "today", "smoke", "synthetic", 1)
+    assert r.commit == MRB_COMMIT and r.window == [20, 40] and r.images_per_iter == 2
+    assert Path(r.log_path) == run / "output" / "log.txt"  # the row's own log in this run's directory
+    again = parse.get_parser("maskrcnn_benchmark").measure(Path(r.log_path).read_text(), (20, 40), 2)
+    assert again.throughput == r.throughput
+    spec = json.loads((run / "spec.json").read_text())
+    tree = Path(spec["checkout_dir"])
+    assert list((tree / "maskrcnn_benchmark").glob("_C*.so"))
+    assert (tree / "maskrcnn_benchmark" / "utils" / "amp_compat.py").is_file()  # the apex stand-in, no apex
+    assert "np.float)" not in (tree / "maskrcnn_benchmark" / "modeling" / "rpn" / "anchor_generator.py").read_text()

@@ -203,7 +203,8 @@ def after_build(spec: JobSpec, write: Callable[[str], None]) -> dict:
     archs = cuda_archs(spec)
     if not archs:
         return {}
-    problems, report = device_code_problems(Path(spec.checkout_dir or spec.exec_dir), archs)
+    host_only = list((spec.environment or {}).get("host_only_extensions") or ())
+    problems, report = device_code_problems(Path(spec.checkout_dir or spec.exec_dir), archs, host_only)
     for mod, sms in report.items():
         write(f"[launcher] device code: {mod}: {', '.join(sms) or 'none'}")
     if problems:

@@ -19,6 +19,8 @@ when the hardware group has GPUs (`hardware.compute_capability`: 7.0 V100, 8.0 A
 * **Proof after** (`device_code_problems`): every extension module (`*.so`) the build made in the work tree has
   an `.nv_fatbin` ELF section whose fat binary holds a cubin for each target `sm_XY`; a CPU-only build (no
   device code: the silent fallback of a `setup.py` that finds no CUDA) for a GPU hardware group is an error.
+  A module the row declares C++-only (`impl.environment.host_only_extensions`, e.g. mmdetection's
+  `mmdet/ops/utils/compiling_info`, which only reports the compiler's versions) is exempt; at least one other is not.
 """
 
 from __future__ import annotations
@@ -404,8 +406,17 @@ def device_code(path: Path) -> dict[str, set[int]]:
     return fatbin_archs(_elf_sections(Path(path).read_bytes()).get(".nv_fatbin", b""))
 
 
-def device_code_problems(tree: Path, archs: list[str]) -> tuple[list[str], dict[str, list[str]]]:
-    """(problems, {module: [sm_XY, ...]}) for the extension modules built in TREE against the target ARCHS."""
+def _module_name(rel: Path) -> str:
+    """mmdet/ops/utils/compiling_info.cpython-311-x86_64-linux-gnu.so -> mmdet/ops/utils/compiling_info."""
+    return str(rel.parent / rel.name.split(".", 1)[0])
+
+
+def device_code_problems(
+    tree: Path, archs: list[str], host_only: list[str] | tuple[str, ...] = ()
+) -> tuple[list[str], dict[str, list[str]]]:
+    """(problems, {module: [sm_XY, ...]}) for the extension modules built in TREE against the target ARCHS.
+    HOST_ONLY names the modules the row declares as C++ only (`host_only_extensions`): reported, not required to
+    hold device code; every other module is, and at least one must."""
     wanted = {int(a.replace(".", "")) for a in archs}
     mods = extension_modules(tree)
     if not mods:
@@ -416,6 +427,8 @@ def device_code_problems(tree: Path, archs: list[str]) -> tuple[list[str], dict[
         have = code["elf"]
         report[str(m.relative_to(tree))] = [f"sm_{s}" for s in sorted(have)]
         rel = m.relative_to(tree)
+        if _module_name(rel) in host_only:
+            continue
         if not have and not code["ptx"]:
             problems.append(
                 f"{rel} holds no device code (no .nv_fatbin section): a CPU-only build for a GPU hardware "
@@ -427,4 +440,6 @@ def device_code_problems(tree: Path, archs: list[str]) -> tuple[list[str], dict[
                 f"{rel} has device code for {', '.join(f'sm_{s}' for s in sorted(have)) or 'no cubin'}, "
                 f"not for {', '.join(f'sm_{s}' for s in sorted(wanted - have))}"
             )
+    if not problems and all(_module_name(m.relative_to(tree)) in host_only for m in mods):
+        problems.append(f"every extension module in {tree} is declared host-only: no device code was built")
     return problems, report

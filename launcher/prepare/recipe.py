@@ -94,6 +94,8 @@ def recipe_document(spec: JobSpec, jobs_dir: str | Path | None = None) -> dict[s
             env.pop(key, None)
     if not env.get("cuda_extensions"):  # added with compiled builds: absent, older recipes keep their hashes
         env.pop("cuda_extensions", None)
+    if not env.get("host_only_extensions"):  # added later: absent, older recipes keep their hashes
+        env.pop("host_only_extensions", None)
     env.pop("check", None)  # whether the node compares the software is the launcher's behaviour, not the recipe's
     if not env.get("create"):
         env.pop("create", None)
