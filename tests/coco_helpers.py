@@ -5,7 +5,11 @@ minival2014 = val2017, an image keeping its id), each image a small real JPEG wi
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
+
+from tests.conftest import ROOT
 
 CATEGORIES = [
     {"id": 1, "name": "person", "supercategory": "person"},
@@ -66,3 +70,17 @@ def make_coco(root: Path, train_ids=(9, 25, 30, 34, 36, 42), val_ids=(139, 285),
         for name, images in files.items():
             (c14 / "annotations" / name).write_text(json.dumps(_instances(images)))
     return {"coco_root": c17, "coco2014_root": c14 if with_2014 else None}
+
+
+def synth_coco(tmp_path: Path) -> Path:
+    """The launcher's own synthetic COCO set (`python -m launcher.data synth`, 2017 and 2014 names) under
+    TMP_PATH/syn, as a user makes it for a smoke run of a seed row; returns its coco root."""
+    syn = subprocess.run(
+        [sys.executable, "-m", "launcher.data", "synth", "--out", str(tmp_path / "syn")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert syn.returncode == 0, syn.stderr
+    return tmp_path / "syn" / "coco"

@@ -10,8 +10,6 @@ rows' 2-rank runs build and train their real code (`heavy`: python -m pytest -m 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,8 @@ from launcher import parse
 from launcher.plan import ConfigError, plan, runnable_problems
 from launcher.prepare.recipe import recipe_hash
 from launcher.rundir import Result, read_result
-from tests.conftest import ROOT, mirror, run_launcher
+from tests.conftest import mirror, run_launcher
+from tests.coco_helpers import synth_coco
 
 
 def test_ranks_default_to_the_gpu_count_and_to_one_without_gpus(compose, tmp_path):
@@ -78,18 +77,6 @@ def test_more_ranks_than_gpus_and_zero_ranks_are_refused(compose, tmp_path):
         plan(compose("impl=torchvision", "hardware.ranks_per_node=0"), tmp_path)
 
 
-def _synth(tmp_path: Path) -> Path:
-    syn = subprocess.run(
-        [sys.executable, "-m", "launcher.data", "synth", "--out", str(tmp_path / "syn")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert syn.returncode == 0, syn.stderr
-    return tmp_path / "syn" / "coco"
-
-
 @pytest.mark.workload
 def test_torchvision_trains_with_two_cpu_ranks_through_ddp(tmp_path):
     p = run_launcher(
@@ -125,7 +112,7 @@ def test_each_pytorch_seed_row_trains_with_two_cpu_ranks_from_an_empty_cache(tmp
     bundle = mirror(ROWS[row][0])
     if bundle is None:
         pytest.skip(f"no {ROWS[row][0]} in ../shared/mirrors")
-    coco = _synth(tmp_path)
+    coco = synth_coco(tmp_path)
     extra = ["window.end=20"] if row == "mmdetection" else []  # 100 images / 4 per iteration: one epoch is 25
     p = run_launcher(
         f"impl={row}",

@@ -14,7 +14,8 @@ import pytest
 
 from launcher import parse
 from launcher.rundir import read_result
-from tests.conftest import ROOT, mirrors_dir, run_launcher
+from tests.conftest import mirrors_dir, run_launcher
+from tests.coco_helpers import synth_coco
 
 D2_COMMIT = "60205f80f300a7000373ea2dd6ff73574bf16978"
 
@@ -28,14 +29,7 @@ def test_detectron2_v012_runs_for_real_on_todays_stack(tmp_path):
     mirrors = mirrors_dir()
     if mirrors is None:
         pytest.skip("no detectron2.bundle in ../shared/mirrors (or $LAUNCHER_MIRRORS): the seed's code is not here")
-    syn = subprocess.run(
-        [sys.executable, "-m", "launcher.data", "synth", "--out", str(tmp_path / "syn")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert syn.returncode == 0, syn.stderr
+    synth_coco(tmp_path)
     args = (
         "impl=detectron2",
         "stack=today",
@@ -92,14 +86,7 @@ def test_maskrcnn_benchmark_0ce8f6f_runs_for_real_on_todays_stack(tmp_path):
     mirrors = mirrors_dir()
     if mirrors is None or not (mirrors / "maskrcnn-benchmark.bundle").is_file():
         pytest.skip("no maskrcnn-benchmark.bundle in ../shared/mirrors (or $LAUNCHER_MIRRORS)")
-    syn = subprocess.run(
-        [sys.executable, "-m", "launcher.data", "synth", "--out", str(tmp_path / "syn")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert syn.returncode == 0, syn.stderr
+    synth_coco(tmp_path)
     p = run_launcher(
         "impl=maskrcnn_benchmark",
         "stack=today",

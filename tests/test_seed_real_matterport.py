@@ -22,7 +22,8 @@ import pytest
 
 from launcher import parse
 from launcher.rundir import read_result
-from tests.conftest import ROOT, run_launcher
+from tests.conftest import run_launcher
+from tests.coco_helpers import synth_coco
 
 #: the blobs of 3deaec5's tree that the seed's diff names (its index lines) and the row's code needs
 TREE_3DEAEC5 = {
@@ -51,15 +52,7 @@ def test_matterport_3deaec5_runs_for_real_on_tf2(tmp_path):
     commit = _git(repo, "rev-parse", "HEAD")
     for path, blob in TREE_3DEAEC5.items():  # the tree is 3deaec5's where the row's code is
         assert _git(repo, "rev-parse", f"HEAD:{path}") == blob, path
-    syn = subprocess.run(
-        [sys.executable, "-m", "launcher.data", "synth", "--out", str(tmp_path / "syn")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert syn.returncode == 0, syn.stderr
+    synth_coco(tmp_path)
     coco = tmp_path / "syn" / "coco"
     run = run_launcher(
         "impl=matterport",

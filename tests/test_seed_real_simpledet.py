@@ -14,15 +14,14 @@ only when asked:
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from launcher import parse
 from launcher.rundir import read_result
-from tests.conftest import ROOT, mirror, run_launcher
+from tests.conftest import mirror, run_launcher
+from tests.coco_helpers import synth_coco
 
 SD_COMMIT = "9187a10569dd4eab6bfe5c64361a280357b8cd6c"
 
@@ -37,15 +36,7 @@ def test_simpledet_9187a10_runs_for_real_on_mxnet_191(tmp_path):
     bundle = mirror("simpledet.bundle")
     if bundle is None:
         pytest.skip("no simpledet.bundle in ../shared/mirrors (or $LAUNCHER_MIRRORS): the seed's code is not here")
-    syn = subprocess.run(
-        [sys.executable, "-m", "launcher.data", "synth", "--out", str(tmp_path / "syn")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert syn.returncode == 0, syn.stderr
+    synth_coco(tmp_path)
     extra = [
         f"++impl.options.{k}={os.environ[v]}"
         for k, v in (("mxnet_repo", "LAUNCHER_MXNET_REPO"), ("mxnext_repo", "LAUNCHER_MXNEXT_REPO"))

@@ -25,7 +25,8 @@ import pytest
 
 from launcher import parse
 from launcher.rundir import read_result
-from tests.conftest import ROOT, mirror, run_launcher
+from tests.conftest import mirror, run_launcher
+from tests.coco_helpers import synth_coco
 
 TP_COMMIT = "caafda80b17898b3532c86108155bf7ec0c4d245"
 
@@ -34,15 +35,7 @@ def _bundle_and_data(tmp_path: Path) -> Path:
     bundle = mirror("tensorpack.bundle")
     if bundle is None:
         pytest.skip("no tensorpack.bundle in ../shared/mirrors (or $LAUNCHER_MIRRORS): the seed's code is not here")
-    syn = subprocess.run(
-        [sys.executable, "-m", "launcher.data", "synth", "--out", str(tmp_path / "syn")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert syn.returncode == 0, syn.stderr
+    synth_coco(tmp_path)
     return bundle
 
 
