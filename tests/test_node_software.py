@@ -295,3 +295,20 @@ def test_a_launcher_row_is_checked_in_process_with_the_subprocess_answer(tmp_pat
     assert len(started) == 1 and [(i.key, i.found) for i in slow.items] == [(i.key, i.found) for i in fast.items]
     check(spec(tmp_path, environment={"kind": "launcher", "software": {**want, "cuda": "13.0"}}))
     assert len(started) == 2
+
+
+def test_a_wheels_record_is_searched_as_the_distributions_file_list_says():
+    """owned() reads a wheel's RECORD as text (torch's has ~15,000 lines: a path object for each cost the node 60 ms
+    before every command); it must name exactly the files `Distribution.files` names, and nothing it does not."""
+    from importlib import metadata
+
+    from launcher.node.software_probe import lists
+
+    for name in ("omegaconf", "pytest", "hydra-core"):
+        dd = metadata.distribution(name)
+        files = [str(f) for f in dd.files]
+        for f in (files[0], files[len(files) // 2], files[-1]):
+            assert lists(dd, f), (name, f)
+        some = next(f for f in files if f.endswith(".py"))
+        for absent in (some[:-1], some + "c", "x" + some, "no/such/module.py"):  # a prefix, longer, another dir
+            assert lists(dd, absent) == (absent in files), (name, absent)
