@@ -169,3 +169,21 @@ def test_the_framework_probe_runs_in_the_rows_environment(tmp_path, monkeypatch)
     monkeypatch.setenv("PATH", f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}")  # another `python` first on PATH
     p = provenance.capture(dataclasses.replace(_spec(tmp_path), environment={"kind": "launcher"}))
     assert Path(p["python_executable"]).parent == Path(sys.executable).parent and p["framework_version"]
+
+
+def test_a_launcher_row_with_nothing_to_import_is_probed_in_process(tmp_path, monkeypatch):
+    """A row that runs the launcher's own Python with a framework the probe does not import (a stand-in) has its
+    Python named without a subprocess (it started one only to say so): the same answer the subprocess gives."""
+    import dataclasses
+    import subprocess
+
+    real_run, started = subprocess.run, []
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: started.append(a) or real_run(*a, **k))
+    row = dataclasses.replace(_spec(tmp_path, framework="stand-in"), environment={"kind": "launcher"})
+    fast = provenance.probe_framework("stand-in", spec=row)
+    assert not started
+    slow = provenance.probe_framework("stand-in", spec=dataclasses.replace(row, env={"PYTHONPATH": str(tmp_path)}))
+    assert len(started) == 1
+    assert fast == slow and fast["python_executable"] and "framework_version" not in fast
+    provenance.probe_framework("pytorch", spec=row)  # a framework it imports: always in the row's own Python
+    assert len(started) == 2

@@ -10,6 +10,10 @@ import platform
 import sys
 
 
+#: the frameworks this probe imports; for any other it says only which Python it ran on
+IMPORTS = ("pytorch", "caffe2", "torch", "tensorflow", "tf", "mxnet")
+
+
 def probe(fw):
     out = {"python_version": platform.python_version(), "python_executable": sys.executable}
     try:

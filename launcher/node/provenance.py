@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from ..rundir import JOB_ID_VAR, JOB_NODES_VAR, JOB_NUM_NODES_VAR, PROVENANCE_FILE, SCHEDULER_ENV_VAR, atomic_write_json
 from ..spec import JobSpec
+from . import framework_probe
 
 SCHEMA = 1
 
@@ -164,11 +165,28 @@ def _in_row_environment(spec: Any, framework: str | None) -> tuple[list[str], di
     return ["bash", "-c", command], command_environ(spec)
 
 
+def _same_interpreter_without_import(spec: Any, framework: str | None) -> bool:
+    if not isinstance(spec, JobSpec) or (framework or "").lower() in framework_probe.IMPORTS:
+        return False
+    from .environment import EnvironmentSpecError, environment_for
+    from .software import _same_interpreter
+
+    try:
+        return _same_interpreter(spec, environment_for(spec).kind)
+    except EnvironmentSpecError:
+        return False
+
+
 def probe_framework(
     framework: str | None, python: str | None = None, timeout: float = 60, spec: Any = None
 ) -> dict[str, Any]:
     """Framework, CUDA, cuDNN and NCCL versions as the row's Python imports them (subprocess, timeout): PYTHON
-    when given, else the row's own environment (SPEC), else this interpreter."""
+    when given, else the row's own environment (SPEC), else this interpreter.
+
+    A row that runs this very interpreter with a framework the probe does not import (a stand-in, say) is
+    answered in-process: the subprocess would start a Python only to name it."""
+    if python is None and _same_interpreter_without_import(spec, framework):
+        return framework_probe.probe((framework or "").lower())
     cmd, env = (None if python else _in_row_environment(spec, framework)) or (None, None)
     out = _run(cmd or [python or sys.executable, "-c", _PROBE, framework or ""], timeout=timeout, env=env)
     if not out:
