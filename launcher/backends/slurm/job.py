@@ -1,9 +1,13 @@
 """What runs inside a Slurm job: the node entry point under submitit, and the job's end on a signal.
 
-* **The same node entry point as every backend.** The submitit job runs `NodeCall`, which starts
-  `python -m launcher.node RUN_DIR` as a child process. A child (not `run_node` in-process) keeps
-  the node's own SIGTERM/SIGUSR2 handlers intact next to submitit's, and lets `NodeCall` stop the
-  node and settle its result when Slurm says the time is up or the job is preempted.
+* **The same node entry point as every backend.** The submitit job runs `NodeCall`, which runs
+  the node entry point (`python -m launcher.node RUN_DIR`) as a child process in its own session.
+  A child (not `run_node` in-process) keeps the node's own SIGTERM/SIGUSR2 handlers intact next to
+  submitit's, and lets `NodeCall` stop the node and settle its result when Slurm says the time is
+  up or the job is preempted. When the node's Python is this very interpreter and launcher, the
+  child is a fork of this process (`ForkedNode`) rather than a new interpreter: the same entry
+  point without a second Python start-up and launcher import (0.1-0.2 s of CPU a row, paid while
+  a sweep's rows start side by side; bench/vs_plugin.py).
 * **Time limit vs preemption.** submitit asks Slurm for SIGUSR2 shortly before the time limit
   (`--signal=USR2@N`); a preemption that lets the job checkpoint sends the same signal. `NodeCall.
   checkpoint` tells them apart as submitit does (time used against time requested): a time limit
@@ -16,9 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -83,6 +89,66 @@ def slurm_nodes(environ: Mapping[str, str]) -> tuple[str | None, int | None]:
     return environ.get("SLURM_JOB_NODELIST") or None, int(count) if count.isdigit() else None
 
 
+#: the signals a node handles itself; blocked around the fork so none reaches submitit's handlers in the child
+NODE_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
+
+
+class ForkedNode:
+    """`python -m launcher.node RUN_DIR` as a fork of this process: what `subprocess.Popen` of it would be
+    (its own session, ENV as its environment, the same stdout / stderr), with Popen's `pid`, `poll()` and
+    `returncode`. The child starts from Python's default signal handlers, never returns into the caller (it
+    leaves with os._exit, so submitit's code after the call never runs twice), and gives back its leases."""
+
+    def __init__(self, run_dir: str, env: Mapping[str, str]) -> None:
+        from ...node import run as node_run  # imported here, before the fork: the child starts with it
+
+        self.returncode: int | None = None
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # nothing buffered is written twice
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, NODE_SIGNALS)
+        pid = os.fork()
+        if pid == 0:
+            _node_child(node_run, run_dir, env, old_mask)  # never returns
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped already (a signal handler's poll): its code is kept below
+                return self.returncode
+            if pid == self.pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+def _node_child(node_run: Any, run_dir: str, env: Mapping[str, str], mask: Any) -> None:
+    code = 1
+    try:
+        os.setsid()
+        for s in NODE_SIGNALS:
+            signal.signal(s, signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        os.environ.clear()
+        os.environ.update(env)
+        sys.argv = [sys.executable, "-m", "launcher.node", str(run_dir)]
+        code = node_run.main([str(run_dir)])
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            from ... import lease
+
+            lease.release_all()  # what the node's atexit would do; os._exit runs no atexit
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code if isinstance(code, int) else 1)
+
+
 class NodeCall:
     """What a Slurm job runs: the node entry point for one run dir, with submitit's checkpoint hook.
 
@@ -102,7 +168,7 @@ class NodeCall:
         self.python = python or sys.executable
         self.pythonpath = pythonpath or str(PROJECT_ROOT)
         self.requeues = requeues
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen | ForkedNode | None = None
         self._started = 0.0
 
     def __getstate__(self) -> dict:
@@ -118,17 +184,32 @@ class NodeCall:
         env.update(job_environ(slurm_job_id(env), *slurm_nodes(env), {k: env[k] for k in SLURM_ENV if k in env}))
         return env
 
+    def _can_fork(self) -> bool:
+        """Whether a fork of this process is the node's Python: the same interpreter (as named: a venv's python
+        is a link to the base one, with other packages) and the same launcher, on a system with fork."""
+        if os.environ.get("LAUNCHER_NODE_EXEC") or not hasattr(os, "fork"):  # LAUNCHER_NODE_EXEC=1: always a new Python
+            return False
+        try:
+            return os.path.abspath(self.python) == os.path.abspath(sys.executable) and os.path.samefile(
+                self.pythonpath, PROJECT_ROOT
+            )
+        except OSError:
+            return False
+
     def __call__(self, run_dir: str) -> str:
         """Run the node entry point to its end; return the status it wrote in result.json."""
         self._started = time.time()
         # its own session: stopping it (checkpoint) reaches the row's whole process tree
-        self._proc = subprocess.Popen(
-            [self.python, "-m", "launcher.node", str(run_dir)], env=self._env(), start_new_session=True
-        )
+        if self._can_fork():
+            self._proc = ForkedNode(str(run_dir), self._env())
+        else:
+            self._proc = subprocess.Popen(
+                [self.python, "-m", "launcher.node", str(run_dir)], env=self._env(), start_new_session=True
+            )
         # poll rather than wait(): submitit's SIGUSR2 handler may interrupt this loop, and a blocking
         # Popen.wait() would hold the lock the handler needs to reap the child
         while self._proc.poll() is None:
-            time.sleep(0.5)
+            time.sleep(0.1)
         code = self._proc.returncode
         if os.environ.get("SLURM_NODEID", "0") != "0":  # a row over several nodes: node 0 writes the result
             if code != 0:
