@@ -50,10 +50,11 @@ def gather(
     return runs_frame(records), problems
 
 
-def write_tables(runs: pd.DataFrame, out_dir: str | os.PathLike) -> list[Path]:
+def write_tables(runs: pd.DataFrame, out_dir: str | os.PathLike, table: pd.DataFrame | None = None) -> list[Path]:
     """table.rst, table.md and results.csv in `out_dir`, replaced as one set (fileset.py): two gathers
-    writing one directory, or one dying midway, never leave files of different gathers side by side."""
-    table = summary(runs)
+    writing one directory, or one dying midway, never leave files of different gathers side by side.
+    `table`: summary(runs), when the caller has it already."""
+    table = summary(runs) if table is None else table
     return write_set(out_dir, {name: render(runs, fmt, table=table) for fmt, name in TABLE_FILES.items()})
 
 
@@ -67,9 +68,10 @@ def report(
     """What the app calls at the end of a run or multirun: gather, record history, write the table
     files next to the sweep, and return the text to print (problems listed below the table)."""
     runs, problems = gather(paths, db=db)
+    table = summary(runs)  # once, for the files and the text
     if out_dir is not None:
         try:
-            write_tables(runs, out_dir)
+            write_tables(runs, out_dir, table)
         except OSError as e:  # a full disk, a read-only sweep dir: the table is still printed, the rows ran as they ran
             problems.append(
                 Problem(
@@ -80,7 +82,7 @@ def report(
                     fatal=False,
                 )
             )
-    text = render(runs, fmt)
+    text = render(runs, fmt, table=table)
     from .scaling import has_curve, plot_scaling, render_scaling, scaling_table
 
     scaling = scaling_table(runs)
