@@ -106,10 +106,12 @@ class ForkedNode:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()  # nothing buffered is written twice
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, NODE_SIGNALS)
-        pid = os.fork()
-        if pid == 0:
-            _node_child(node_run, run_dir, env, old_mask)  # never returns
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                _node_child(node_run, run_dir, env, old_mask)  # never returns
+        finally:  # the caller's signals come through again, the fork made or not
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         self.pid = pid
 
     def poll(self) -> int | None:
@@ -200,9 +202,13 @@ class NodeCall:
         """Run the node entry point to its end; return the status it wrote in result.json."""
         self._started = time.time()
         # its own session: stopping it (checkpoint) reaches the row's whole process tree
+        self._proc = None
         if self._can_fork():
-            self._proc = ForkedNode(str(run_dir), self._env())
-        else:
+            try:
+                self._proc = ForkedNode(str(run_dir), self._env())
+            except OSError:  # no fork (memory): a new Python, which Popen starts without copying this process
+                self._proc = None
+        if self._proc is None:
             self._proc = subprocess.Popen(
                 [self.python, "-m", "launcher.node", str(run_dir)], env=self._env(), start_new_session=True
             )
