@@ -169,10 +169,10 @@ def _same_interpreter_without_import(spec: Any, framework: str | None) -> bool:
     if not isinstance(spec, JobSpec) or (framework or "").lower() in framework_probe.IMPORTS:
         return False
     from .environment import EnvironmentSpecError, environment_for
-    from .software import _same_interpreter
+    from .software import same_interpreter
 
     try:
-        return _same_interpreter(spec, environment_for(spec).kind)
+        return same_interpreter(spec, environment_for(spec).kind)
     except EnvironmentSpecError:
         return False
 

@@ -150,7 +150,7 @@ def check(spec, timeout_s: float = TIMEOUT_S) -> Check | None:
         return None
     env = environment_for(spec)
     result = Check(where=env.describe())
-    found = software_probe.probe_metadata_only(list(wanted)) if _same_interpreter(spec, env.kind) else None
+    found = software_probe.probe_metadata_only(list(wanted)) if same_interpreter(spec, env.kind) else None
     if found is not None:  # the row runs this very interpreter: no subprocess (it would start a Python to say the same)
         return _compare(result, wanted, found)
     cmd = f"python -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(list(wanted)))} {shlex.quote(json.dumps(wanted))}"
@@ -174,7 +174,7 @@ def check(spec, timeout_s: float = TIMEOUT_S) -> Check | None:
     return _compare(result, wanted, json.loads(line[len(MARK) :]))
 
 
-def _same_interpreter(spec, kind: str) -> bool:
+def same_interpreter(spec, kind: str) -> bool:
     """Whether the row's `python` is this process's interpreter with this process's import path: a launcher row
     whose env vars leave Python's search path alone (command_environ puts this interpreter first on PATH)."""
     return kind == "launcher" and not any(k.startswith("PYTHON") and k != "PYTHONUNBUFFERED" for k in spec.env or {})
